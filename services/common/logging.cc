@@ -1,0 +1,73 @@
+#include "services/common/logging.h"
+
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+namespace tecl {
+namespace {
+
+LogSeverity InitialLevel() {
+  const char* env = std::getenv("TECL_LOG_LEVEL");
+  if (env == nullptr) return LogSeverity::kInfo;
+  if (std::strcmp(env, "WARNING") == 0) return LogSeverity::kWarning;
+  if (std::strcmp(env, "ERROR") == 0) return LogSeverity::kError;
+  return LogSeverity::kInfo;
+}
+
+std::atomic<int> g_min_level{static_cast<int>(InitialLevel())};
+std::mutex g_tag_mu;
+std::string* g_tag = new std::string();
+
+const char* Basename(const char* path) {
+  const char* slash = std::strrchr(path, '/');
+  return slash == nullptr ? path : slash + 1;
+}
+
+}  // namespace
+
+void SetMinLogLevel(LogSeverity severity) { g_min_level = static_cast<int>(severity); }
+LogSeverity MinLogLevel() { return static_cast<LogSeverity>(g_min_level.load()); }
+
+void SetLogTag(const std::string& tag) {
+  std::lock_guard<std::mutex> lock(g_tag_mu);
+  *g_tag = tag;
+}
+
+namespace internal {
+
+LogMessage::LogMessage(const char* file, int line, LogSeverity severity) : severity_(severity) {
+  static const char kLetters[] = {'I', 'W', 'E', 'F'};
+  struct timeval tv;
+  gettimeofday(&tv, nullptr);
+  struct tm tm;
+  localtime_r(&tv.tv_sec, &tm);
+  char prefix[96];
+  std::snprintf(prefix, sizeof(prefix), "%c%02d%02d %02d:%02d:%02d.%06ld %d %s:%d] ",
+                kLetters[static_cast<int>(severity)], tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                tm.tm_min, tm.tm_sec, static_cast<long>(tv.tv_usec), static_cast<int>(getpid()),
+                Basename(file), line);
+  {
+    std::lock_guard<std::mutex> lock(g_tag_mu);
+    if (!g_tag->empty()) stream_ << '[' << *g_tag << "] ";
+  }
+  stream_ << prefix;
+}
+
+LogMessage::~LogMessage() {
+  stream_ << '\n';
+  const std::string text = stream_.str();
+  // One write(2) keeps concurrent lines whole.
+  ssize_t ignored = ::write(STDERR_FILENO, text.data(), text.size());
+  (void)ignored;
+  if (severity_ == LogSeverity::kFatal) std::abort();
+}
+
+}  // namespace internal
+}  // namespace tecl
