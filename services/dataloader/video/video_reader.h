@@ -1,0 +1,116 @@
+// Frame-accurate video decoding with FFmpeg for clip sampling.
+//
+// A video is addressed by frame index in presentation order at its native rate (or at a fixed
+// rate when DecodeOptions::fps > 0: frame k is the source frame shown at time k / fps). A
+// VideoIndex (every frame's timestamp and the keyframes) is built once per file and cached, so
+// random access seeks straight to the nearest keyframe at or before the first frame needed.
+//
+// DecodeClips() plans the union of the frames that all requested clips need as sorted spans
+// (merging spans closer than about one keyframe interval), decodes each needed frame exactly
+// once, discards non-reference frames it does not need, and scales each needed frame straight
+// from the clip's crop rectangle (a swscale source rectangle) to the clip's output size. Reversal
+// and striding happen in memory by frame order; there is no backward seeking.
+//
+// Errors: every FFmpeg AVERROR is turned into an absl::Status in one helper. A missing file is
+// NOT_FOUND; an empty, truncated, corrupt or non-video file is DATA_LOSS or INVALID_ARGUMENT with
+// the path and FFmpeg's reason; a decode that exceeds DecodeOptions::budget is DEADLINE_EXCEEDED;
+// a frame index past the end is OUT_OF_RANGE.
+//
+// Thread-safety: the free functions are thread-safe (each call owns its FFmpeg contexts);
+// VideoIndexCache is thread-safe.
+#ifndef TECL_SERVICES_DATALOADER_VIDEO_VIDEO_READER_H_
+#define TECL_SERVICES_DATALOADER_VIDEO_VIDEO_READER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+
+namespace tecl::video {
+
+struct DecodeOptions {
+  double fps = 0;  // Resample to this frame rate; 0 keeps the native rate.
+  absl::Duration budget = absl::Seconds(20);  // Wall-clock limit for one call on one video.
+};
+
+struct VideoInfo {
+  int width = 0;   // Display size (after rotation metadata is applied).
+  int height = 0;
+  int64_t num_frames = 0;  // Addressable frames (at DecodeOptions::fps when resampling).
+  double fps = 0;          // Native average rate, or the resampling rate.
+  double duration_s = 0;
+  int rotation_degrees = 0;  // 0, 90, 180 or 270 (display matrix).
+  std::string codec;
+};
+
+// Region of the displayed frame, in normalised coordinates (0..1, origin top-left).
+struct CropRect {
+  double x = 0;
+  double y = 0;
+  double width = 1;
+  double height = 1;
+};
+
+struct ClipRequest {
+  std::vector<int64_t> frames;  // Frame indices in output order (strided, reversed, repeated ok).
+  CropRect crop;
+  int out_width = 0;
+  int out_height = 0;
+  bool flip = false;  // Horizontal flip, applied while writing the output.
+};
+
+// uint8 RGB, (frames, height, width, 3) row-major.
+struct ClipFrames {
+  int frames = 0;
+  int height = 0;
+  int width = 0;
+  std::vector<uint8_t> data;
+};
+
+struct DecodeStats {
+  int64_t frames_decoded = 0;   // Frames that came out of the decoder.
+  int64_t frames_used = 0;      // Distinct frames written into at least one clip.
+  int64_t seeks = 0;
+  int64_t packets_skipped = 0;  // Non-reference packets discarded without decoding.
+  double seconds = 0;
+};
+
+// Per-video timestamps and keyframes.
+class VideoIndex;
+
+// Thread-safe LRU of VideoIndex by (path, size, mtime), at most `capacity` videos.
+class VideoIndexCache {
+ public:
+  explicit VideoIndexCache(size_t capacity = 4096);
+  ~VideoIndexCache();
+  VideoIndexCache(const VideoIndexCache&) = delete;
+  VideoIndexCache& operator=(const VideoIndexCache&) = delete;
+
+  // Returns the cached index or builds it (reading the container's packets, no decoding).
+  absl::StatusOr<std::shared_ptr<const VideoIndex>> Get(const std::string& path,
+                                                        const DecodeOptions& options);
+  size_t size() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Size, frame count and rate of a video (from the cached index). Fails as described above.
+absl::StatusOr<VideoInfo> ProbeVideo(const std::string& path, const DecodeOptions& options,
+                                     VideoIndexCache* cache);
+
+// Decodes `clips` of one video into `out` (resized to clips.size(), out[i] for clips[i]).
+// `stats` may be null. On error `out` is unspecified.
+absl::Status DecodeClips(const std::string& path, absl::Span<const ClipRequest> clips,
+                         const DecodeOptions& options, VideoIndexCache* cache,
+                         std::vector<ClipFrames>* out, DecodeStats* stats);
+
+}  // namespace tecl::video
+
+#endif  // TECL_SERVICES_DATALOADER_VIDEO_VIDEO_READER_H_
