@@ -14,11 +14,8 @@
 namespace tecl {
 namespace {
 
-// Flags defined in TECL sources (not Abseil's or gRPC's own).
-bool IsTeclFlagFile(absl::string_view file) {
-  return absl::StrContains(file, "services/") || absl::StrContains(file, "tools/") ||
-         absl::StrContains(file, "bench/");
-}
+// Flags defined in TECL sources, not Abseil's own (--flagfile, --fromenv, ...).
+bool IsTeclFlagFile(absl::string_view file) { return !absl::StrContains(file, "absl/"); }
 
 }  // namespace
 

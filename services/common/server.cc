@@ -171,7 +171,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
 std::string GrpcServer::local_address() const { return DialableAddress(address_, port_); }
 
 void GrpcServer::Shutdown(absl::Duration grace) {
-  if (shut_down_) return;
+  if (shut_down_ || server_ == nullptr) return;
   shut_down_ = true;
   server_->GetHealthCheckService()->SetServingStatus(false);
   server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace));
