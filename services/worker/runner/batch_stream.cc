@@ -1,0 +1,186 @@
+#include "services/worker/runner/batch_stream.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "services/common/grpc_status.h"
+#include "services/common/logging.h"
+#include "services/common/status_macros.h"
+
+namespace tecl::worker {
+
+BatchStream::BatchStream(BatchStreamOptions options, std::vector<std::string> addresses,
+                         ChannelFactory channel_factory)
+    : options_(std::move(options)),
+      channel_factory_(std::move(channel_factory)),
+      addresses_(std::move(addresses)),
+      next_step_(options_.start_step),
+      backoff_(options_.reconnect_backoff) {}
+
+BatchStream::~BatchStream() {
+  absl::MutexLock lock(&mu_);
+  cancelled_ = true;
+  StopGenerationLocked();
+}
+
+bool BatchStream::IsFatal(grpc::StatusCode code) {
+  return code == grpc::StatusCode::INVALID_ARGUMENT ||
+         code == grpc::StatusCode::FAILED_PRECONDITION ||
+         code == grpc::StatusCode::PERMISSION_DENIED ||
+         code == grpc::StatusCode::UNAUTHENTICATED;
+}
+
+void BatchStream::StartGenerationLocked() {
+  std::vector<std::string> healthy;
+  while (!cancelled_) {
+    const absl::Time now = absl::Now();
+    absl::Time retry_at = absl::InfiniteFuture();
+    for (const std::string& address : addresses_) {
+      auto it = failed_until_.find(address);
+      if (it == failed_until_.end() || it->second <= now) {
+        healthy.push_back(address);
+      } else {
+        retry_at = std::min(retry_at, it->second);
+      }
+    }
+    if (!healthy.empty()) break;
+    // Every loader failed recently: wait for the earliest backoff to pass (or a cancel).
+    auto cancelled = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return cancelled_; };
+    mu_.AwaitWithDeadline(absl::Condition(&cancelled), retry_at);
+  }
+  if (cancelled_) return;
+  ++generation_;
+  const int64_t stride = static_cast<int64_t>(healthy.size());
+  for (int64_t j = 0; j < stride; ++j) {
+    Reader reader;
+    reader.address = healthy[static_cast<size_t>(j)];
+    reader.context = std::make_unique<grpc::ClientContext>();
+    grpc::ClientContext* context = reader.context.get();
+    reader.thread = std::thread(&BatchStream::ReadLoop, this, generation_, reader.address,
+                                context, next_step_ + j, stride);
+    readers_.push_back(std::move(reader));
+  }
+  restart_needed_ = false;
+}
+
+void BatchStream::StopGenerationLocked() {
+  std::vector<Reader> readers;
+  readers.swap(readers_);
+  ++generation_;  // Readers of older generations drop what they read.
+  for (Reader& reader : readers) reader.context->TryCancel();
+  mu_.Unlock();
+  for (Reader& reader : readers) {
+    if (reader.thread.joinable()) reader.thread.join();
+  }
+  mu_.Lock();
+}
+
+void BatchStream::ReadLoop(int generation, std::string address, grpc::ClientContext* context,
+                           int64_t first_step, int64_t stride) {
+  tecl::v1::StreamBatchesRequest request;
+  request.set_job_id(options_.job_id);
+  *request.mutable_spec() = options_.spec;
+  request.set_rank(options_.rank);
+  request.set_world_size(options_.world_size);
+  request.set_start_step(first_step);
+  request.set_step_stride(stride);
+  request.set_mode(options_.mode);
+  auto stub = tecl::v1::DataLoader::NewStub(channel_factory_(address));
+  std::unique_ptr<grpc::ClientReader<tecl::v1::ClipBatch>> reader =
+      stub->StreamBatches(context, request);
+  tecl::v1::ClipBatch batch;
+  bool complete = false;
+  while (reader->Read(&batch)) {
+    absl::MutexLock lock(&mu_);
+    // Stop reading past the prefetch window: gRPC flow control then pauses the loader.
+    const int64_t window = stride * std::max(1, options_.prefetch);
+    auto can_store = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+      return cancelled_ || generation != generation_ || batch.step() < next_step_ + window;
+    };
+    mu_.Await(absl::Condition(&can_store));
+    if (cancelled_ || generation != generation_) break;
+    const bool last = batch.last();
+    const int64_t step = batch.step();
+    if (step >= next_step_) ready_.emplace(step, std::move(batch));
+    batch.Clear();
+    if (last || (options_.end_step > 0 && step + stride >= options_.end_step)) complete = true;
+  }
+  const grpc::Status status = reader->Finish();
+  absl::MutexLock lock(&mu_);
+  if (cancelled_ || generation != generation_) return;
+  if (status.ok() && (complete || options_.mode == tecl::v1::STREAM_MODE_EVAL)) return;
+  if (IsFatal(status.error_code())) {
+    fatal_ = Annotate(FromGrpcStatus(status), absl::StrCat("dataloader ", address));
+    return;
+  }
+  TECL_LOG(WARNING) << "dataloader " << address << " stream for job " << options_.job_id
+                    << " rank " << options_.rank << " broke at step >= " << next_step_ << ": "
+                    << (status.ok() ? std::string("ended early") : status.error_message())
+                    << "; continuing with the other loaders";
+  failed_until_[address] = absl::Now() + backoff_;
+  backoff_ = std::min(backoff_ * 2, absl::Seconds(5));
+  restart_needed_ = true;
+}
+
+absl::StatusOr<tecl::v1::ClipBatch> BatchStream::Next() {
+  absl::MutexLock lock(&mu_);
+  while (true) {
+    if (cancelled_) return absl::CancelledError("batch stream cancelled");
+    if (!fatal_.ok()) return fatal_;
+    if (eval_done_ || (options_.mode == tecl::v1::STREAM_MODE_TRAIN && options_.end_step > 0 &&
+                       next_step_ >= options_.end_step)) {
+      return absl::OutOfRangeError(absl::StrCat("batch stream ended at step ", next_step_));
+    }
+    auto it = ready_.find(next_step_);
+    if (it != ready_.end()) {
+      tecl::v1::ClipBatch batch = std::move(it->second);
+      ready_.erase(ready_.begin(), std::next(it));
+      ++next_step_;
+      if (batch.last()) eval_done_ = true;
+      backoff_ = options_.reconnect_backoff;
+      return batch;
+    }
+    if (restart_needed_) {
+      const bool first = readers_.empty() && generation_ == 0;
+      StopGenerationLocked();
+      if (cancelled_) continue;
+      if (!first) ++reconnects_;
+      if (addresses_.empty()) {
+        return absl::FailedPreconditionError("no dataloader addresses for this trainer");
+      }
+      StartGenerationLocked();
+      continue;
+    }
+    auto wake = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+      return cancelled_ || !fatal_.ok() || restart_needed_ || ready_.count(next_step_) > 0;
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&wake), absl::Seconds(1));
+  }
+}
+
+void BatchStream::SetAddresses(std::vector<std::string> addresses) {
+  absl::MutexLock lock(&mu_);
+  if (addresses == addresses_) return;
+  addresses_ = std::move(addresses);
+  failed_until_.clear();
+  restart_needed_ = true;
+}
+
+void BatchStream::Cancel() {
+  absl::MutexLock lock(&mu_);
+  cancelled_ = true;
+  for (Reader& reader : readers_) reader.context->TryCancel();
+}
+
+int64_t BatchStream::next_step() const {
+  absl::MutexLock lock(&mu_);
+  return next_step_;
+}
+
+int64_t BatchStream::reconnects() const {
+  absl::MutexLock lock(&mu_);
+  return reconnects_;
+}
+
+}  // namespace tecl::worker

@@ -1,0 +1,104 @@
+// The trainer's input: this rank's clip batches, in step order, streamed from the job's
+// dataloaders with prefetch.
+//
+// With k healthy loaders, loader j streams steps s+j, s+j+k, ... (StreamBatches with a stride), so
+// k loaders decode in parallel for one trainer, and each keeps up to `prefetch` batches ready ahead
+// of the training step (the reader stops reading past that window, and gRPC flow control then
+// stops the loader: memory stays bounded on both sides). Because a batch is a pure function of
+// (seed, rank, world size, step), any loader can serve any step: when a loader fails, the stream
+// restarts the remaining loaders from the first missing step; when none is left it retries all
+// addresses with backoff (a restarted or replacement loader, see SetAddresses) until it is
+// cancelled. Errors that no loader can fix (INVALID_ARGUMENT, FAILED_PRECONDITION,
+// PERMISSION_DENIED, UNAUTHENTICATED: a bad spec or dataset) end the stream with that status.
+//
+// Thread-safety: Next() is called by one consumer thread; Cancel() and SetAddresses() from any
+// thread. Owns one reader thread per loader stream.
+#ifndef TECL_SERVICES_WORKER_RUNNER_BATCH_STREAM_H_
+#define TECL_SERVICES_WORKER_RUNNER_BATCH_STREAM_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "tecl/v1/dataloader.grpc.pb.h"
+
+namespace tecl::worker {
+
+struct BatchStreamOptions {
+  std::string job_id;
+  tecl::v1::JobSpec spec;
+  tecl::v1::StreamMode mode = tecl::v1::STREAM_MODE_TRAIN;
+  int rank = 0;
+  int world_size = 1;
+  int64_t start_step = 0;  // First step delivered.
+  int64_t end_step = 0;    // One past the last step (TRAIN); EVAL streams end with `last`.
+  int prefetch = 2;        // Batches each loader may have ready ahead of the consumer.
+  absl::Duration reconnect_backoff = absl::Milliseconds(500);  // Doubles up to 5 s.
+};
+
+class BatchStream {
+ public:
+  using ChannelFactory = std::function<std::shared_ptr<grpc::Channel>(const std::string& address)>;
+
+  BatchStream(BatchStreamOptions options, std::vector<std::string> addresses,
+              ChannelFactory channel_factory);
+  ~BatchStream();  // Cancels and joins every reader.
+  BatchStream(const BatchStream&) = delete;
+  BatchStream& operator=(const BatchStream&) = delete;
+
+  // Blocks until the next step's batch is ready and returns it. OUT_OF_RANGE after the last step;
+  // CANCELLED after Cancel(); a non-retryable loader error as described above.
+  absl::StatusOr<tecl::v1::ClipBatch> Next();
+
+  // Replaces the loader addresses (e.g. a replacement loader); streams restart from the next step.
+  void SetAddresses(std::vector<std::string> addresses);
+  void Cancel();
+
+  int64_t next_step() const;
+  int64_t reconnects() const;  // Stream restarts after a loader failure.
+
+ private:
+  struct Reader {
+    std::string address;
+    std::unique_ptr<grpc::ClientContext> context;
+    std::thread thread;
+  };
+
+  // Starts one reader per healthy address from next_step_. Called with mu_ held.
+  void StartGenerationLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Cancels and joins the current readers (releases mu_ while joining).
+  void StopGenerationLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReadLoop(int generation, std::string address, grpc::ClientContext* context,
+                int64_t first_step, int64_t stride);
+  static bool IsFatal(grpc::StatusCode code);
+
+  const BatchStreamOptions options_;
+  const ChannelFactory channel_factory_;
+
+  mutable absl::Mutex mu_;
+  std::vector<std::string> addresses_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, absl::Time> failed_until_ ABSL_GUARDED_BY(mu_);
+  std::vector<Reader> readers_ ABSL_GUARDED_BY(mu_);
+  std::map<int64_t, tecl::v1::ClipBatch> ready_ ABSL_GUARDED_BY(mu_);
+  int64_t next_step_ ABSL_GUARDED_BY(mu_);
+  int generation_ ABSL_GUARDED_BY(mu_) = 0;
+  bool restart_needed_ ABSL_GUARDED_BY(mu_) = true;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool eval_done_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status fatal_ ABSL_GUARDED_BY(mu_);
+  absl::Duration backoff_ ABSL_GUARDED_BY(mu_);
+  int64_t reconnects_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace tecl::worker
+
+#endif  // TECL_SERVICES_WORKER_RUNNER_BATCH_STREAM_H_

@@ -1,0 +1,52 @@
+// A c10d::Store whose keys live in the coordinator's rendezvous service, scoped by (job, attempt).
+// The trainers of one attempt form their process group (Gloo, or NCCL's unique-id exchange)
+// through it; keys of other attempts are invisible, and once the coordinator moves the job to a
+// new attempt every call of the old one fails, so a stale rank cannot join a new group.
+//
+// Follows c10d's Store contract: methods block (get/wait up to the store timeout) and throw on
+// failure: c10d::TimeoutError when a key does not appear in time, c10d::C10dError otherwise
+// (including "attempt is stale"). Thread-safe (the gRPC stub is).
+#ifndef TECL_SERVICES_WORKER_RUNNER_RENDEZVOUS_STORE_H_
+#define TECL_SERVICES_WORKER_RUNNER_RENDEZVOUS_STORE_H_
+
+#include <torch/csrc/distributed/c10d/Store.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tecl/v1/coordinator.grpc.pb.h"
+
+namespace tecl::worker {
+
+class RendezvousStore final : public c10d::Store {
+ public:
+  RendezvousStore(std::shared_ptr<tecl::v1::Coordinator::StubInterface> stub, std::string job_id,
+                  int attempt, std::chrono::milliseconds timeout);
+
+  void set(const std::string& key, const std::vector<uint8_t>& value) override;
+  std::vector<uint8_t> compareSet(const std::string& key, const std::vector<uint8_t>& expected,
+                                  const std::vector<uint8_t>& desired) override;
+  std::vector<uint8_t> get(const std::string& key) override;
+  int64_t add(const std::string& key, int64_t value) override;
+  bool deleteKey(const std::string& key) override;
+  bool check(const std::vector<std::string>& keys) override;
+  int64_t getNumKeys() override;
+  void wait(const std::vector<std::string>& keys) override;
+  void wait(const std::vector<std::string>& keys, const std::chrono::milliseconds& timeout) override;
+
+ private:
+  tecl::v1::RendezvousScope Scope() const;
+  // Throws the c10d exception matching a failed call.
+  [[noreturn]] void Fail(const char* op, const std::string& key, const grpc::Status& status) const;
+  void SetDeadline(grpc::ClientContext* context, std::chrono::milliseconds wait) const;
+
+  std::shared_ptr<tecl::v1::Coordinator::StubInterface> stub_;
+  const std::string job_id_;
+  const int attempt_;
+};
+
+}  // namespace tecl::worker
+
+#endif  // TECL_SERVICES_WORKER_RUNNER_RENDEZVOUS_STORE_H_
