@@ -1,0 +1,114 @@
+// A trainer worker's life: register with the coordinator, heartbeat (carrying status and
+// progress), receive assignments in heartbeat responses, run each one with a JobExecutor, report
+// its outcome, go back to idle. One process serves many jobs over its life.
+//
+// Failure handling: an unreachable coordinator does not stop a running job (heartbeats are retried;
+// the job goes on); a coordinator that no longer knows this worker (NOT_FOUND, e.g. it was declared
+// lost) stops the current run, whose attempt is being recovered elsewhere, and the agent registers
+// again. A stop order (ACTION_STOP) for the current job stops the run at the next step boundary.
+//
+// Thread-safety: Start/Shutdown from one thread; the agent owns a heartbeat thread and, while a
+// job runs, a run thread. RunContext methods are thread-safe.
+#ifndef TECL_SERVICES_WORKER_RUNNER_WORKER_AGENT_H_
+#define TECL_SERVICES_WORKER_RUNNER_WORKER_AGENT_H_
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "services/common/metrics.h"
+#include "tecl/v1/coordinator.grpc.pb.h"
+
+namespace tecl::worker {
+
+// What a running job sees of the agent.
+class RunContext {
+ public:
+  virtual ~RunContext() = default;
+  // True once the coordinator ordered a stop, the agent lost its registration, or it shuts down.
+  virtual bool StopRequested() const = 0;
+  virtual std::string StopReason() const = 0;
+  // Progress carried by the following heartbeats.
+  virtual void ReportProgress(tecl::v1::TrainerStatus status, const tecl::v1::JobProgress& progress,
+                              double step_seconds, double data_wait_seconds,
+                              double allreduce_seconds) = 0;
+  // Registers a completely written checkpoint with the coordinator (blocks; retries UNAVAILABLE).
+  // ABORTED when the attempt is no longer current.
+  virtual absl::Status RegisterCheckpoint(const tecl::v1::Checkpoint& checkpoint) = 0;
+  // The coordinator's stub (rendezvous for the process group).
+  virtual std::shared_ptr<tecl::v1::Coordinator::StubInterface> coordinator() = 0;
+};
+
+struct JobOutcome {
+  tecl::v1::Outcome outcome = tecl::v1::OUTCOME_FAILED;
+  std::string reason;
+  int64_t step = 0;
+  tecl::v1::EvalResult eval_result;  // Eval jobs.
+  tecl::v1::JobProgress progress;
+};
+
+// Runs one assignment to its end. Must return promptly (within a step) once
+// context->StopRequested() is true. Must not throw.
+using JobExecutor =
+    std::function<JobOutcome(const tecl::v1::Assignment& assignment, RunContext* context)>;
+
+struct WorkerAgentOptions {
+  tecl::v1::WorkerInfo worker;  // kind, device, gpus, threads, hostname, metrics address.
+  absl::Duration default_heartbeat_interval = absl::Seconds(1);
+  absl::Duration retry_backoff = absl::Milliseconds(500);  // Doubles up to 5 s.
+  absl::Duration rpc_timeout = absl::Seconds(10);
+};
+
+class WorkerAgent {
+ public:
+  WorkerAgent(WorkerAgentOptions options,
+              std::shared_ptr<tecl::v1::Coordinator::StubInterface> coordinator,
+              JobExecutor executor, metrics::Registry* registry);
+  ~WorkerAgent();  // Shutdown().
+
+  void Start();
+  // Stops the current run (reported as OUTCOME_STOPPED), stops heartbeating. Blocks until done.
+  void Shutdown();
+
+  // The id from the latest registration; empty before the first one.
+  std::string worker_id() const;
+  int64_t jobs_run() const { return jobs_run_.load(); }
+
+ private:
+  class Run;
+
+  void HeartbeatLoop();
+  absl::Status Register();
+  // One heartbeat; handles the response. Returns the next interval.
+  absl::Duration HeartbeatOnce();
+  void StartRun(const tecl::v1::Assignment& assignment) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReportOutcome(const tecl::v1::Assignment& assignment, const JobOutcome& outcome);
+  absl::Status RegisterCheckpointFor(const tecl::v1::Assignment& assignment,
+                                     const tecl::v1::Checkpoint& checkpoint);
+
+  const WorkerAgentOptions options_;
+  const std::shared_ptr<tecl::v1::Coordinator::StubInterface> coordinator_;
+  const JobExecutor executor_;
+
+  mutable absl::Mutex mu_;
+  std::string worker_id_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<Run> run_ ABSL_GUARDED_BY(mu_);
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread heartbeat_thread_;
+  std::atomic<int64_t> jobs_run_{0};
+
+  metrics::Counter* heartbeat_failures_;
+  metrics::Counter* registrations_;
+  metrics::Family<metrics::Counter>* outcomes_;
+};
+
+}  // namespace tecl::worker
+
+#endif  // TECL_SERVICES_WORKER_RUNNER_WORKER_AGENT_H_
