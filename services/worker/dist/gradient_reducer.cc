@@ -41,7 +41,7 @@ struct GradientReducer::Shared {
   std::vector<size_t> pending;  // parameters of each bucket still without a gradient
   size_t next_launch = 0;
   std::vector<std::unique_ptr<CollectiveHandle>> handles;
-  std::optional<Clock::time_point> first_launch;
+  std::vector<Clock::time_point> launched_at;
   int hooks_fired = 0;
   int launched_in_backward = 0;
 
@@ -51,7 +51,7 @@ struct GradientReducer::Shared {
     next_launch = 0;
     handles.clear();
     handles.resize(buckets.size());
-    first_launch.reset();
+    launched_at.assign(buckets.size(), Clock::time_point());
     hooks_fired = 0;
     launched_in_backward = 0;
   }
@@ -66,7 +66,7 @@ struct GradientReducer::Shared {
   void LaunchReady(bool in_backward) {
     while (broken.empty() && next_launch < buckets.size() && pending[next_launch] == 0) {
       const size_t b = next_launch;
-      if (!first_launch) first_launch = Clock::now();
+      launched_at[b] = Clock::now();
       try {
         handles[b] = communicator->AllReduceAverage(buffers[b]);
       } catch (const CollectiveError& e) {
@@ -269,11 +269,13 @@ StepTimings GradientReducer::Finalize() {
 
   StepTimings timings;
   timings.exposed_seconds = Seconds(waited - start);
-  Clock::time_point last_completion = *s.first_launch;
-  for (const auto& handle : s.handles) {
-    last_completion = std::max(last_completion, handle->CompletedAt().value_or(waited));
+  Clock::time_point previous_end = Clock::time_point::min();
+  for (size_t b = 0; b < s.handles.size(); ++b) {
+    const Clock::time_point end = s.handles[b]->CompletedAt().value_or(waited);
+    const Clock::time_point begin = std::max(s.launched_at[b], previous_end);
+    if (end > begin) timings.allreduce_seconds += Seconds(end - begin);
+    previous_end = std::max(previous_end, end);
   }
-  timings.allreduce_seconds = Seconds(last_completion - *s.first_launch);
   timings.buckets = static_cast<int>(buckets_.size());
   timings.buckets_launched_in_backward = s.launched_in_backward;
   timings.hooks_fired = s.hooks_fired;

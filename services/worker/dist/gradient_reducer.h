@@ -76,7 +76,9 @@ class UnusedParametersError : public std::logic_error {
 
 // Wall-clock figures of one step, in seconds.
 struct StepTimings {
-  // First bucket launch -> last bucket completion: the time a collective was queued or running.
+  // Time a bucket's collective was in progress: the sum over buckets, in launch order, of
+  // completion - max(launch, previous bucket's completion) (the backends run a group's
+  // collectives one after another). Includes waiting inside the collective for slower peers.
   double allreduce_seconds = 0;
   // Time Finalize spent launching leftover buckets and waiting for the collectives, i.e. the part
   // of the all-reduce that backward did not hide.
