@@ -1,0 +1,160 @@
+#include "services/coordinator/scheduler/gang_scheduler.h"
+
+#include <algorithm>
+#include <set>
+
+namespace tecl::coordinator {
+namespace {
+
+bool IsDataloader(const WorkerSlot& w) { return w.kind == tecl::v1::WORKER_KIND_DATALOADER; }
+
+// Removes the workers with the given ids from `pool`.
+void Remove(std::vector<WorkerSlot>& pool, const std::set<std::string>& ids) {
+  pool.erase(std::remove_if(pool.begin(), pool.end(),
+                            [&](const WorkerSlot& w) { return ids.count(w.id) > 0; }),
+             pool.end());
+}
+
+std::set<std::string> IdsOf(const Placement& placement) {
+  std::set<std::string> ids;
+  for (const RankPlacement& rank : placement.ranks) {
+    ids.insert(rank.trainer_id);
+    ids.insert(rank.dataloader_ids.begin(), rank.dataloader_ids.end());
+  }
+  return ids;
+}
+
+// The workers of `pool` that `request` could use, up to what it needs.
+std::set<std::string> Claimable(const GangRequest& request, const std::vector<WorkerSlot>& pool) {
+  std::set<std::string> ids;
+  int trainers = 0;
+  int dataloaders = 0;
+  for (const WorkerSlot& w : pool) {
+    if (IsDataloader(w)) {
+      if (dataloaders < request.trainers * request.dataloaders_per_trainer) {
+        ids.insert(w.id);
+        ++dataloaders;
+      }
+    } else if (TrainerMatches(w, request.device) && trainers < request.trainers) {
+      ids.insert(w.id);
+      ++trainers;
+    }
+  }
+  return ids;
+}
+
+}  // namespace
+
+GangRequest GangRequestFor(const tecl::v1::JobSpec& spec) {
+  GangRequest request;
+  request.trainers = spec.resources().trainers();
+  request.dataloaders_per_trainer = spec.resources().dataloaders_per_trainer();
+  request.device = spec.resources().device();
+  return request;
+}
+
+bool TrainerMatches(const WorkerSlot& trainer, tecl::v1::Device device) {
+  if (trainer.kind != tecl::v1::WORKER_KIND_TRAINER) return false;
+  if (device == tecl::v1::DEVICE_CUDA) {
+    return trainer.device == tecl::v1::DEVICE_CUDA && trainer.gpus >= 1;
+  }
+  return trainer.device == tecl::v1::DEVICE_CPU || trainer.device == tecl::v1::DEVICE_UNSPECIFIED;
+}
+
+std::optional<Placement> PlaceGang(const GangRequest& request, const std::vector<WorkerSlot>& free) {
+  if (request.trainers < 1 || request.dataloaders_per_trainer < 0) return std::nullopt;
+  // Trainers grouped by host, hosts with the most matching trainers first.
+  std::map<std::string, std::vector<const WorkerSlot*>> by_host;
+  std::map<std::string, std::vector<const WorkerSlot*>> loaders_by_host;
+  size_t loader_count = 0;
+  for (const WorkerSlot& w : free) {
+    if (IsDataloader(w)) {
+      loaders_by_host[w.hostname].push_back(&w);
+      ++loader_count;
+    } else if (TrainerMatches(w, request.device)) {
+      by_host[w.hostname].push_back(&w);
+    }
+  }
+  const size_t need_loaders =
+      static_cast<size_t>(request.trainers) * static_cast<size_t>(request.dataloaders_per_trainer);
+  if (loader_count < need_loaders) return std::nullopt;
+  std::vector<std::pair<std::string, std::vector<const WorkerSlot*>>> hosts(by_host.begin(),
+                                                                            by_host.end());
+  std::stable_sort(hosts.begin(), hosts.end(), [](const auto& a, const auto& b) {
+    return a.second.size() > b.second.size();
+  });
+  std::vector<const WorkerSlot*> trainers;
+  for (auto& [host, list] : hosts) {
+    std::sort(list.begin(), list.end(), [](const WorkerSlot* a, const WorkerSlot* b) { return a->id < b->id; });
+    for (const WorkerSlot* w : list) {
+      if (static_cast<int>(trainers.size()) < request.trainers) trainers.push_back(w);
+    }
+  }
+  if (static_cast<int>(trainers.size()) < request.trainers) return std::nullopt;
+
+  Placement placement;
+  placement.ranks.resize(trainers.size());
+  for (auto& [host, list] : loaders_by_host) {
+    std::sort(list.begin(), list.end(), [](const WorkerSlot* a, const WorkerSlot* b) { return a->id < b->id; });
+  }
+  std::set<std::string> used;
+  auto take_loader = [&](const std::string& host) -> const WorkerSlot* {
+    auto it = loaders_by_host.find(host);
+    if (it == loaders_by_host.end()) return nullptr;
+    for (const WorkerSlot* w : it->second) {
+      if (!used.count(w->id)) return w;
+    }
+    return nullptr;
+  };
+  // First pass: local loaders; second pass: any host.
+  for (int pass = 0; pass < 2; ++pass) {
+    for (size_t r = 0; r < trainers.size(); ++r) {
+      RankPlacement& rank = placement.ranks[r];
+      rank.trainer_id = trainers[r]->id;
+      while (static_cast<int>(rank.dataloader_ids.size()) < request.dataloaders_per_trainer) {
+        const WorkerSlot* loader = nullptr;
+        if (pass == 0) {
+          loader = take_loader(trainers[r]->hostname);
+        } else {
+          for (auto& [host, list] : loaders_by_host) {
+            if ((loader = take_loader(host)) != nullptr) break;
+          }
+        }
+        if (loader == nullptr) break;
+        used.insert(loader->id);
+        rank.dataloader_ids.push_back(loader->id);
+      }
+    }
+  }
+  return placement;
+}
+
+ScheduleDecision ScheduleQueue(std::vector<QueuedJob> queue, const std::vector<WorkerSlot>& free,
+                               const std::vector<WorkerSlot>& live, const SchedulerOptions& options) {
+  std::stable_sort(queue.begin(), queue.end(), [](const QueuedJob& a, const QueuedJob& b) {
+    if (a.priority != b.priority) return a.priority > b.priority;
+    return a.seq < b.seq;
+  });
+  ScheduleDecision decision;
+  std::vector<WorkerSlot> available = free;
+  std::vector<QueuedJob*> blocked;  // Passed over, without a reservation.
+  for (QueuedJob& job : queue) {
+    std::optional<Placement> placement = PlaceGang(job.request, available);
+    if (placement.has_value()) {
+      Remove(available, IdsOf(*placement));
+      decision.start.emplace_back(job.job_id, *std::move(placement));
+      for (QueuedJob* b : blocked) decision.bypassed[b->job_id] = ++b->bypassed;
+      continue;
+    }
+    if (!PlaceGang(job.request, live).has_value()) continue;  // Cannot fit in the whole cluster.
+    if (job.bypassed >= options.max_bypasses) {
+      Remove(available, Claimable(job.request, available));
+      decision.reserving.push_back(job.job_id);
+    } else {
+      blocked.push_back(&job);
+    }
+  }
+  return decision;
+}
+
+}  // namespace tecl::coordinator

@@ -1,0 +1,886 @@
+// JobManager logic with a FakeClock and a FakeJobStore: submission, gang scheduling, assignments,
+// heartbeat timeouts, recovery, cancellation, restarts, stale attempts, restore.
+#include "services/coordinator/scheduler/job_manager.h"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "services/coordinator/scheduler/job_state.h"
+#include "services/coordinator/store/fake_job_store.h"
+
+namespace tecl::coordinator {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::tecl::v1::HeartbeatResponse;
+using ::tecl::v1::Job;
+using ::tecl::v1::JobSpec;
+
+constexpr auto kPending = tecl::v1::JOB_STATE_PENDING;
+constexpr auto kScheduled = tecl::v1::JOB_STATE_SCHEDULED;
+constexpr auto kRunning = tecl::v1::JOB_STATE_RUNNING;
+constexpr auto kRecovering = tecl::v1::JOB_STATE_RECOVERING;
+constexpr auto kSucceeded = tecl::v1::JOB_STATE_SUCCEEDED;
+constexpr auto kFailed = tecl::v1::JOB_STATE_FAILED;
+constexpr auto kCancelled = tecl::v1::JOB_STATE_CANCELLED;
+
+JobSpec Spec(int trainers = 1, int loaders = 1, tecl::v1::Device device = tecl::v1::DEVICE_CPU) {
+  JobSpec spec = DefaultJobSpec(tecl::v1::JOB_KIND_PRETRAIN, "tiny3d");
+  spec.set_name("test");
+  spec.mutable_dataset()->set_root("/data/synth");
+  spec.mutable_resources()->set_trainers(trainers);
+  spec.mutable_resources()->set_dataloaders_per_trainer(loaders);
+  spec.mutable_resources()->set_device(device);
+  spec.mutable_restart()->set_heartbeat_timeout_s(10);
+  spec.mutable_restart()->set_max_restarts(2);
+  spec.mutable_schedule()->set_total_steps(1000);
+  return spec;
+}
+
+class JobManagerTest : public ::testing::Test {
+ protected:
+  JobManagerTest() { Start(); }
+
+  static JobManagerOptions Options() {
+    JobManagerOptions options;
+    options.checkpoint_root = "/state/checkpoints";
+    options.coordinator_address = "10.0.0.1:7070";
+    options.heartbeat_interval = absl::Seconds(1);
+    options.heartbeat_timeout = absl::Seconds(30);
+    options.progress_persist_interval = absl::Seconds(5);
+    options.limits.max_trainers = 8;
+    return options;
+  }
+
+  static RendezvousOptions NoTimer() {
+    RendezvousOptions options;
+    options.run_timer_thread = false;
+    return options;
+  }
+
+  // A fresh manager on the same store (a coordinator restart).
+  void Start(JobManagerOptions options = Options()) {
+    manager_.reset();
+    rendezvous_ = std::make_unique<Rendezvous>(&clock_, NoTimer());
+    registry_ = std::make_unique<metrics::Registry>();
+    manager_ = std::make_unique<JobManager>(options, &store_, &clock_, rendezvous_.get(),
+                                            registry_.get());
+    ASSERT_TRUE(manager_->Restore().ok());
+  }
+
+  absl::StatusOr<Job> Submit(const JobSpec& spec, const std::string& request_id = "") {
+    std::optional<absl::StatusOr<Job>> result;
+    manager_->SubmitJob(spec, request_id, [&](absl::StatusOr<Job> r) { result = std::move(r); });
+    EXPECT_TRUE(result.has_value()) << "the fake store answers inline";
+    return *result;
+  }
+  std::string SubmitOk(const JobSpec& spec) {
+    absl::StatusOr<Job> job = Submit(spec);
+    EXPECT_TRUE(job.ok()) << job.status();
+    return job.ok() ? job->id() : "";
+  }
+
+  std::string Register(tecl::v1::WorkerKind kind, const std::string& host,
+                       tecl::v1::Device device = tecl::v1::DEVICE_CPU, int gpus = 0) {
+    tecl::v1::WorkerInfo info;
+    info.set_kind(kind);
+    info.set_hostname(host);
+    info.set_device(device);
+    info.set_gpus(gpus);
+    info.set_threads(4);
+    static int port = 9000;
+    if (kind == tecl::v1::WORKER_KIND_DATALOADER) info.set_address(host + ":" + std::to_string(++port));
+    std::optional<absl::StatusOr<tecl::v1::RegisterWorkerResponse>> result;
+    manager_->RegisterWorker(info, [&](auto r) { result = std::move(r); });
+    EXPECT_TRUE(result.has_value() && result->ok());
+    EXPECT_EQ((*result)->heartbeat_interval_ms(), 1000);
+    return (*result)->worker_id();
+  }
+  std::string Trainer(const std::string& host = "h1") {
+    return Register(tecl::v1::WORKER_KIND_TRAINER, host);
+  }
+  std::string Loader(const std::string& host = "h1") {
+    return Register(tecl::v1::WORKER_KIND_DATALOADER, host);
+  }
+
+  absl::StatusOr<HeartbeatResponse> Beat(const std::string& worker,
+                                         tecl::v1::TrainerStatus status = tecl::v1::TRAINER_STATUS_IDLE,
+                                         const std::string& job = "", int attempt = 0, int rank = 0,
+                                         int64_t step = -1) {
+    tecl::v1::HeartbeatRequest request;
+    request.set_worker_id(worker);
+    request.set_status(status);
+    request.set_job_id(job);
+    request.set_attempt(attempt);
+    request.set_rank(rank);
+    if (step >= 0) {
+      request.mutable_progress()->set_step(step);
+      request.mutable_progress()->set_total_steps(1000);
+      request.mutable_progress()->mutable_loss()->set_total(1.5);
+    }
+    std::optional<absl::StatusOr<HeartbeatResponse>> result;
+    manager_->Heartbeat(request, [&](auto r) { result = std::move(r); });
+    EXPECT_TRUE(result.has_value());
+    return *result;
+  }
+  // An idle heartbeat that must deliver an assignment.
+  tecl::v1::Assignment TakeAssignment(const std::string& worker) {
+    absl::StatusOr<HeartbeatResponse> response = Beat(worker);
+    EXPECT_TRUE(response.ok()) << response.status();
+    EXPECT_EQ(response->action(), HeartbeatResponse::ACTION_RUN) << worker;
+    return response->assignment();
+  }
+  // Takes the assignment and reports RUNNING.
+  tecl::v1::Assignment StartRank(const std::string& worker) {
+    tecl::v1::Assignment a = TakeAssignment(worker);
+    auto response = Beat(worker, tecl::v1::TRAINER_STATUS_RUNNING, a.job_id(), a.attempt(), a.rank());
+    EXPECT_TRUE(response.ok());
+    EXPECT_EQ(response->action(), HeartbeatResponse::ACTION_NONE);
+    return a;
+  }
+
+  absl::Status Report(const std::string& worker, const std::string& job, int attempt, int rank,
+                      tecl::v1::Outcome outcome, const std::string& reason = "",
+                      int64_t step = 0) {
+    tecl::v1::ReportOutcomeRequest request;
+    request.set_worker_id(worker);
+    request.set_job_id(job);
+    request.set_attempt(attempt);
+    request.set_rank(rank);
+    request.set_outcome(outcome);
+    request.set_reason(reason);
+    request.set_step(step);
+    std::optional<absl::Status> result;
+    manager_->ReportOutcome(request, [&](absl::Status s) { result = s; });
+    EXPECT_TRUE(result.has_value());
+    return *result;
+  }
+
+  absl::Status Checkpoint(const std::string& worker, const std::string& job, int attempt,
+                          int64_t step, const std::string& path = "") {
+    tecl::v1::RegisterCheckpointRequest request;
+    request.set_worker_id(worker);
+    request.set_job_id(job);
+    request.mutable_checkpoint()->set_step(step);
+    request.mutable_checkpoint()->set_attempt(attempt);
+    request.mutable_checkpoint()->set_path(path.empty() ? "/ckpt/step-" + std::to_string(step)
+                                                        : path);
+    std::optional<absl::Status> result;
+    manager_->RegisterCheckpoint(request, [&](absl::Status s) { result = s; });
+    EXPECT_TRUE(result.has_value());
+    return *result;
+  }
+
+  absl::StatusOr<Job> Cancel(const std::string& job) {
+    std::optional<absl::StatusOr<Job>> result;
+    manager_->CancelJob(job, "", [&](auto r) { result = std::move(r); });
+    EXPECT_TRUE(result.has_value());
+    return *result;
+  }
+
+  Job Get(const std::string& id) {
+    absl::StatusOr<Job> job = manager_->GetJob(id);
+    EXPECT_TRUE(job.ok()) << job.status();
+    return job.ok() ? *job : Job();
+  }
+  tecl::v1::WorkerInfo Worker(const std::string& id) {
+    for (const auto& w : manager_->ListWorkers(tecl::v1::WORKER_KIND_UNSPECIFIED)) {
+      if (w.id() == id) return w;
+    }
+    ADD_FAILURE() << "no worker " << id;
+    return {};
+  }
+  StoredJob Stored(const std::string& id) {
+    absl::StatusOr<StoreSnapshot> snapshot = store_.Load();
+    EXPECT_TRUE(snapshot.ok());
+    for (const StoredJob& stored : snapshot->jobs) {
+      if (stored.job.id() == id) return stored;
+    }
+    ADD_FAILURE() << "job " << id << " is not stored";
+    return {};
+  }
+  std::vector<tecl::v1::JobState> StateHistory(const std::string& id) {
+    std::vector<tecl::v1::JobState> states;
+    const auto events = manager_->ListEvents(id, 0, 0);
+    for (const auto& e : *events) {
+      if (e.type() == "state") states.push_back(e.to_state());
+    }
+    return states;
+  }
+  // Heartbeats every worker in `alive` while time passes in 1 s steps.
+  void PassTime(absl::Duration d, const std::vector<std::string>& alive) {
+    for (absl::Duration t; t < d; t += absl::Seconds(1)) {
+      clock_.Advance(absl::Seconds(1));
+      for (const std::string& w : alive) {
+        // Busy workers keep reporting their assignment.
+        tecl::v1::WorkerInfo info = Worker(w);
+        if (info.kind() == tecl::v1::WORKER_KIND_TRAINER &&
+            info.state() == tecl::v1::WORKER_STATE_BUSY) {
+          Beat(w, tecl::v1::TRAINER_STATUS_RUNNING, info.job_id(), info.attempt(), info.rank());
+        } else {
+          Beat(w);
+        }
+      }
+      manager_->Tick();
+    }
+  }
+
+  FakeClock clock_;
+  FakeJobStore store_;
+  std::unique_ptr<Rendezvous> rendezvous_;
+  std::unique_ptr<metrics::Registry> registry_;
+  std::unique_ptr<JobManager> manager_;
+};
+
+// ---- Submission ----
+
+TEST_F(JobManagerTest, SubmitStoresAPendingJobWithItsFirstEvent) {
+  absl::StatusOr<Job> job = Submit(Spec(2, 1));
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->id(), "job-000001");
+  EXPECT_EQ(job->state(), kPending);
+  EXPECT_EQ(job->attempt(), 0);
+  EXPECT_THAT(job->reason(), HasSubstr("waiting for 2 cpu trainer(s) and 2 dataloader(s)"));
+  StoredJob stored = Stored(job->id());
+  EXPECT_EQ(stored.job.state(), kPending);
+  EXPECT_EQ(stored.job.spec().resources().trainers(), 2);
+  ASSERT_EQ(stored.events.size(), 1u);
+  EXPECT_EQ(stored.events[0].to_state(), kPending);
+  EXPECT_EQ(stored.events[0].reason(), "submitted");
+  EXPECT_EQ(SubmitOk(Spec()), "job-000002");
+}
+
+TEST_F(JobManagerTest, AnInvalidSpecIsRefusedAndNothingIsStored) {
+  JobSpec spec = Spec();
+  spec.mutable_model()->set_backbone("r50");
+  spec.mutable_resources()->set_trainers(0);
+  absl::StatusOr<Job> job = Submit(spec);
+  EXPECT_EQ(job.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(job.status().message()), HasSubstr("model.backbone"));
+  EXPECT_THAT(std::string(job.status().message()), HasSubstr("resources.trainers"));
+  spec = Spec(9);  // More than the cluster's max_trainers = 8.
+  EXPECT_THAT(std::string(Submit(spec).status().message()),
+              HasSubstr("more than this cluster's maximum of 8"));
+  EXPECT_TRUE(store_.Load()->jobs.empty());
+  EXPECT_TRUE(manager_->ListJobs({}, 0, "")->jobs.empty());
+}
+
+TEST_F(JobManagerTest, SubmitsAreIdempotentByRequestId) {
+  absl::StatusOr<Job> first = Submit(Spec(), "req-1");
+  absl::StatusOr<Job> again = Submit(Spec(), "req-1");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->id(), first->id());
+  JobSpec other = Spec();
+  other.set_priority(3);
+  absl::StatusOr<Job> conflict = Submit(other, "req-1");
+  EXPECT_EQ(conflict.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(std::string(conflict.status().message()), HasSubstr(first->id()));
+  EXPECT_EQ(manager_->ListJobs({}, 0, "")->jobs.size(), 1u);
+}
+
+TEST_F(JobManagerTest, AFailedStoreRefusesChanges) {
+  store_.FailWrites(absl::UnavailableError("disk I/O error"));
+  absl::StatusOr<Job> job = Submit(Spec());
+  EXPECT_EQ(job.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(job.status().message()), HasSubstr("could not store"));
+  store_.FailWrites(absl::OkStatus());
+  job = Submit(Spec());
+  EXPECT_EQ(job.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(job.status().message()), HasSubstr("restart tecl-coordinator"));
+}
+
+// ---- Gang scheduling ----
+
+TEST_F(JobManagerTest, AJobStartsOnlyWhenItsWholeGangFits) {
+  const std::string id = SubmitOk(Spec(2, 1));
+  const std::string t1 = Trainer();
+  const std::string l1 = Loader();
+  const std::string l2 = Loader();
+  manager_->Tick();
+  EXPECT_EQ(Get(id).state(), kPending);
+  // No partial allocation: the free workers stay free.
+  EXPECT_EQ(Worker(t1).state(), tecl::v1::WORKER_STATE_IDLE);
+  EXPECT_EQ(Worker(l1).state(), tecl::v1::WORKER_STATE_IDLE);
+  const std::string t2 = Trainer("h2");
+  manager_->Tick();
+  Job job = Get(id);
+  EXPECT_EQ(job.state(), kScheduled);
+  EXPECT_EQ(job.attempt(), 1);
+  ASSERT_EQ(job.ranks_size(), 2);
+  for (const std::string& w : {t1, t2, l1, l2}) {
+    EXPECT_EQ(Worker(w).state(), tecl::v1::WORKER_STATE_BUSY) << w;
+    EXPECT_EQ(Worker(w).job_id(), id);
+  }
+  // Placement, workers and the attempt are durable.
+  StoredJob stored = Stored(id);
+  EXPECT_EQ(stored.job.state(), kScheduled);
+  ASSERT_EQ(stored.attempts.size(), 1u);
+  EXPECT_EQ(stored.attempts[0].ranks_size(), 2);
+  for (const auto& w : store_.Load()->workers) EXPECT_EQ(w.state(), tecl::v1::WORKER_STATE_BUSY);
+}
+
+TEST_F(JobManagerTest, CudaJobsWaitForGpuTrainers) {
+  const std::string id = SubmitOk(Spec(1, 1, tecl::v1::DEVICE_CUDA));
+  Trainer();
+  Loader();
+  Register(tecl::v1::WORKER_KIND_TRAINER, "gpu-box", tecl::v1::DEVICE_CUDA, 0);
+  manager_->Tick();
+  EXPECT_EQ(Get(id).state(), kPending);
+  const std::string gpu = Register(tecl::v1::WORKER_KIND_TRAINER, "gpu-box", tecl::v1::DEVICE_CUDA, 8);
+  manager_->Tick();
+  EXPECT_EQ(Get(id).state(), kScheduled);
+  EXPECT_EQ(Get(id).ranks(0).worker_id(), gpu);
+}
+
+TEST_F(JobManagerTest, HigherPriorityFirstAndFifoWithinAPriority) {
+  const std::string a = SubmitOk(Spec());
+  const std::string b = SubmitOk(Spec());
+  JobSpec urgent = Spec();
+  urgent.set_priority(5);
+  const std::string c = SubmitOk(urgent);
+  const std::string t = Trainer();
+  Loader();
+  std::vector<std::string> order;
+  for (int i = 0; i < 3; ++i) {
+    manager_->Tick();
+    tecl::v1::Assignment run = StartRank(t);
+    order.push_back(run.job_id());
+    ASSERT_TRUE(Report(t, run.job_id(), run.attempt(), 0, tecl::v1::OUTCOME_SUCCEEDED).ok());
+  }
+  EXPECT_THAT(order, ElementsAre(c, a, b));
+  EXPECT_EQ(Get(b).state(), kSucceeded);
+}
+
+TEST_F(JobManagerTest, BackfillIsBoundedThenTheBlockedJobReserves) {
+  JobManagerOptions options = Options();
+  options.scheduler.max_bypasses = 2;
+  Start(options);
+  const std::string t1 = Trainer();
+  const std::string t2 = Trainer();
+  Loader();
+  Loader();
+  // t2 is taken by a long job submitted first.
+  const std::string blocker = SubmitOk(Spec());
+  manager_->Tick();
+  ASSERT_EQ(Get(blocker).state(), kScheduled);
+  const std::string runner = Get(blocker).ranks(0).worker_id();
+  const std::string other = runner == t1 ? t2 : t1;
+  StartRank(runner);
+  const std::string big = SubmitOk(Spec(2, 1));
+  std::vector<std::string> small;
+  for (int i = 0; i < 3; ++i) small.push_back(SubmitOk(Spec()));
+  // Two small jobs backfill on the other trainer, one after the other.
+  for (int i = 0; i < 2; ++i) {
+    manager_->Tick();
+    ASSERT_EQ(Get(small[i]).state(), kScheduled) << i;
+    tecl::v1::Assignment run = StartRank(other);
+    ASSERT_TRUE(Report(other, run.job_id(), run.attempt(), 0, tecl::v1::OUTCOME_SUCCEEDED).ok());
+  }
+  // The big job was passed twice: the third small job must wait behind it.
+  manager_->Tick();
+  EXPECT_EQ(Get(small[2]).state(), kPending);
+  EXPECT_EQ(Get(big).state(), kPending);
+  // When the long job ends, the big job gets both trainers.
+  ASSERT_TRUE(Report(runner, blocker, 1, 0, tecl::v1::OUTCOME_SUCCEEDED).ok());
+  manager_->Tick();
+  EXPECT_EQ(Get(big).state(), kScheduled);
+  EXPECT_EQ(Get(small[2]).state(), kPending);
+}
+
+// ---- Assignments and progress ----
+
+TEST_F(JobManagerTest, AssignmentsReachTrainersInHeartbeats) {
+  const std::string id = SubmitOk(Spec(2, 2));
+  const std::string t1 = Trainer("a");
+  const std::string t2 = Trainer("b");
+  std::vector<std::string> loaders;
+  for (const char* host : {"a", "a", "b", "b"}) loaders.push_back(Loader(host));
+  manager_->Tick();
+  const Job job = Get(id);
+  ASSERT_EQ(job.state(), kScheduled);
+  // Dataloader heartbeats carry nothing.
+  EXPECT_EQ(Beat(loaders[0])->action(), HeartbeatResponse::ACTION_NONE);
+  tecl::v1::Assignment a = TakeAssignment(job.ranks(0).worker_id());
+  EXPECT_EQ(a.job_id(), id);
+  EXPECT_EQ(a.attempt(), 1);
+  EXPECT_EQ(a.rank(), 0);
+  EXPECT_EQ(a.world_size(), 2);
+  EXPECT_EQ(a.spec().resources().trainers(), 2);
+  EXPECT_EQ(a.checkpoint_dir(), "/state/checkpoints/" + id);
+  EXPECT_EQ(a.coordinator_address(), "10.0.0.1:7070");
+  EXPECT_TRUE(a.resume_from().path().empty());
+  // Its own dataloaders, on its host.
+  ASSERT_EQ(a.dataloader_addresses_size(), 2);
+  for (const std::string& address : a.dataloader_addresses()) {
+    EXPECT_EQ(address.substr(0, 2), Worker(job.ranks(0).worker_id()).hostname() + ":");
+  }
+  // Until the worker shows it runs the assignment, it is offered again.
+  EXPECT_EQ(Beat(job.ranks(0).worker_id())->action(), HeartbeatResponse::ACTION_RUN);
+  EXPECT_EQ(Beat(job.ranks(0).worker_id(), tecl::v1::TRAINER_STATUS_STARTING, id, 1, 0)->action(),
+            HeartbeatResponse::ACTION_NONE);
+}
+
+TEST_F(JobManagerTest, RunningOnceEveryRankTrains) {
+  const std::string id = SubmitOk(Spec(2, 1));
+  const std::string t1 = Trainer();
+  const std::string t2 = Trainer();
+  Loader();
+  Loader();
+  manager_->Tick();
+  tecl::v1::Assignment a0 = StartRank(Get(id).ranks(0).worker_id());
+  EXPECT_EQ(Get(id).state(), kScheduled);
+  StartRank(Get(id).ranks(1).worker_id());
+  EXPECT_EQ(Get(id).state(), kRunning);
+  EXPECT_THAT(StateHistory(id), ElementsAre(kPending, kScheduled, kRunning));
+  EXPECT_THAT(Get(id).reason(), HasSubstr("all 2 rank(s) are training"));
+}
+
+TEST_F(JobManagerTest, RankZeroProgressIsTheJobsAndIsPersistedAtABoundedRate) {
+  const std::string id = SubmitOk(Spec(2, 1));
+  Trainer();
+  Trainer();
+  Loader();
+  Loader();
+  manager_->Tick();
+  const std::string r0 = Get(id).ranks(0).worker_id();
+  const std::string r1 = Get(id).ranks(1).worker_id();
+  StartRank(r0);
+  StartRank(r1);
+  Beat(r0, tecl::v1::TRAINER_STATUS_RUNNING, id, 1, 0, /*step=*/10);
+  Beat(r1, tecl::v1::TRAINER_STATUS_RUNNING, id, 1, 1, /*step=*/999);
+  EXPECT_EQ(Get(id).progress().step(), 10);
+  EXPECT_DOUBLE_EQ(Get(id).progress().loss().total(), 1.5);
+  // The RUNNING transition stored the job just before; the new progress waits for the interval.
+  EXPECT_EQ(Stored(id).job.progress().step(), 0);
+  clock_.Advance(absl::Seconds(2));
+  Beat(r0, tecl::v1::TRAINER_STATUS_RUNNING, id, 1, 0, /*step=*/20);
+  EXPECT_EQ(Stored(id).job.progress().step(), 0);
+  clock_.Advance(absl::Seconds(3));
+  Beat(r0, tecl::v1::TRAINER_STATUS_RUNNING, id, 1, 0, /*step=*/30);
+  EXPECT_EQ(Stored(id).job.progress().step(), 30);
+  // Without further heartbeats, Tick writes what is pending once the interval passed.
+  Beat(r0, tecl::v1::TRAINER_STATUS_RUNNING, id, 1, 0, /*step=*/31);
+  clock_.Advance(absl::Seconds(5));
+  manager_->Tick();
+  EXPECT_EQ(Stored(id).job.progress().step(), 31);
+}
+
+TEST_F(JobManagerTest, SucceedsWhenRankZeroFinishesAndFreesEveryone) {
+  const std::string id = SubmitOk(Spec(2, 1));
+  Trainer();
+  Trainer();
+  const std::string l1 = Loader();
+  const std::string l2 = Loader();
+  manager_->Tick();
+  const std::string r0 = Get(id).ranks(0).worker_id();
+  const std::string r1 = Get(id).ranks(1).worker_id();
+  StartRank(r0);
+  StartRank(r1);
+  ASSERT_TRUE(Checkpoint(r0, id, 1, 1000).ok());
+  ASSERT_TRUE(Report(r0, id, 1, 0, tecl::v1::OUTCOME_SUCCEEDED, "", 1000).ok());
+  Job job = Get(id);
+  EXPECT_EQ(job.state(), kSucceeded);
+  EXPECT_THAT(job.reason(), HasSubstr("rank 0 finished at step 1000"));
+  EXPECT_GT(job.finished_unix_ms(), 0);
+  EXPECT_EQ(Stored(id).job.state(), kSucceeded);
+  EXPECT_EQ(Worker(r0).state(), tecl::v1::WORKER_STATE_IDLE);
+  EXPECT_EQ(Worker(l1).state(), tecl::v1::WORKER_STATE_IDLE);
+  EXPECT_EQ(Worker(l2).state(), tecl::v1::WORKER_STATE_IDLE);
+  // Rank 1 is told to stop if it still runs, and is freed by its own report.
+  EXPECT_EQ(Beat(r1, tecl::v1::TRAINER_STATUS_RUNNING, id, 1, 1)->action(),
+            HeartbeatResponse::ACTION_STOP);
+  EXPECT_TRUE(Report(r1, id, 1, 1, tecl::v1::OUTCOME_SUCCEEDED).ok());
+  EXPECT_EQ(Worker(r1).state(), tecl::v1::WORKER_STATE_IDLE);
+  EXPECT_EQ(Stored(id).attempts[0].end_state(), kSucceeded);
+}
+
+// ---- Failures and recovery ----
+
+TEST_F(JobManagerTest, ALostTrainerTriggersRecoveryFromTheNewestCheckpoint) {
+  const std::string id = SubmitOk(Spec(2, 1));
+  Trainer();
+  Trainer();
+  Loader();
+  Loader();
+  manager_->Tick();
+  const std::string r0 = Get(id).ranks(0).worker_id();
+  const std::string r1 = Get(id).ranks(1).worker_id();
+  StartRank(r0);
+  StartRank(r1);
+  ASSERT_TRUE(Checkpoint(r0, id, 1, 100).ok());
+  ASSERT_TRUE(Checkpoint(r0, id, 1, 200).ok());
+  std::vector<std::string> alive = {r0};
+  for (const auto& w : manager_->ListWorkers(tecl::v1::WORKER_KIND_DATALOADER)) alive.push_back(w.id());
+  // The job's restart.heartbeat_timeout_s is 10 s: rank 1 goes silent.
+  PassTime(absl::Seconds(9), alive);
+  EXPECT_EQ(Get(id).state(), kRunning);
+  PassTime(absl::Seconds(2), alive);
+  Job job = Get(id);
+  EXPECT_EQ(job.state(), kRecovering);
+  EXPECT_EQ(job.attempt(), 2);
+  EXPECT_EQ(job.restarts(), 1);
+  EXPECT_THAT(job.reason(), HasSubstr("rank 1"));
+  EXPECT_THAT(job.reason(), HasSubstr("missed heartbeats"));
+  EXPECT_EQ(Worker(r1).state(), tecl::v1::WORKER_STATE_LOST);
+  // The lost worker is told to register again.
+  absl::StatusOr<HeartbeatResponse> lost = Beat(r1);
+  EXPECT_EQ(lost.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(lost.status().message()), HasSubstr("register again"));
+  // The surviving rank is stopped, and freed once it goes idle.
+  EXPECT_EQ(Beat(r0, tecl::v1::TRAINER_STATUS_RUNNING, id, 1, 0)->action(),
+            HeartbeatResponse::ACTION_STOP);
+  EXPECT_EQ(Report(r0, id, 1, 0, tecl::v1::OUTCOME_STOPPED).code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(Worker(r0).state(), tecl::v1::WORKER_STATE_IDLE);
+  // A replacement registers; the job re-gangs and resumes from step 200.
+  const std::string replacement = Trainer("h9");
+  EXPECT_NE(replacement, r1);
+  manager_->Tick();
+  job = Get(id);
+  EXPECT_EQ(job.state(), kScheduled);
+  EXPECT_EQ(job.attempt(), 2);
+  tecl::v1::Assignment a = TakeAssignment(replacement);
+  EXPECT_EQ(a.attempt(), 2);
+  EXPECT_EQ(a.resume_from().step(), 200);
+  EXPECT_EQ(a.resume_from().path(), "/ckpt/step-200");
+  EXPECT_THAT(StateHistory(id), ElementsAre(kPending, kScheduled, kRunning, kRecovering, kScheduled));
+  // Events tell the story, durably.
+  StoredJob stored = Stored(id);
+  bool lost_event = false;
+  for (const auto& e : stored.events) lost_event = lost_event || e.type() == "worker_lost";
+  EXPECT_TRUE(lost_event);
+  ASSERT_EQ(stored.attempts.size(), 2u);
+  EXPECT_EQ(stored.attempts[0].end_state(), kRecovering);
+  EXPECT_EQ(stored.attempts[1].ended_unix_ms(), 0);
+}
+
+TEST_F(JobManagerTest, ALostDataloaderIsReplacedTheSameWay) {
+  const std::string id = SubmitOk(Spec(1, 1));
+  const std::string t = Trainer();
+  const std::string l = Loader();
+  manager_->Tick();
+  StartRank(t);
+  PassTime(absl::Seconds(11), {t});
+  EXPECT_EQ(Get(id).state(), kRecovering);
+  EXPECT_THAT(Get(id).reason(), HasSubstr("dataloader " + l));
+  const std::string l2 = Loader();
+  EXPECT_EQ(Beat(t, tecl::v1::TRAINER_STATUS_RUNNING, id, 1, 0)->action(),
+            HeartbeatResponse::ACTION_STOP);
+  Beat(t);  // Idle: lets go of attempt 1.
+  manager_->Tick();
+  EXPECT_EQ(Get(id).state(), kScheduled);
+  EXPECT_EQ(Get(id).ranks(0).dataloader_ids(0), l2);
+}
+
+TEST_F(JobManagerTest, FailedRanksRestartUntilMaxRestartsThenTheJobFails) {
+  JobSpec spec = Spec(1, 1);
+  spec.mutable_restart()->set_max_restarts(1);
+  const std::string id = SubmitOk(spec);
+  const std::string t = Trainer();
+  Loader();
+  manager_->Tick();
+  StartRank(t);
+  ASSERT_TRUE(Report(t, id, 1, 0, tecl::v1::OUTCOME_FAILED, "allreduce timed out").ok());
+  EXPECT_EQ(Get(id).state(), kRecovering);
+  EXPECT_THAT(Get(id).reason(), HasSubstr("failed: allreduce timed out"));
+  manager_->Tick();
+  tecl::v1::Assignment a = StartRank(t);
+  EXPECT_EQ(a.attempt(), 2);
+  ASSERT_TRUE(Report(t, id, 2, 0, tecl::v1::OUTCOME_FAILED, "allreduce timed out again").ok());
+  Job job = Get(id);
+  EXPECT_EQ(job.state(), kFailed);
+  EXPECT_THAT(job.reason(), HasSubstr("no restarts left (restart.max_restarts = 1)"));
+  EXPECT_EQ(job.restarts(), 1);
+  EXPECT_EQ(Stored(id).job.state(), kFailed);
+  EXPECT_EQ(Worker(t).state(), tecl::v1::WORKER_STATE_IDLE);
+}
+
+TEST_F(JobManagerTest, AFatalOutcomeFailsAtOnce) {
+  const std::string id = SubmitOk(Spec(1, 1));
+  const std::string t = Trainer();
+  Loader();
+  manager_->Tick();
+  StartRank(t);
+  ASSERT_TRUE(Report(t, id, 1, 0, tecl::v1::OUTCOME_FATAL, "dataset has no usable video").ok());
+  EXPECT_EQ(Get(id).state(), kFailed);
+  EXPECT_EQ(Get(id).restarts(), 0);
+  EXPECT_THAT(Get(id).reason(), HasSubstr("fatally"));
+}
+
+TEST_F(JobManagerTest, ATrainerThatDropsItsAssignmentFailsTheAttempt) {
+  const std::string id = SubmitOk(Spec(1, 1));
+  const std::string t = Trainer();
+  Loader();
+  manager_->Tick();
+  StartRank(t);
+  EXPECT_EQ(Beat(t)->action(), HeartbeatResponse::ACTION_NONE);  // Idle, no outcome.
+  EXPECT_EQ(Get(id).state(), kRecovering);
+  EXPECT_THAT(Get(id).reason(), HasSubstr("went idle without reporting an outcome"));
+}
+
+TEST_F(JobManagerTest, AnIdleWorkerStillRunningAnOldAttemptIsStopped) {
+  const std::string t = Trainer();
+  absl::StatusOr<HeartbeatResponse> r = Beat(t, tecl::v1::TRAINER_STATUS_RUNNING, "job-000042", 3, 0);
+  EXPECT_EQ(r->action(), HeartbeatResponse::ACTION_STOP);
+  EXPECT_THAT(r->stop_reason(), HasSubstr("not current"));
+}
+
+TEST_F(JobManagerTest, StaleAttemptsAreAbortedEverywhere) {
+  const std::string id = SubmitOk(Spec(1, 1));
+  const std::string t = Trainer();
+  Loader();
+  manager_->Tick();
+  StartRank(t);
+  ASSERT_TRUE(rendezvous_->Set({id, 1}, "master", "a").ok());
+  ASSERT_TRUE(Report(t, id, 1, 0, tecl::v1::OUTCOME_FAILED, "boom").ok());
+  // Attempt 1 is gone: its keys, its reports and its checkpoints.
+  EXPECT_EQ(rendezvous_->Set({id, 1}, "master", "b").code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(Report(t, id, 1, 0, tecl::v1::OUTCOME_FAILED).code(), absl::StatusCode::kAborted);
+  manager_->Tick();
+  StartRank(t);
+  EXPECT_EQ(Checkpoint(t, id, 1, 10).code(), absl::StatusCode::kAborted);
+  EXPECT_TRUE(Checkpoint(t, id, 2, 10).ok());
+  EXPECT_TRUE(rendezvous_->Check({id, 2}, {"master"}).ok());
+  EXPECT_FALSE(rendezvous_->Check({id, 2}, {"master"})->all_present);
+  EXPECT_EQ(rendezvous_->Set({id, 1}, "master", "c").code(), absl::StatusCode::kAborted);
+}
+
+TEST_F(JobManagerTest, UnknownWorkersAndJobsAreNotFound) {
+  EXPECT_EQ(Beat("trainer-nobody").status().code(), absl::StatusCode::kNotFound);
+  const std::string t = Trainer();
+  EXPECT_EQ(Report("trainer-nobody", "job-1", 1, 0, tecl::v1::OUTCOME_FAILED).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(Report(t, "job-404", 1, 0, tecl::v1::OUTCOME_FAILED).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(Checkpoint(t, "job-404", 1, 1).code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(JobManagerTest, LostWorkersReRegisterWithANewIdAndAreForgottenLater) {
+  const std::string t = Trainer();
+  clock_.Advance(absl::Seconds(31));
+  manager_->Tick();
+  EXPECT_EQ(Worker(t).state(), tecl::v1::WORKER_STATE_LOST);
+  EXPECT_EQ(Beat(t).status().code(), absl::StatusCode::kNotFound);
+  const std::string again = Trainer();
+  EXPECT_NE(again, t);
+  clock_.Advance(absl::Hours(2));
+  Beat(again);
+  manager_->Tick();
+  EXPECT_EQ(manager_->ListWorkers(tecl::v1::WORKER_KIND_UNSPECIFIED).size(), 1u);
+  EXPECT_EQ(store_.Load()->workers.size(), 1u);
+}
+
+TEST_F(JobManagerTest, RegistrationNeedsAKindAndDataloadersAnAddress) {
+  tecl::v1::WorkerInfo info;
+  std::optional<absl::StatusOr<tecl::v1::RegisterWorkerResponse>> result;
+  manager_->RegisterWorker(info, [&](auto r) { result = r; });
+  EXPECT_EQ(result->status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(result->status().message()), HasSubstr("kind"));
+  info.set_kind(tecl::v1::WORKER_KIND_DATALOADER);
+  manager_->RegisterWorker(info, [&](auto r) { result = r; });
+  EXPECT_EQ(result->status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(result->status().message()), HasSubstr("address"));
+}
+
+// ---- Cancellation ----
+
+TEST_F(JobManagerTest, CancelStopsTheWorkersAndFreesThem) {
+  const std::string pending = SubmitOk(Spec(4, 1));
+  ASSERT_TRUE(Cancel(pending).ok());
+  EXPECT_EQ(Get(pending).state(), kCancelled);
+
+  const std::string id = SubmitOk(Spec(1, 1));
+  const std::string t = Trainer();
+  const std::string l = Loader();
+  manager_->Tick();
+  StartRank(t);
+  absl::StatusOr<Job> cancelled = Cancel(id);
+  ASSERT_TRUE(cancelled.ok());
+  EXPECT_EQ(cancelled->state(), kCancelled);
+  EXPECT_EQ(Stored(id).job.state(), kCancelled);
+  EXPECT_EQ(Worker(l).state(), tecl::v1::WORKER_STATE_IDLE);
+  absl::StatusOr<HeartbeatResponse> r = Beat(t, tecl::v1::TRAINER_STATUS_RUNNING, id, 1, 0);
+  EXPECT_EQ(r->action(), HeartbeatResponse::ACTION_STOP);
+  EXPECT_THAT(r->stop_reason(), HasSubstr("cancelled"));
+  EXPECT_TRUE(Report(t, id, 1, 0, tecl::v1::OUTCOME_STOPPED).ok());
+  EXPECT_EQ(Worker(t).state(), tecl::v1::WORKER_STATE_IDLE);
+  EXPECT_EQ(Get(id).state(), kCancelled);
+
+  absl::StatusOr<Job> again = Cancel(id);
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(again.status().message()), HasSubstr("already finished (cancelled)"));
+  EXPECT_EQ(Cancel("job-404").status().code(), absl::StatusCode::kNotFound);
+}
+
+// ---- Checkpoints ----
+
+TEST_F(JobManagerTest, CheckpointsAreValidatedAndTheNewestIsTheJobs) {
+  const std::string id = SubmitOk(Spec(1, 1));
+  const std::string t = Trainer();
+  Loader();
+  manager_->Tick();
+  StartRank(t);
+  EXPECT_EQ(Checkpoint(t, id, 1, 10, "").code(), absl::StatusCode::kOk);
+  tecl::v1::RegisterCheckpointRequest empty;
+  empty.set_worker_id(t);
+  empty.set_job_id(id);
+  empty.mutable_checkpoint()->set_attempt(1);
+  std::optional<absl::Status> status;
+  manager_->RegisterCheckpoint(empty, [&](absl::Status s) { status = s; });
+  EXPECT_EQ(status->code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Checkpoint(t, id, 1, 1001).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Checkpoint(t, id, 1, 30).ok());
+  EXPECT_TRUE(Checkpoint(t, id, 1, 20).ok());
+  EXPECT_TRUE(Checkpoint(t, id, 1, 30).ok());  // A retried registration.
+  EXPECT_EQ(Get(id).latest_checkpoint().step(), 30);
+  EXPECT_EQ(Stored(id).checkpoints.size(), 3u);
+  EXPECT_EQ(Stored(id).job.latest_checkpoint().step(), 30);
+}
+
+// ---- Evaluation jobs ----
+
+TEST_F(JobManagerTest, AnEvalJobWaitsForItsSourceAndEvaluatesItsNewestCheckpoint) {
+  const std::string pretrain = SubmitOk(Spec(1, 1));
+  JobSpec eval = DefaultJobSpec(tecl::v1::JOB_KIND_EVAL, "tiny3d");
+  eval.mutable_dataset()->set_root("/data/synth");
+  eval.mutable_dataset()->set_train_list("train.txt");
+  eval.mutable_dataset()->set_test_list("test.txt");
+  eval.mutable_eval()->set_source_job_id("job-404");
+  EXPECT_THAT(std::string(Submit(eval).status().message()), HasSubstr("eval.source_job_id"));
+  eval.mutable_eval()->set_source_job_id(pretrain);
+  const std::string evaluation = SubmitOk(eval);
+  const std::string t = Trainer();
+  Loader();
+  manager_->Tick();
+  EXPECT_EQ(Get(pretrain).state(), kScheduled);
+  StartRank(t);
+  ASSERT_TRUE(Checkpoint(t, pretrain, 1, 1000).ok());
+  ASSERT_TRUE(Report(t, pretrain, 1, 0, tecl::v1::OUTCOME_SUCCEEDED).ok());
+  manager_->Tick();
+  ASSERT_EQ(Get(evaluation).state(), kScheduled);
+  tecl::v1::Assignment a = StartRank(t);
+  EXPECT_EQ(a.resume_from().path(), "/ckpt/step-1000");
+  tecl::v1::ReportOutcomeRequest done;
+  done.set_worker_id(t);
+  done.set_job_id(evaluation);
+  done.set_attempt(1);
+  done.set_outcome(tecl::v1::OUTCOME_SUCCEEDED);
+  done.mutable_eval_result()->set_encoder("job " + pretrain + " step 1000");
+  auto* r1 = done.mutable_eval_result()->add_retrieval();
+  r1->set_k(1);
+  r1->set_recall(0.42);
+  std::optional<absl::Status> status;
+  manager_->ReportOutcome(done, [&](absl::Status s) { status = s; });
+  ASSERT_TRUE(status->ok());
+  EXPECT_EQ(Get(evaluation).state(), kSucceeded);
+  EXPECT_DOUBLE_EQ(Stored(evaluation).job.eval_result().retrieval(0).recall(), 0.42);
+}
+
+TEST_F(JobManagerTest, AnEvalJobFailsWhenItsSourceEndsWithoutACheckpoint) {
+  const std::string pretrain = SubmitOk(Spec(1, 1));
+  JobSpec eval = DefaultJobSpec(tecl::v1::JOB_KIND_EVAL, "tiny3d");
+  eval.mutable_dataset()->set_root("/data/synth");
+  eval.mutable_dataset()->set_train_list("train.txt");
+  eval.mutable_dataset()->set_test_list("test.txt");
+  eval.mutable_eval()->set_source_job_id(pretrain);
+  const std::string evaluation = SubmitOk(eval);
+  ASSERT_TRUE(Cancel(pretrain).ok());
+  manager_->Tick();
+  EXPECT_EQ(Get(evaluation).state(), kFailed);
+  EXPECT_THAT(Get(evaluation).reason(), HasSubstr("without a checkpoint"));
+}
+
+// ---- Reads ----
+
+TEST_F(JobManagerTest, ListJobsIsNewestFirstWithFiltersAndPages) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(SubmitOk(Spec()));
+  ASSERT_TRUE(Cancel(ids[1]).ok());
+  auto page = manager_->ListJobs({}, 2, "");
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->jobs.size(), 2u);
+  EXPECT_EQ(page->jobs[0].id(), ids[4]);
+  EXPECT_EQ(page->jobs[1].id(), ids[3]);
+  page = manager_->ListJobs({}, 2, page->next_page_token);
+  EXPECT_EQ(page->jobs[0].id(), ids[2]);
+  page = manager_->ListJobs({}, 2, page->next_page_token);
+  ASSERT_EQ(page->jobs.size(), 1u);
+  EXPECT_EQ(page->jobs[0].id(), ids[0]);
+  EXPECT_TRUE(page->next_page_token.empty());
+  auto cancelled = manager_->ListJobs({kCancelled}, 0, "");
+  ASSERT_EQ(cancelled->jobs.size(), 1u);
+  EXPECT_EQ(cancelled->jobs[0].id(), ids[1]);
+  EXPECT_EQ(manager_->ListJobs({}, 1001, "").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(manager_->ListJobs({}, -1, "").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(manager_->ListJobs({}, 0, "bogus").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(JobManagerTest, ListEventsAfterASeqWithALimit) {
+  const std::string id = SubmitOk(Spec());
+  ASSERT_TRUE(Cancel(id).ok());
+  auto events = manager_->ListEvents(id, 0, 0);
+  ASSERT_EQ(events->size(), 2u);
+  EXPECT_EQ((*events)[1].to_state(), kCancelled);
+  EXPECT_EQ(manager_->ListEvents(id, 1, 0)->size(), 1u);
+  EXPECT_EQ(manager_->ListEvents(id, 0, 1)->size(), 1u);
+  EXPECT_EQ(manager_->ListEvents("job-404", 0, 0).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(JobManagerTest, WatchersHearOfChanges) {
+  const std::string id = SubmitOk(Spec());
+  int calls = 0;
+  const auto watch = manager_->Watch(id, [&] {
+    ++calls;
+    EXPECT_TRUE(manager_->GetJob(id).ok());  // Watchers may read.
+  });
+  ASSERT_TRUE(Cancel(id).ok());
+  EXPECT_EQ(calls, 1);
+  manager_->Unwatch(watch);
+  SubmitOk(Spec());
+  EXPECT_EQ(calls, 1);
+}
+
+// ---- Restart of the coordinator ----
+
+TEST_F(JobManagerTest, RestoreRebuildsJobsWorkersAndAttempts) {
+  const std::string id = SubmitOk(Spec(1, 1));
+  const std::string t = Trainer();
+  const std::string l = Loader();
+  manager_->Tick();
+  StartRank(t);
+  ASSERT_TRUE(Checkpoint(t, id, 1, 100).ok());
+  const std::string queued = SubmitOk(Spec(1, 1));
+  const Job before = Get(id);
+
+  Start();  // A new manager on the same store.
+  Job after = Get(id);
+  EXPECT_EQ(after.state(), kRunning);
+  EXPECT_EQ(after.attempt(), 1);
+  EXPECT_EQ(after.latest_checkpoint().step(), 100);
+  EXPECT_EQ(Get(queued).state(), kPending);
+  EXPECT_EQ(Worker(t).state(), tecl::v1::WORKER_STATE_BUSY);
+  // The running rank carries on: its heartbeats are recognised, the rendezvous scope is open.
+  EXPECT_EQ(Beat(t, tecl::v1::TRAINER_STATUS_RUNNING, id, 1, 0)->action(),
+            HeartbeatResponse::ACTION_NONE);
+  EXPECT_TRUE(rendezvous_->Set({id, 1}, "k", "v").ok());
+  // New jobs get new ids.
+  EXPECT_EQ(SubmitOk(Spec()), "job-000003");
+  ASSERT_TRUE(Report(t, id, 1, 0, tecl::v1::OUTCOME_SUCCEEDED).ok());
+  EXPECT_EQ(Get(id).state(), kSucceeded);
+}
+
+TEST_F(JobManagerTest, MetricsCountJobsAndWorkers) {
+  SubmitOk(Spec(2, 1));
+  Trainer();
+  const std::string text = registry_->Serialize();
+  EXPECT_THAT(text, HasSubstr("tecl_coordinator_jobs{state=\"pending\"} 1"));
+  EXPECT_THAT(text, HasSubstr("tecl_coordinator_workers{kind=\"trainer\",state=\"idle\"} 1"));
+  EXPECT_THAT(text, HasSubstr("tecl_coordinator_worker_heartbeat_age_seconds{"));
+}
+
+}  // namespace
+}  // namespace tecl::coordinator
