@@ -99,7 +99,7 @@ void ProcessGroupCommunicator::FailureState::ThrowIfFailed(const std::string& op
   }
 }
 
-ProcessGroupCommunicator::ProcessGroupCommunicator(c10::intrusive_ptr<c10d::ProcessGroup> group,
+ProcessGroupCommunicator::ProcessGroupCommunicator(c10::intrusive_ptr<C10dGroup> group,
                                                    std::string backend_name,
                                                    std::chrono::milliseconds timeout)
     : group_(std::move(group)),

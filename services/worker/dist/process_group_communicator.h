@@ -10,6 +10,7 @@
 #define TECL_SERVICES_WORKER_DIST_PROCESS_GROUP_COMMUNICATOR_H_
 
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include <torch/version.h>
 
 #include <atomic>
 #include <chrono>
@@ -22,10 +23,18 @@
 
 namespace tecl::worker::dist {
 
+// The c10d class that ProcessGroupGloo and ProcessGroupNCCL derive from: ProcessGroup in
+// LibTorch 1.x, Backend since 2.0 (same collective signatures).
+#if TORCH_VERSION_MAJOR >= 2
+using C10dGroup = c10d::Backend;
+#else
+using C10dGroup = c10d::ProcessGroup;
+#endif
+
 class ProcessGroupCommunicator final : public Communicator {
  public:
   // `backend_name` is used in messages ("gloo", "nccl (c10d)").
-  ProcessGroupCommunicator(c10::intrusive_ptr<c10d::ProcessGroup> group, std::string backend_name,
+  ProcessGroupCommunicator(c10::intrusive_ptr<C10dGroup> group, std::string backend_name,
                            std::chrono::milliseconds timeout);
   ~ProcessGroupCommunicator() override;
 
@@ -38,7 +47,7 @@ class ProcessGroupCommunicator final : public Communicator {
   std::unique_ptr<CollectiveHandle> Broadcast(at::Tensor tensor, int root) override;
   void Barrier() override;
 
-  const c10::intrusive_ptr<c10d::ProcessGroup>& group() const { return group_; }
+  const c10::intrusive_ptr<C10dGroup>& group() const { return group_; }
 
   // Shared between the communicator and its handles: the first failure breaks the communicator.
   struct FailureState {
@@ -56,7 +65,7 @@ class ProcessGroupCommunicator final : public Communicator {
   std::unique_ptr<CollectiveHandle> Start(const std::string& op, std::vector<at::Tensor> keep_alive,
                                           Launch launch);
 
-  c10::intrusive_ptr<c10d::ProcessGroup> group_;
+  c10::intrusive_ptr<C10dGroup> group_;
   const std::string backend_name_;
   const std::chrono::milliseconds timeout_;
   const int rank_;
