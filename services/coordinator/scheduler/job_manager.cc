@@ -51,6 +51,7 @@ JobManager::JobManager(JobManagerOptions options, JobStore* store, const Clock* 
       clock_(clock),
       rendezvous_(rendezvous),
       registry_(registry) {
+  coordinator_address_ = options_.coordinator_address;
   id_state_ = (static_cast<uint64_t>(std::random_device()()) << 32) ^ std::random_device()() ^
               static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
   if (registry_ == nullptr) return;
@@ -100,6 +101,11 @@ absl::Status JobManager::CheckStore() const {
   return absl::UnavailableError(absl::StrCat("the coordinator's state store failed (",
                                              store_error_.message(),
                                              "); fix the disk and restart tecl-coordinator"));
+}
+
+void JobManager::SetCoordinatorAddress(const std::string& address) {
+  absl::MutexLock lock(&mu_);
+  coordinator_address_ = address;
 }
 
 absl::Status JobManager::store_error() const {
@@ -607,7 +613,7 @@ tecl::v1::Assignment JobManager::AssignmentFor(const WorkerEntry& worker) {
   } else if (!job.latest_checkpoint().path().empty()) {
     *a.mutable_resume_from() = job.latest_checkpoint();
   }
-  a.set_coordinator_address(options_.coordinator_address);
+  a.set_coordinator_address(coordinator_address_);
   return a;
 }
 

@@ -137,6 +137,9 @@ class JobManager {
   // After Unwatch returns, `on_change` is not running and will not run again.
   void Unwatch(WatchId id);
 
+  // The address trainers are given for the rendezvous (when known only after binding).
+  void SetCoordinatorAddress(const std::string& address);
+
   // The store's first write failure (OK while healthy). After one, the manager refuses changes.
   absl::Status store_error() const;
 
@@ -219,6 +222,7 @@ class JobManager {
   int64_t next_job_seq_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t id_state_ ABSL_GUARDED_BY(mu_) = 0;
   bool needs_scheduling_ ABSL_GUARDED_BY(mu_) = true;
+  std::string coordinator_address_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> changed_ ABSL_GUARDED_BY(mu_);
 
   // Written from store callbacks, which never take mu_.
