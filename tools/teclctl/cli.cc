@@ -1,0 +1,648 @@
+#include "tools/teclctl/cli.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "services/common/auth.h"
+#include "services/common/flags.h"
+#include "services/common/service_flags.h"
+#include "services/coordinator/scheduler/job_state.h"
+#include "services/coordinator/spec/job_spec.h"
+#include "tecl/v1/coordinator.grpc.pb.h"
+#include "tools/teclctl/format.h"
+#include "tools/teclctl/local_cluster.h"
+
+ABSL_FLAG(std::string, output, "text", "Output format: text or json (protobuf JSON)");
+ABSL_FLAG(bool, wait, false, "submit: wait for the job to finish, showing progress on stderr");
+ABSL_FLAG(bool, follow, false, "events: keep printing new events until the job finishes (-f)");
+ABSL_FLAG(std::string, state, "", "list: only jobs in these states (comma-separated, e.g. running,pending)");
+ABSL_FLAG(int, limit, 50, "list: at most this many jobs, newest first (0 = all)");
+ABSL_FLAG(std::string, reason, "", "cancel: why, recorded in the job's events");
+ABSL_FLAG(std::string, request_id, "", "submit: idempotency key (default: a random one; retries reuse it)");
+ABSL_FLAG(absl::Duration, timeout, absl::ZeroDuration(),
+          "submit --wait / events -f: give up after this long (0 = no limit)");
+ABSL_FLAG(absl::Duration, rpc_timeout, absl::Seconds(10), "Deadline of each call to the coordinator");
+ABSL_FLAG(std::string, home, "", "local: state folder of the local cluster (default $TECL_HOME or ./.tecl)");
+ABSL_FLAG(int, trainers, 1, "local up: trainer worker processes");
+ABSL_FLAG(int, dataloaders, 1, "local up: dataloader processes");
+ABSL_FLAG(int, threads, 2, "local up: threads of each trainer and dataloader");
+
+namespace tecl::teclctl {
+namespace {
+
+using tecl::v1::Coordinator;
+
+constexpr char kOverview[] = R"(teclctl: submit and watch TECL pretraining and evaluation jobs, run a local cluster.
+
+Usage: teclctl [--coordinator HOST:PORT] [--output text|json] COMMAND [ARGS] [FLAGS]
+
+Commands:
+  submit FILE [--wait] [--set path=value]...  validate a YAML job spec and submit it
+  list [--state S,...] [--limit N]            jobs, newest first
+  status ID                                   one job: state, progress, placement, results, spec
+  cancel ID [--reason TEXT]                   stop a job and free its workers
+  events ID [-f]                              a job's events; -f follows until it finishes
+  workers                                     registered trainers and dataloaders
+  local up|down|status                        a coordinator, dataloaders and trainers on this machine
+
+Flags for every command:
+  --coordinator HOST:PORT  the coordinator (default: $TECL_COORDINATOR, else the local cluster's,
+                           else 127.0.0.1:7070)
+  --token_file FILE        bearer token (default: $TECL_AUTH_TOKEN)
+  --tls_ca FILE            use TLS, verifying the coordinator with this CA
+  --output text|json       json prints the protobuf JSON of the reply
+  --rpc_timeout D          deadline of each call (default 10s)
+
+Exit codes: 0 ok (submit --wait: succeeded), 1 the request failed, 2 usage error,
+  3 cannot reach the coordinator, 4 invalid spec or request, 5 no such job,
+  6 the job failed, 7 the job was cancelled.
+
+`teclctl COMMAND --help` describes one command.
+)";
+
+const std::map<std::string, std::string>& CommandHelp() {
+  static const auto* help = new std::map<std::string, std::string>{
+      {"submit", R"(teclctl submit FILE [--wait] [--set path.to.field=value]... [--request_id ID]
+
+Reads the YAML job spec FILE (docs/job-spec.md; examples/), fills every absent field with its
+default, checks it, and submits it. Prints the new job's id on stdout.
+  --set path=value   override a field, e.g. --set resources.trainers=4 --set eval.source_job_id=job-000001
+  --wait             follow the job to its end with a progress bar on stderr (step/total, loss,
+                     clips/s, ETA, state); exit 0 when it succeeds, 6 when it fails, 7 when cancelled
+  --timeout D        with --wait: give up after D (exit 1)
+Relative paths in the spec (dataset.root, checkpoint.dir, eval.checkpoint) are resolved against the
+current directory. The job's name defaults to the file's name.
+)"},
+      {"list", R"(teclctl list [--state running,pending,...] [--limit N]
+
+Jobs, newest first: id, name, kind, state, progress, age, reason.
+  --state S,...   only jobs in these states (pending, scheduled, running, recovering, succeeded,
+                  failed, cancelled)
+  --limit N       at most N jobs (default 50; 0 = all)
+)"},
+      {"status", R"(teclctl status ID
+
+One job: state and why, attempt and restarts, progress and losses, newest checkpoint, placement
+of its ranks, evaluation results (eval jobs), and its full spec as YAML.
+)"},
+      {"cancel", R"(teclctl cancel ID [--reason TEXT]
+
+Cancels a job: it becomes CANCELLED at once, its trainers are told to stop and its workers are
+freed. A job that already finished cannot be cancelled (exit 1).
+)"},
+      {"events", R"(teclctl events ID [-f|--follow] [--timeout D]
+
+The job's events, oldest first: state changes with their reasons, checkpoints, lost workers.
+  -f, --follow   keep printing new events until the job finishes
+)"},
+      {"workers", R"(teclctl workers
+
+Registered trainers and dataloaders: id, kind, state (idle, busy, lost), host, device, the job and
+rank they work on, time since their last heartbeat, address.
+)"},
+      {"local", R"(teclctl local up [--trainers M] [--dataloaders N] [--threads T] [--home DIR]
+teclctl local down [--home DIR]
+teclctl local status [--home DIR]
+
+Runs tecl-coordinator, N tecl-dataloader and M tecl-worker processes on this machine in the
+background. Their state, logs and pid files live in DIR (default $TECL_HOME, else ./.tecl); the
+coordinator listens on 127.0.0.1 on a free port, which later teclctl commands find by themselves.
+`up` returns once the coordinator answers and every worker registered. Binaries are looked up in
+$TECL_LOCAL_BIN_DIR, next to teclctl, then on PATH. `down` stops every process (state is kept).
+)"},
+  };
+  return *help;
+}
+
+std::string RandomRequestId() {
+  std::random_device device;
+  return absl::StrFormat("teclctl-%08x%08x", device(), device());
+}
+
+bool ArgGiven(const std::vector<std::string>& args, absl::string_view flag) {
+  for (const std::string& arg : args) {
+    if (arg == absl::StrCat("--", flag) || absl::StartsWith(arg, absl::StrCat("--", flag, "=")) ||
+        arg == absl::StrCat("-", flag) || absl::StartsWith(arg, absl::StrCat("-", flag, "="))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+class Cli {
+ public:
+  Cli(std::string address, ChannelOptions channel_options)
+      : address_(std::move(address)), channel_options_(std::move(channel_options)) {
+    json_ = absl::GetFlag(FLAGS_output) == "json";
+  }
+
+  int Dispatch(const std::vector<std::string>& args, const std::vector<std::string>& overrides);
+
+ private:
+  std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout) const {
+    auto context = std::make_unique<grpc::ClientContext>();
+    if (timeout > absl::ZeroDuration()) {
+      context->set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
+    }
+    return context;
+  }
+  std::unique_ptr<grpc::ClientContext> Context() const {
+    return Context(absl::GetFlag(FLAGS_rpc_timeout));
+  }
+  Coordinator::Stub* stub() {
+    if (stub_ == nullptr) {
+      absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel(address_, channel_options_);
+      if (channel.ok()) stub_ = Coordinator::NewStub(*channel);
+    }
+    return stub_.get();
+  }
+  // Prints why a call failed and returns the exit code.
+  int Fail(const grpc::Status& status, absl::string_view what) const;
+  int Usage(const std::string& message) const {
+    std::cerr << "teclctl: " << message << "\n(see `teclctl --help`)\n";
+    return kExitUsage;
+  }
+
+  int Submit(const std::vector<std::string>& args, const std::vector<std::string>& overrides);
+  int List();
+  int Status(const std::string& id);
+  int Cancel(const std::string& id);
+  int Events(const std::string& id);
+  int Workers();
+  int Local(const std::vector<std::string>& args);
+  // Follows a job with WatchJob until it finishes, reconnecting when the stream breaks.
+  // `on_update` sees every snapshot and its new events. Returns the final job.
+  int Watch(const std::string& id, int64_t after_seq,
+            const std::function<void(const tecl::v1::WatchJobResponse&)>& on_update,
+            tecl::v1::Job* final_job);
+
+  const std::string address_;
+  const ChannelOptions channel_options_;
+  bool json_ = false;
+  std::unique_ptr<Coordinator::Stub> stub_;
+};
+
+int Cli::Fail(const grpc::Status& status, absl::string_view what) const {
+  const std::string message = status.error_message();
+  switch (status.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      std::cerr << "teclctl: " << what << ": cannot reach the coordinator at " << address_ << " ("
+                << message << "): is it running? Start one with `teclctl local up`, or pass "
+                << "--coordinator HOST:PORT (or set TECL_COORDINATOR)\n";
+      return kExitUnreachable;
+    case grpc::StatusCode::UNAUTHENTICATED:
+      std::cerr << "teclctl: " << what << ": " << message
+                << " (pass --token_file FILE or set TECL_AUTH_TOKEN)\n";
+      return kExitFailure;
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      std::cerr << "teclctl: " << what << ": " << message << "\n";
+      return kExitInvalid;
+    case grpc::StatusCode::NOT_FOUND:
+      std::cerr << "teclctl: " << what << ": " << message << "\n";
+      return kExitNotFound;
+    default:
+      std::cerr << "teclctl: " << what << ": " << message << "\n";
+      return kExitFailure;
+  }
+}
+
+int Cli::Dispatch(const std::vector<std::string>& args, const std::vector<std::string>& overrides) {
+  const std::string& command = args[1];
+  auto need = [&](size_t n, const char* what) {
+    return args.size() == n + 2 ? 0 : Usage(absl::StrCat(command, " takes ", what));
+  };
+  if (!overrides.empty() && command != "submit") return Usage("--set is for submit");
+  if (command == "submit") {
+    if (int rc = need(1, "one job spec file: teclctl submit FILE.yaml"); rc) return rc;
+    return Submit(args, overrides);
+  }
+  if (command == "list") {
+    if (int rc = need(0, "no arguments"); rc) return rc;
+    return List();
+  }
+  if (command == "status" || command == "cancel" || command == "events") {
+    if (int rc = need(1, "one job id"); rc) return rc;
+    if (command == "status") return Status(args[2]);
+    if (command == "cancel") return Cancel(args[2]);
+    return Events(args[2]);
+  }
+  if (command == "workers") {
+    if (int rc = need(0, "no arguments"); rc) return rc;
+    return Workers();
+  }
+  if (command == "local") return Local(args);
+  return Usage(absl::StrCat("unknown command \"", command, "\""));
+}
+
+int Cli::Submit(const std::vector<std::string>& args, const std::vector<std::string>& overrides) {
+  const std::string& file = args[2];
+  std::ifstream in(file);
+  if (!in) {
+    std::cerr << "teclctl: cannot read the job spec \"" << file << "\"; check the path\n";
+    return kExitUsage;
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  absl::StatusOr<std::string> yaml = coordinator::ApplyYamlOverrides(text.str(), overrides);
+  if (!yaml.ok()) {
+    std::cerr << "teclctl: " << file << ": " << yaml.status().message() << "\n";
+    return kExitInvalid;
+  }
+  coordinator::ParseOptions parse;
+  parse.default_name = std::filesystem::path(file).stem().string();
+  parse.base_dir = std::filesystem::current_path().string();
+  coordinator::SpecLimits limits;
+  limits.max_trainers = 1 << 20;  // The cluster's limit is the coordinator's to check.
+  absl::StatusOr<tecl::v1::JobSpec> spec = coordinator::LoadJobSpec(*yaml, parse, limits);
+  if (!spec.ok()) {
+    std::cerr << "teclctl: " << file << ": " << spec.status().message() << "\n";
+    return kExitInvalid;
+  }
+  if (stub() == nullptr) return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "submit");
+  tecl::v1::SubmitJobRequest request;
+  *request.mutable_spec() = *spec;
+  request.set_request_id(absl::GetFlag(FLAGS_request_id).empty() ? RandomRequestId()
+                                                                 : absl::GetFlag(FLAGS_request_id));
+  tecl::v1::SubmitJobResponse response;
+  grpc::Status status;
+  for (int attempt = 0; attempt < 3; ++attempt) {  // The request id makes retries safe.
+    if (attempt > 0) absl::SleepFor(absl::Milliseconds(500) * attempt);
+    status = stub()->SubmitJob(Context().get(), request, &response);
+    if (status.error_code() != grpc::StatusCode::UNAVAILABLE) break;
+  }
+  if (!status.ok()) return Fail(status, absl::StrCat("submit ", file));
+  const tecl::v1::Job& job = response.job();
+  if (!absl::GetFlag(FLAGS_wait)) {
+    if (json_) {
+      std::cout << ToJson(job);
+    } else {
+      std::cout << job.id() << "\n";
+      std::cerr << "submitted " << job.id() << " (" << job.spec().name() << "): "
+                << StateText(job.state()) << ", " << job.reason() << "\n";
+    }
+    return kExitOk;
+  }
+  if (!json_) {
+    std::cout << job.id() << std::endl;
+    std::cerr << "submitted " << job.id() << " (" << job.spec().name() << ")\n";
+  }
+  // Progress: a redrawn line on a terminal, a line every few seconds otherwise.
+  const bool tty = ::isatty(STDERR_FILENO) == 1;
+  absl::Time last_line = absl::InfinitePast();
+  int64_t last_step = -1;
+  bool drawn = false;
+  tecl::v1::Job final_job;
+  int rc = Watch(job.id(), 0, [&](const tecl::v1::WatchJobResponse& update) {
+    for (const auto& event : update.events()) {
+      if (drawn && tty) std::cerr << "\r\033[K";
+      std::cerr << EventLine(event) << "\n";
+      drawn = false;
+    }
+    const std::string line = ProgressLine(update.job());
+    if (tty) {
+      std::cerr << "\r\033[K" << line << std::flush;
+      drawn = true;
+    } else if (update.job().progress().step() != last_step &&
+               absl::Now() - last_line > absl::Seconds(5)) {
+      std::cerr << line << "\n";
+      last_line = absl::Now();
+      last_step = update.job().progress().step();
+    }
+  }, &final_job);
+  if (drawn && tty) std::cerr << "\n";
+  if (rc != kExitOk) return rc;
+  if (json_) std::cout << ToJson(final_job);
+  std::cerr << final_job.id() << " " << StateText(final_job.state()) << ": " << final_job.reason() << "\n";
+  if (final_job.has_eval_result() && !json_) std::cerr << JobDetails(final_job, absl::ToUnixMillis(absl::Now()));
+  switch (final_job.state()) {
+    case tecl::v1::JOB_STATE_SUCCEEDED:
+      return kExitOk;
+    case tecl::v1::JOB_STATE_CANCELLED:
+      return kExitJobCancelled;
+    default:
+      return kExitJobFailed;
+  }
+}
+
+int Cli::Watch(const std::string& id, int64_t after_seq,
+               const std::function<void(const tecl::v1::WatchJobResponse&)>& on_update,
+               tecl::v1::Job* final_job) {
+  const absl::Duration timeout = absl::GetFlag(FLAGS_timeout);
+  const absl::Time deadline =
+      timeout > absl::ZeroDuration() ? absl::Now() + timeout : absl::InfiniteFuture();
+  absl::Duration backoff = absl::Milliseconds(500);
+  bool warned = false;
+  while (true) {
+    auto context = Context(deadline == absl::InfiniteFuture() ? absl::ZeroDuration()
+                                                              : deadline - absl::Now());
+    tecl::v1::WatchJobRequest request;
+    request.set_job_id(id);
+    request.set_after_seq(after_seq);
+    if (stub() == nullptr) return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "watch");
+    std::unique_ptr<grpc::ClientReader<tecl::v1::WatchJobResponse>> reader =
+        stub()->WatchJob(context.get(), request);
+    tecl::v1::WatchJobResponse update;
+    while (reader->Read(&update)) {
+      backoff = absl::Milliseconds(500);
+      if (warned) std::cerr << "reconnected to the coordinator\n";
+      warned = false;
+      for (const auto& event : update.events()) after_seq = std::max(after_seq, event.seq());
+      *final_job = update.job();
+      on_update(update);
+    }
+    grpc::Status status = reader->Finish();
+    if (coordinator::IsTerminal(final_job->state())) return kExitOk;
+    if (absl::Now() >= deadline) {
+      std::cerr << "teclctl: gave up waiting for " << id << " after " << absl::FormatDuration(timeout)
+                << " (--timeout); it is " << StateText(final_job->state()) << "\n";
+      return kExitFailure;
+    }
+    if (status.error_code() != grpc::StatusCode::UNAVAILABLE &&
+        status.error_code() != grpc::StatusCode::CANCELLED &&
+        status.error_code() != grpc::StatusCode::OK) {
+      return Fail(status, absl::StrCat("watch ", id));
+    }
+    if (!warned) {
+      std::cerr << "\nlost the coordinator at " << address_ << " (" << status.error_message()
+                << "); reconnecting...\n";
+      warned = true;
+    }
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(5));
+  }
+}
+
+int Cli::List() {
+  tecl::v1::ListJobsRequest request;
+  for (absl::string_view name : absl::StrSplit(absl::GetFlag(FLAGS_state), ',', absl::SkipEmpty())) {
+    bool found = false;
+    for (int s = tecl::v1::JOB_STATE_PENDING; s <= tecl::v1::JOB_STATE_CANCELLED; ++s) {
+      if (StateText(static_cast<tecl::v1::JobState>(s)) == name) {
+        request.add_states(static_cast<tecl::v1::JobState>(s));
+        found = true;
+      }
+    }
+    if (!found) {
+      return Usage(absl::StrCat("--state: \"", name, "\" is not one of pending, scheduled, running, "
+                                                     "recovering, succeeded, failed, cancelled"));
+    }
+  }
+  const int limit = absl::GetFlag(FLAGS_limit);
+  if (limit < 0) return Usage("--limit must be >= 0");
+  if (stub() == nullptr) return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "list");
+  tecl::v1::ListJobsResponse all;
+  while (true) {
+    const int remaining = limit == 0 ? 1000 : limit - all.jobs_size();
+    request.set_page_size(std::min(remaining, 1000));
+    tecl::v1::ListJobsResponse page;
+    grpc::Status status = stub()->ListJobs(Context().get(), request, &page);
+    if (!status.ok()) return Fail(status, "list");
+    for (auto& job : *page.mutable_jobs()) *all.add_jobs() = std::move(job);
+    if (page.next_page_token().empty() || (limit > 0 && all.jobs_size() >= limit)) {
+      all.set_next_page_token(page.next_page_token());
+      break;
+    }
+    request.set_page_token(page.next_page_token());
+  }
+  if (json_) {
+    std::cout << ToJson(all);
+    return kExitOk;
+  }
+  if (all.jobs().empty()) {
+    std::cout << "no jobs\n";
+    return kExitOk;
+  }
+  const int64_t now = absl::ToUnixMillis(absl::Now());
+  std::vector<std::vector<std::string>> rows = {
+      {"ID", "NAME", "KIND", "STATE", "STEP", "ATTEMPT", "SUBMITTED", "REASON"}};
+  for (const auto& job : all.jobs()) {
+    const auto* kind = tecl::v1::JobKind_descriptor()->FindValueByNumber(job.spec().kind());
+    std::string reason = job.reason();
+    if (reason.size() > 60) reason = reason.substr(0, 57) + "...";
+    rows.push_back({job.id(), job.spec().name(), kind ? coordinator::EnumValueShortName(*kind) : "?",
+                    StateText(job.state()),
+                    job.spec().kind() == tecl::v1::JOB_KIND_PRETRAIN
+                        ? absl::StrCat(job.progress().step(), "/", job.spec().schedule().total_steps())
+                        : "-",
+                    absl::StrCat(job.attempt()), Age(job.created_unix_ms(), now), reason});
+  }
+  std::cout << Table(rows);
+  if (!all.next_page_token().empty()) std::cout << "(more: --limit 0 lists all)\n";
+  return kExitOk;
+}
+
+int Cli::Status(const std::string& id) {
+  if (stub() == nullptr) return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "status");
+  tecl::v1::GetJobRequest request;
+  request.set_job_id(id);
+  tecl::v1::Job job;
+  grpc::Status status = stub()->GetJob(Context().get(), request, &job);
+  if (!status.ok()) return Fail(status, absl::StrCat("status ", id));
+  if (json_) {
+    std::cout << ToJson(job);
+    return kExitOk;
+  }
+  std::cout << JobDetails(job, absl::ToUnixMillis(absl::Now())) << "\nSpec:\n";
+  for (absl::string_view line : absl::StrSplit(coordinator::JobSpecToYaml(job.spec()), '\n', absl::SkipEmpty())) {
+    std::cout << "  " << line << "\n";
+  }
+  return kExitOk;
+}
+
+int Cli::Cancel(const std::string& id) {
+  if (stub() == nullptr) return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "cancel");
+  tecl::v1::CancelJobRequest request;
+  request.set_job_id(id);
+  request.set_reason(absl::GetFlag(FLAGS_reason));
+  tecl::v1::Job job;
+  grpc::Status status = stub()->CancelJob(Context().get(), request, &job);
+  if (!status.ok()) return Fail(status, absl::StrCat("cancel ", id));
+  if (json_) {
+    std::cout << ToJson(job);
+  } else {
+    std::cout << "cancelled " << job.id() << " (" << job.spec().name() << ")\n";
+  }
+  return kExitOk;
+}
+
+int Cli::Events(const std::string& id) {
+  if (stub() == nullptr) return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "events");
+  tecl::v1::ListEventsRequest request;
+  request.set_job_id(id);
+  tecl::v1::ListEventsResponse response;
+  grpc::Status status = stub()->ListEvents(Context().get(), request, &response);
+  if (!status.ok()) return Fail(status, absl::StrCat("events ", id));
+  int64_t last = 0;
+  for (const auto& event : response.events()) {
+    last = std::max(last, event.seq());
+    if (json_) {
+      std::cout << ToJson(event);
+    } else {
+      std::cout << EventLine(event) << "\n";
+    }
+  }
+  std::cout << std::flush;
+  if (!absl::GetFlag(FLAGS_follow)) return kExitOk;
+  tecl::v1::Job final_job;
+  return Watch(id, last, [&](const tecl::v1::WatchJobResponse& update) {
+    for (const auto& event : update.events()) {
+      if (json_) {
+        std::cout << ToJson(event);
+      } else {
+        std::cout << EventLine(event) << "\n";
+      }
+    }
+    std::cout << std::flush;
+  }, &final_job);
+}
+
+int Cli::Workers() {
+  if (stub() == nullptr) return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "workers");
+  tecl::v1::ListWorkersRequest request;
+  tecl::v1::ListWorkersResponse response;
+  grpc::Status status = stub()->ListWorkers(Context().get(), request, &response);
+  if (!status.ok()) return Fail(status, "workers");
+  if (json_) {
+    std::cout << ToJson(response);
+    return kExitOk;
+  }
+  if (response.workers().empty()) {
+    std::cout << "no workers registered\n";
+    return kExitOk;
+  }
+  const int64_t now = absl::ToUnixMillis(absl::Now());
+  std::vector<std::vector<std::string>> rows = {
+      {"ID", "KIND", "STATE", "HOST", "DEVICE", "JOB", "RANK", "HEARTBEAT", "ADDRESS"}};
+  for (const auto& w : response.workers()) {
+    const auto* kind = tecl::v1::WorkerKind_descriptor()->FindValueByNumber(w.kind());
+    const auto* state = tecl::v1::WorkerState_descriptor()->FindValueByNumber(w.state());
+    const auto* device = tecl::v1::Device_descriptor()->FindValueByNumber(w.device());
+    std::string device_text = device && w.device() != 0 ? coordinator::EnumValueShortName(*device) : "-";
+    if (w.gpus() > 0) absl::StrAppend(&device_text, " x", w.gpus());
+    const bool busy = w.state() == tecl::v1::WORKER_STATE_BUSY;
+    rows.push_back({w.id(), kind ? coordinator::EnumValueShortName(*kind) : "?",
+                    state ? coordinator::EnumValueShortName(*state) : "?",
+                    w.hostname().empty() ? "-" : w.hostname(),
+                    w.kind() == tecl::v1::WORKER_KIND_TRAINER ? device_text : "-",
+                    busy ? absl::StrCat(w.job_id(), "/", w.attempt()) : "-",
+                    busy ? absl::StrCat(w.rank()) : "-", Age(w.last_heartbeat_unix_ms(), now),
+                    w.address().empty() ? "-" : w.address()});
+  }
+  std::cout << Table(rows);
+  return kExitOk;
+}
+
+int Cli::Local(const std::vector<std::string>& args) {
+  if (args.size() != 3) return Usage("local takes up, down or status");
+  const std::string home = LocalHome(absl::GetFlag(FLAGS_home));
+  absl::Status status;
+  if (args[2] == "up") {
+    LocalClusterOptions options;
+    options.home = home;
+    options.trainers = absl::GetFlag(FLAGS_trainers);
+    options.dataloaders = absl::GetFlag(FLAGS_dataloaders);
+    options.threads = absl::GetFlag(FLAGS_threads);
+    options.channel = channel_options_;
+    if (absl::GetFlag(FLAGS_timeout) > absl::ZeroDuration()) options.timeout = absl::GetFlag(FLAGS_timeout);
+    status = LocalUp(options, std::cout);
+  } else if (args[2] == "down") {
+    status = LocalDown(home, std::cout);
+  } else if (args[2] == "status") {
+    status = LocalStatus(home, channel_options_, std::cout);
+  } else {
+    return Usage(absl::StrCat("local takes up, down or status, not \"", args[2], "\""));
+  }
+  if (status.ok()) return kExitOk;
+  std::cerr << "teclctl local " << args[2] << ": " << status.message() << "\n";
+  if (status.code() == absl::StatusCode::kNotFound && args[2] == "status") return kExitNotFound;
+  return status.code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
+}
+
+}  // namespace
+
+int Run(int argc, char** argv) {
+  // Pre-scan: --set (repeatable, values may hold commas), -f, and per-command help, which absl
+  // flags do not handle the way teclctl needs.
+  std::vector<std::string> raw(argv, argv + argc);
+  std::vector<std::string> kept = {raw[0]};
+  std::vector<std::string> overrides;
+  bool help = false;
+  for (size_t i = 1; i < raw.size(); ++i) {
+    const std::string& arg = raw[i];
+    if (arg == "--set" || arg == "-set") {
+      if (i + 1 == raw.size()) {
+        std::cerr << "teclctl: --set needs path.to.field=value\n";
+        return kExitUsage;
+      }
+      overrides.push_back(raw[++i]);
+    } else if (absl::StartsWith(arg, "--set=")) {
+      overrides.push_back(arg.substr(6));
+    } else if (arg == "-f") {
+      kept.push_back("--follow");
+    } else if (arg == "--help" || arg == "-h" || arg == "-help" || arg == "help") {
+      help = true;
+    } else {
+      kept.push_back(arg);
+    }
+  }
+  std::vector<char*> kept_argv;
+  for (std::string& arg : kept) kept_argv.push_back(arg.data());
+  std::vector<char*> positional =
+      ParseFlags(static_cast<int>(kept_argv.size()), kept_argv.data(), kOverview);
+  std::vector<std::string> args(positional.begin(), positional.end());
+  if (args.size() < 2) {
+    (help ? std::cout : std::cerr) << kOverview;
+    return help ? kExitOk : kExitUsage;
+  }
+  if (help) {
+    auto it = CommandHelp().find(args[1]);
+    if (it == CommandHelp().end()) {
+      std::cerr << "teclctl: unknown command \"" << args[1] << "\"\n" << kOverview;
+      return kExitUsage;
+    }
+    std::cout << it->second;
+    return kExitOk;
+  }
+  const std::string output = absl::GetFlag(FLAGS_output);
+  if (output != "text" && output != "json") {
+    std::cerr << "teclctl: --output must be text or json, not \"" << output << "\"\n";
+    return kExitUsage;
+  }
+  absl::StatusOr<ChannelOptions> channel = ChannelOptionsFromFlags();
+  if (!channel.ok()) {
+    std::cerr << "teclctl: " << channel.status().message() << "\n";
+    return kExitUsage;
+  }
+  // The coordinator: --coordinator or $TECL_COORDINATOR, else a local cluster's, else the default.
+  std::string address = absl::GetFlag(FLAGS_coordinator);
+  const char* env = std::getenv("TECL_COORDINATOR");
+  if (!ArgGiven(raw, "coordinator") && (env == nullptr || *env == '\0')) {
+    absl::StatusOr<std::string> local = LocalCoordinatorAddress(LocalHome(absl::GetFlag(FLAGS_home)));
+    if (local.ok()) address = *local;
+  }
+  Cli cli(address, *channel);
+  return cli.Dispatch(args, overrides);
+}
+
+}  // namespace tecl::teclctl

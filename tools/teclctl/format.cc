@@ -1,0 +1,154 @@
+#include "tools/teclctl/format.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+#include "google/protobuf/util/json_util.h"
+#include "services/coordinator/scheduler/job_state.h"
+#include "services/coordinator/spec/job_spec.h"
+
+namespace tecl::teclctl {
+
+std::string Table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> widths;
+  for (const auto& row : rows) {
+    if (widths.size() < row.size()) widths.resize(row.size(), 0);
+    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+  }
+  std::string out;
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      absl::StrAppend(&line, row[i]);
+      if (i + 1 < row.size()) line.append(widths[i] - row[i].size() + 2, ' ');
+    }
+    absl::StrAppend(&out, line, "\n");
+  }
+  return out;
+}
+
+std::string FormatTime(int64_t unix_ms) {
+  if (unix_ms <= 0) return "-";
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMillis(unix_ms), absl::LocalTimeZone());
+}
+
+std::string ShortDuration(double seconds) {
+  if (!(seconds >= 0) || std::isinf(seconds)) return "-";
+  const int64_t s = static_cast<int64_t>(std::llround(seconds));
+  if (s < 60) return absl::StrCat(s, "s");
+  if (s < 3600) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
+  if (s < 86400) return absl::StrFormat("%dh%02dm", s / 3600, (s % 3600) / 60);
+  return absl::StrFormat("%dd%02dh", s / 86400, (s % 86400) / 3600);
+}
+
+std::string Age(int64_t unix_ms, int64_t now_ms) {
+  if (unix_ms <= 0) return "-";
+  return ShortDuration((now_ms - unix_ms) / 1000.0) + " ago";
+}
+
+std::string StateText(tecl::v1::JobState state) { return coordinator::StateName(state); }
+
+std::string ProgressLine(const tecl::v1::Job& job, int bar_width) {
+  const auto& p = job.progress();
+  const int64_t total = p.total_steps() > 0 ? p.total_steps() : job.spec().schedule().total_steps();
+  const double fraction = total > 0 ? std::clamp(static_cast<double>(p.step()) / total, 0.0, 1.0) : 0.0;
+  const int filled = static_cast<int>(fraction * bar_width);
+  std::string line = absl::StrFormat("%-10s [%s%s] %d/%d %3.0f%%", StateText(job.state()),
+                                     std::string(filled, '#'), std::string(bar_width - filled, '-'),
+                                     p.step(), total, fraction * 100);
+  if (p.updated_unix_ms() > 0) {
+    absl::StrAppend(&line, absl::StrFormat("  loss %.4f  %.1f clips/s  ETA %s", p.loss().total(),
+                                           p.clips_per_second(), ShortDuration(p.eta_s())));
+  }
+  if (job.attempt() > 1) absl::StrAppend(&line, "  attempt ", job.attempt());
+  return line;
+}
+
+std::string EventLine(const tecl::v1::JobEvent& e) {
+  std::string what = e.type();
+  if (e.type() == "state") {
+    what = e.from_state() == tecl::v1::JOB_STATE_UNSPECIFIED
+               ? StateText(e.to_state())
+               : absl::StrCat(StateText(e.from_state()), " -> ", StateText(e.to_state()));
+  } else if (e.type() == "checkpoint") {
+    what = absl::StrCat("checkpoint at step ", e.step());
+  }
+  return absl::StrFormat("%3d  %s  %-24s  attempt %d  %s", e.seq(), FormatTime(e.time_unix_ms()),
+                         what, e.attempt(), e.reason());
+}
+
+std::string JobDetails(const tecl::v1::Job& job, int64_t now_ms) {
+  const auto& spec = job.spec();
+  std::vector<std::vector<std::string>> rows;
+  rows.push_back({"Job", absl::StrCat(job.id(), " (", spec.name(), ")")});
+  const auto* kind = tecl::v1::JobKind_descriptor()->FindValueByNumber(spec.kind());
+  rows.push_back({"Kind", absl::StrCat(kind ? coordinator::EnumValueShortName(*kind) : "?", ", ",
+                                       spec.model().backbone(), ", ", spec.resources().trainers(),
+                                       " trainer(s) x ", spec.resources().dataloaders_per_trainer(),
+                                       " dataloader(s)")});
+  rows.push_back({"State", absl::StrCat(StateText(job.state()), ": ", job.reason())});
+  rows.push_back({"Attempt", absl::StrCat(job.attempt(), " (", job.restarts(), " restart(s) of at most ",
+                                          spec.restart().max_restarts(), ")")});
+  rows.push_back({"Submitted", absl::StrCat(FormatTime(job.created_unix_ms()), " (",
+                                            Age(job.created_unix_ms(), now_ms), ")")});
+  if (job.finished_unix_ms() > 0) {
+    rows.push_back({"Finished", absl::StrCat(FormatTime(job.finished_unix_ms()), " (took ",
+                                             ShortDuration((job.finished_unix_ms() - job.created_unix_ms()) / 1000.0),
+                                             ")")});
+  }
+  if (spec.kind() == tecl::v1::JOB_KIND_PRETRAIN) {
+    const auto& p = job.progress();
+    rows.push_back({"Progress", ProgressLine(job, 20)});
+    if (p.updated_unix_ms() > 0) {
+      const auto& l = p.loss();
+      rows.push_back({"Losses", absl::StrFormat("equi %.4f  speed %.4f  dir %.4f  order %.4f  inst %.4f",
+                                                l.equivariance(), l.speed(), l.direction(), l.order(),
+                                                l.instance())});
+      rows.push_back({"Accuracy", absl::StrFormat("speed %.3f  direction %.3f  order %.3f",
+                                                  l.speed_accuracy(), l.direction_accuracy(),
+                                                  l.order_accuracy())});
+      rows.push_back({"Rates", absl::StrFormat("lr %.3g  data wait %.1f%%  updated %s", p.learning_rate(),
+                                               100 * p.data_wait_fraction(),
+                                               Age(p.updated_unix_ms(), now_ms))});
+    }
+  }
+  if (!job.latest_checkpoint().path().empty()) {
+    rows.push_back({"Checkpoint", absl::StrCat("step ", job.latest_checkpoint().step(), ": ",
+                                               job.latest_checkpoint().path())});
+  }
+  for (const auto& rank : job.ranks()) {
+    rows.push_back({rank.rank() == 0 ? "Ranks" : "",
+                    absl::StrCat(rank.rank(), ": ", rank.worker_id(), " <- ",
+                                 absl::StrJoin(rank.dataloader_ids(), ", "))});
+  }
+  std::string out = Table(rows);
+  if (job.has_eval_result()) {
+    const auto& r = job.eval_result();
+    absl::StrAppend(&out, "\nEvaluation of ", r.encoder(), " (", r.num_queries(), " queries, ",
+                    r.num_gallery(), " gallery videos, ", r.num_classes(), " classes, ",
+                    r.videos_skipped(), " skipped)\n");
+    std::vector<std::vector<std::string>> results = {{"  metric", "value"}};
+    for (const auto& k : r.retrieval()) {
+      results.push_back({absl::StrCat("  recall@", k.k()), absl::StrFormat("%.4f", k.recall())});
+    }
+    results.push_back({"  linear probe top-1", absl::StrFormat("%.4f", r.linear_probe_top1())});
+    absl::StrAppend(&out, Table(results));
+  }
+  return out;
+}
+
+std::string ToJson(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = true;
+  std::string json;
+  if (!google::protobuf::util::MessageToJsonString(message, &json, options).ok()) return "{}\n";
+  if (json.empty() || json.back() != '\n') json.push_back('\n');
+  return json;
+}
+
+}  // namespace tecl::teclctl
