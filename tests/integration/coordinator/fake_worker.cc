@@ -1,0 +1,164 @@
+#include "tests/integration/coordinator/fake_worker.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+
+namespace tecl::testing {
+namespace {
+
+void Deadline(grpc::ClientContext* context) {
+  context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+}
+
+}  // namespace
+
+FakeWorker::FakeWorker(std::shared_ptr<tecl::v1::Coordinator::StubInterface> stub,
+                       FakeWorkerOptions options)
+    : stub_(std::move(stub)), options_(std::move(options)) {}
+
+FakeWorker::~FakeWorker() { Stop(); }
+
+void FakeWorker::Start() { thread_ = std::thread(&FakeWorker::Loop, this); }
+
+void FakeWorker::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+std::string FakeWorker::id() const {
+  absl::MutexLock lock(&mu_);
+  return id_;
+}
+
+void FakeWorker::set_outcome(tecl::v1::Outcome outcome) {
+  absl::MutexLock lock(&mu_);
+  options_.outcome = outcome;
+}
+
+void FakeWorker::Loop() {
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto stop = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
+      if (mu_.AwaitWithTimeout(absl::Condition(&stop), options_.interval)) return;
+    }
+    Beat();
+  }
+}
+
+void FakeWorker::Beat() {
+  if (id().empty()) {
+    tecl::v1::RegisterWorkerRequest request;
+    auto* w = request.mutable_worker();
+    w->set_kind(options_.kind);
+    w->set_hostname(options_.hostname);
+    w->set_device(options_.device);
+    w->set_gpus(options_.gpus);
+    w->set_threads(1);
+    if (options_.kind == tecl::v1::WORKER_KIND_DATALOADER) w->set_address(options_.address);
+    tecl::v1::RegisterWorkerResponse response;
+    grpc::ClientContext context;
+    Deadline(&context);
+    if (stub_->RegisterWorker(&context, request, &response).ok()) {
+      absl::MutexLock lock(&mu_);
+      id_ = response.worker_id();
+    }
+    return;
+  }
+  tecl::v1::HeartbeatRequest request;
+  request.set_worker_id(id());
+  tecl::v1::Outcome outcome;
+  {
+    absl::MutexLock lock(&mu_);
+    outcome = options_.outcome;
+  }
+  if (running_) {
+    step_ = std::min(step_ + options_.steps_per_beat, assignment_.spec().schedule().total_steps());
+    request.set_status(tecl::v1::TRAINER_STATUS_RUNNING);
+    request.set_job_id(assignment_.job_id());
+    request.set_attempt(assignment_.attempt());
+    request.set_rank(assignment_.rank());
+    auto* p = request.mutable_progress();
+    p->set_step(step_);
+    p->set_total_steps(assignment_.spec().schedule().total_steps());
+    p->mutable_loss()->set_total(5.0 / (1.0 + step_));
+    p->set_clips_per_second(100);
+    p->set_eta_s(1);
+  } else {
+    request.set_status(tecl::v1::TRAINER_STATUS_IDLE);
+  }
+  tecl::v1::HeartbeatResponse response;
+  grpc::ClientContext context;
+  Deadline(&context);
+  grpc::Status status = stub_->Heartbeat(&context, request, &response);
+  if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
+    absl::MutexLock lock(&mu_);
+    id_.clear();
+    running_ = false;
+    return;
+  }
+  if (!status.ok()) return;
+  auto report = [&](tecl::v1::Outcome o, const std::string& reason) {
+    tecl::v1::ReportOutcomeRequest r;
+    r.set_worker_id(id());
+    r.set_job_id(assignment_.job_id());
+    r.set_attempt(assignment_.attempt());
+    r.set_rank(assignment_.rank());
+    r.set_outcome(o);
+    r.set_reason(reason);
+    r.set_step(step_);
+    *r.mutable_progress() = request.progress();
+    if (assignment_.spec().kind() == tecl::v1::JOB_KIND_EVAL && assignment_.rank() == 0) {
+      auto* e = r.mutable_eval_result();
+      e->set_encoder(assignment_.resume_from().path().empty() ? "random init"
+                                                               : assignment_.resume_from().path());
+      for (int k : assignment_.spec().eval().recall_at()) {
+        auto* rk = e->add_retrieval();
+        rk->set_k(k);
+        rk->set_recall(std::min(1.0, 0.1 * k));
+      }
+      e->set_linear_probe_top1(0.5);
+      e->set_num_queries(10);
+      e->set_num_gallery(40);
+      e->set_num_classes(4);
+    }
+    tecl::v1::ReportOutcomeResponse ignored;
+    grpc::ClientContext c;
+    Deadline(&c);
+    stub_->ReportOutcome(&c, r, &ignored);
+    running_ = false;
+    ++runs_finished_;
+  };
+  if (response.action() == tecl::v1::HeartbeatResponse::ACTION_STOP && running_) {
+    report(tecl::v1::OUTCOME_STOPPED, response.stop_reason());
+    return;
+  }
+  if (response.action() == tecl::v1::HeartbeatResponse::ACTION_RUN && !running_) {
+    assignment_ = response.assignment();
+    step_ = assignment_.resume_from().step();
+    running_ = true;
+    return;
+  }
+  if (running_ && step_ >= assignment_.spec().schedule().total_steps() &&
+      outcome != tecl::v1::OUTCOME_UNSPECIFIED) {
+    if (assignment_.rank() == 0 && assignment_.spec().kind() == tecl::v1::JOB_KIND_PRETRAIN) {
+      tecl::v1::RegisterCheckpointRequest c;
+      c.set_worker_id(id());
+      c.set_job_id(assignment_.job_id());
+      c.mutable_checkpoint()->set_step(step_);
+      c.mutable_checkpoint()->set_attempt(assignment_.attempt());
+      c.mutable_checkpoint()->set_path(absl::StrCat(assignment_.checkpoint_dir(), "/step-", step_));
+      tecl::v1::RegisterCheckpointResponse ignored;
+      grpc::ClientContext context2;
+      Deadline(&context2);
+      stub_->RegisterCheckpoint(&context2, c, &ignored);
+    }
+    report(outcome, outcome == tecl::v1::OUTCOME_SUCCEEDED ? "" : options_.reason);
+  }
+}
+
+}  // namespace tecl::testing
