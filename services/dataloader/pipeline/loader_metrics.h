@@ -1,0 +1,45 @@
+// LoaderMetrics: the dataloader's Prometheus metrics (names start with tecl_dataloader_).
+//
+//   tecl_dataloader_clips_total                  clips built into batches
+//   tecl_dataloader_batches_total{mode}          batches built (train, eval)
+//   tecl_dataloader_frames_decoded_total         frames that came out of the decoder
+//   tecl_dataloader_frames_used_total            distinct frames written into clips
+//   tecl_dataloader_decode_seconds               histogram: one video's decode call
+//   tecl_dataloader_batch_build_seconds          histogram: a batch's decode + augmentation work
+//   tecl_dataloader_bad_files_total{reason}      videos found unreadable or too short (first time)
+//   tecl_dataloader_videos_skipped_total{reason} videos replaced in built batches
+//   tecl_dataloader_queue_depth                  built batches waiting for their client
+//   tecl_dataloader_active_streams               open StreamBatches streams
+//
+// Thread-safe (metric updates are atomic); the registry must outlive this object.
+#ifndef TECL_SERVICES_DATALOADER_PIPELINE_LOADER_METRICS_H_
+#define TECL_SERVICES_DATALOADER_PIPELINE_LOADER_METRICS_H_
+
+#include <string>
+
+#include "services/common/metrics.h"
+
+namespace tecl::dataloader {
+
+struct LoaderMetrics {
+  explicit LoaderMetrics(metrics::Registry& registry);
+
+  metrics::Counter& BadFiles(const std::string& reason) { return bad_files.Add({{"reason", reason}}); }
+  metrics::Counter& Skipped(const std::string& reason) { return skipped.Add({{"reason", reason}}); }
+  metrics::Counter& Batches(const std::string& mode) { return batches.Add({{"mode", mode}}); }
+
+  metrics::Counter& clips;
+  metrics::Family<metrics::Counter>& batches;
+  metrics::Counter& frames_decoded;
+  metrics::Counter& frames_used;
+  metrics::Histogram& decode_seconds;
+  metrics::Histogram& batch_build_seconds;
+  metrics::Family<metrics::Counter>& bad_files;
+  metrics::Family<metrics::Counter>& skipped;
+  metrics::Gauge& queue_depth;
+  metrics::Gauge& active_streams;
+};
+
+}  // namespace tecl::dataloader
+
+#endif  // TECL_SERVICES_DATALOADER_PIPELINE_LOADER_METRICS_H_
