@@ -16,6 +16,7 @@ ABSL_FLAG(std::string, data_roots, "", "Comma-separated folders dataset paths mu
 ABSL_FLAG(bool, check_dataset_paths, true, "Refuse specs whose dataset paths do not exist here");
 ABSL_FLAG(int, max_bypasses, 8, "Times smaller jobs may start ahead of a blocked one (0 = strict FIFO)");
 ABSL_FLAG(std::string, advertise_address, "", "host:port trainers reach the rendezvous at (default: the listen address)");
+ABSL_FLAG(int, store_max_group, 4096, "Most submits/updates committed in one fsync'ed transaction (1 = no group commit)");
 ABSL_FLAG(std::string, port_file, "", "Write the bound host:port here once serving (for --listen with port 0)");
 
 int main(int argc, char** argv) {
@@ -38,6 +39,7 @@ int main(int argc, char** argv) {
   config.check_dataset_paths = absl::GetFlag(FLAGS_check_dataset_paths);
   config.max_bypasses = absl::GetFlag(FLAGS_max_bypasses);
   config.advertise_address = absl::GetFlag(FLAGS_advertise_address);
+  config.store_max_group = absl::GetFlag(FLAGS_store_max_group);
   auto server = tecl::coordinator::CoordinatorServer::Start(config);
   if (!server.ok()) {
     TECL_LOG(ERROR) << "cannot start: " << server.status().message();

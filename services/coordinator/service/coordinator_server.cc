@@ -23,6 +23,7 @@ absl::Status CoordinatorConfig::Validate() const {
   }
   if (max_trainers < 1) return absl::InvalidArgumentError("--max_trainers must be at least 1");
   if (max_bypasses < 0) return absl::InvalidArgumentError("--max_bypasses must be >= 0");
+  if (store_max_group < 1) return absl::InvalidArgumentError("--store_max_group must be >= 1");
   if (tick_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("the tick interval must be positive");
   }
@@ -60,6 +61,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Coor
                              .Register(server->registry_)
                              .Add({}, metrics::Histogram::ExponentialBuckets(1, 2, 12));
   SqliteJobStoreOptions store_options;
+  store_options.max_group_batches = config.store_max_group;
   store_options.on_commit = [&commit_seconds, &commit_batches](absl::Duration d, int batches) {
     commit_seconds.Observe(absl::ToDoubleSeconds(d));
     commit_batches.Observe(batches);

@@ -52,6 +52,8 @@ struct CoordinatorConfig {
   bool check_dataset_paths = true;
   // Scheduler: bypasses a blocked job tolerates (see gang_scheduler.h).
   int max_bypasses = 8;
+  // Most write batches committed in one transaction (group commit); 1 = one fsync per batch.
+  int store_max_group = 4096;
   // How often timeouts and scheduling run.
   absl::Duration tick_interval = absl::Milliseconds(100);
   // Where rank 0's progress is written at most this often.
