@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Every object of every rendered overlay validates against the Kubernetes schemas offline
+(kubernetes-models, and @kubernetes-models/prometheus-operator for ServiceMonitor and
+PrometheusRule), has no unknown fields, and references only objects that exist
+(deploy/tools/validate-manifests.mjs). A file of deliberately broken objects shows that the
+validator reports each kind of problem.
+"""
+import unittest
+
+import deploy_testlib as lib
+from k8s_render_test import EXTERNAL
+
+lib.require_tool("kubectl", "scripts/setup installs kubernetes-client")
+NODE = lib.require_tool("node", "scripts/setup installs nodejs")
+if not (lib.DEPLOY_DIR / "node_modules" / "kubernetes-models").is_dir():
+    lib.skip("deploy/node_modules is missing: run `npm ci --prefix deploy` (scripts/setup does, "
+             "from deploy/package-lock.json, when the npm registry is reachable)")
+VALIDATOR = str(lib.DEPLOY_DIR / "tools" / "validate-manifests.mjs")
+
+
+def validate(text, external=()):
+    arguments = [NODE, VALIDATOR, "-"]
+    for kind, name in sorted(external):
+        arguments += ["--external", f"{kind}/{name}"]
+    return lib.run(arguments, input_text=text)
+
+
+class SchemaTest(unittest.TestCase):
+    def test_every_overlay_validates(self):
+        for overlay in lib.overlays():
+            with self.subTest(overlay=overlay):
+                objects, text, _ = lib.render_overlay(overlay)
+                result = validate(text, EXTERNAL[overlay])
+                self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+                validated = [l for l in result.stdout.splitlines() if l.startswith("ok   ")]
+                self.assertEqual(len(validated), len(objects), result.stdout)
+                self.assertIn(f"{len(objects)} objects, 0 with schema problems, 0 reference problems",
+                              result.stdout)
+
+    def test_operator_made_secret_is_reported_when_not_declared_external(self):
+        _, text, _ = lib.render_overlay("gpu")
+        result = validate(text)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("FAIL references: StatefulSet/tecl-trainer: volume auth: Secret tecl-auth not found",
+                      result.stdout)
+
+    def test_broken_objects_are_reported(self):
+        result = validate((lib.TESTDATA_DIR / "broken-manifests.yaml").read_text())
+        self.assertEqual(result.returncode, 1, result.stdout)
+        for expected in [
+            "FAIL apps/v1/Deployment/broken: schema: data/spec/replicas must be integer",
+            "FAIL apps/v1/Deployment/broken: unknown field spec.template.spec.containers[0].readinesProbe "
+            "(did you mean readinessProbe?)",
+            "FAIL monitoring.coreos.com/v1/ServiceMonitor/broken: unknown field spec.endpoints[0].intervall "
+            "(did you mean interval?)",
+            "FAIL example.com/v1/Gadget/unknown-kind: no schema for apiVersion example.com/v1 kind Gadget",
+            "FAIL references: Deployment/broken: spec.selector does not match the pod template's labels",
+            "FAIL references: Deployment/broken: volume state: PersistentVolumeClaim missing-claim not found",
+            "FAIL references: Deployment/broken container main: envFrom ConfigMap missing-config not found",
+            "FAIL references: Deployment/broken container main: livenessProbe port 7071 is not one of the "
+            "container's ports",
+            "FAIL references: Service/broken: selector {\"app.kubernetes.io/name\":\"nothing-has-this\"} "
+            "matches no pod template",
+            "FAIL references: ServiceMonitor/broken: selector matches no Service",
+        ]:
+            self.assertIn(expected, result.stdout)
+
+
+if __name__ == "__main__":
+    lib.main()
