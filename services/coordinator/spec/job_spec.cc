@@ -404,9 +404,9 @@ bool IsUnder(const std::filesystem::path& path, const std::string& root) {
   return true;
 }
 
-// Checks an absolute, confined, existing path.
+// Checks an absolute, confined path that exists (when the limits ask to check and `must_exist`).
 void CheckPath(Problems& p, const std::string& path_name, const std::string& value,
-               const SpecLimits& limits, bool confine, bool want_directory) {
+               const SpecLimits& limits, bool confine, bool want_directory, bool must_exist = true) {
   std::filesystem::path path(value);
   if (!path.is_absolute()) {
     p.Add(path_name, absl::StrCat(Quote(value),
@@ -432,7 +432,7 @@ void CheckPath(Problems& p, const std::string& path_name, const std::string& val
       return;
     }
   }
-  if (limits.check_paths_exist) {
+  if (limits.check_paths_exist && must_exist) {
     std::error_code error;
     const auto status = std::filesystem::status(normal, error);
     if (!std::filesystem::exists(status)) {
@@ -694,8 +694,9 @@ Problems Validate(const JobSpec& spec, const SpecLimits& limits) {
   ValidateSampling(p, spec, limits);
   ValidateResources(p, spec, limits);
   if (!spec.checkpoint().dir().empty()) {
+    // Rank 0 creates it.
     CheckPath(p, "checkpoint.dir", spec.checkpoint().dir(), limits, /*confine=*/false,
-              /*want_directory=*/true);
+              /*want_directory=*/true, /*must_exist=*/false);
   }
   if (pretrain) {
     ValidateMethod(p, spec);

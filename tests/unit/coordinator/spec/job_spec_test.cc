@@ -333,6 +333,16 @@ TEST(JobSpecValidate, DataRootsAndExistingPaths) {
               AllOf(HasSubstr("dataset.root"), HasSubstr("does not exist")));
   EXPECT_THAT(LoadJobSpec(yaml(dir + "/data/synth", "nolist.txt"), {}, limits).status().message(),
               AllOf(HasSubstr("dataset.train_list"), HasSubstr("does not exist")));
+  // The checkpoint folder need not exist yet (rank 0 creates it), but must be absolute.
+  EXPECT_TRUE(LoadJobSpec(yaml(dir + "/data/synth", "trainlist.txt") +
+                              "checkpoint: {dir: " + dir + "/not-yet}\n",
+                          {}, limits)
+                  .ok());
+  EXPECT_THAT(LoadJobSpec(yaml(dir + "/data/synth", "trainlist.txt") + "checkpoint: {dir: ckpt}\n",
+                          {}, limits)
+                  .status()
+                  .message(),
+              AllOf(HasSubstr("checkpoint.dir"), HasSubstr("is relative")));
   // A sibling folder whose name starts like a data root is not under it.
   std::filesystem::create_directories(dir + "/data2");
   EXPECT_THAT(LoadJobSpec(yaml(dir + "/data2", "t"), {}, limits).status().message(),
