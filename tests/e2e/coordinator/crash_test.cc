@@ -210,7 +210,9 @@ TEST(CoordinatorCrashTest, AcknowledgedSubmitsSurviveKillDashNine) {
   for (const Submitted& s : all) {
     absl::StatusOr<tecl::v1::Job> job = Submit(stub.get(), s);
     ASSERT_TRUE(job.ok()) << job.status();
-    if (!s.job_id.empty()) EXPECT_EQ(job->id(), s.job_id);
+    if (!s.job_id.empty()) {
+      EXPECT_EQ(job->id(), s.job_id);
+    }
   }
   std::vector<tecl::v1::Job> jobs = AllJobs(stub.get());
   std::map<std::string, int> by_name;

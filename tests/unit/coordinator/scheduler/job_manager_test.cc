@@ -221,9 +221,9 @@ class JobManagerTest : public ::testing::Test {
         tecl::v1::WorkerInfo info = Worker(w);
         if (info.kind() == tecl::v1::WORKER_KIND_TRAINER &&
             info.state() == tecl::v1::WORKER_STATE_BUSY) {
-          Beat(w, tecl::v1::TRAINER_STATUS_RUNNING, info.job_id(), info.attempt(), info.rank());
+          EXPECT_TRUE(Beat(w, tecl::v1::TRAINER_STATUS_RUNNING, info.job_id(), info.attempt(), info.rank()).ok());
         } else {
-          Beat(w);
+          EXPECT_TRUE(Beat(w).ok());
         }
       }
       manager_->Tick();
@@ -321,7 +321,10 @@ TEST_F(JobManagerTest, AJobStartsOnlyWhenItsWholeGangFits) {
   EXPECT_EQ(stored.job.state(), kScheduled);
   ASSERT_EQ(stored.attempts.size(), 1u);
   EXPECT_EQ(stored.attempts[0].ranks_size(), 2);
-  for (const auto& w : store_.Load()->workers) EXPECT_EQ(w.state(), tecl::v1::WORKER_STATE_BUSY);
+  const absl::StatusOr<StoreSnapshot> snapshot = store_.Load();
+  ASSERT_TRUE(snapshot.ok());
+  EXPECT_EQ(snapshot->workers.size(), 4u);
+  for (const auto& w : snapshot->workers) EXPECT_EQ(w.state(), tecl::v1::WORKER_STATE_BUSY);
 }
 
 TEST_F(JobManagerTest, CudaJobsWaitForGpuTrainers) {
@@ -451,20 +454,20 @@ TEST_F(JobManagerTest, RankZeroProgressIsTheJobsAndIsPersistedAtABoundedRate) {
   const std::string r1 = Get(id).ranks(1).worker_id();
   StartRank(r0);
   StartRank(r1);
-  Beat(r0, tecl::v1::TRAINER_STATUS_RUNNING, id, 1, 0, /*step=*/10);
-  Beat(r1, tecl::v1::TRAINER_STATUS_RUNNING, id, 1, 1, /*step=*/999);
+  EXPECT_TRUE(Beat(r0, tecl::v1::TRAINER_STATUS_RUNNING, id, 1, 0, /*step=*/10).ok());
+  EXPECT_TRUE(Beat(r1, tecl::v1::TRAINER_STATUS_RUNNING, id, 1, 1, /*step=*/999).ok());
   EXPECT_EQ(Get(id).progress().step(), 10);
   EXPECT_DOUBLE_EQ(Get(id).progress().loss().total(), 1.5);
   // The RUNNING transition stored the job just before; the new progress waits for the interval.
   EXPECT_EQ(Stored(id).job.progress().step(), 0);
   clock_.Advance(absl::Seconds(2));
-  Beat(r0, tecl::v1::TRAINER_STATUS_RUNNING, id, 1, 0, /*step=*/20);
+  EXPECT_TRUE(Beat(r0, tecl::v1::TRAINER_STATUS_RUNNING, id, 1, 0, /*step=*/20).ok());
   EXPECT_EQ(Stored(id).job.progress().step(), 0);
   clock_.Advance(absl::Seconds(3));
-  Beat(r0, tecl::v1::TRAINER_STATUS_RUNNING, id, 1, 0, /*step=*/30);
+  EXPECT_TRUE(Beat(r0, tecl::v1::TRAINER_STATUS_RUNNING, id, 1, 0, /*step=*/30).ok());
   EXPECT_EQ(Stored(id).job.progress().step(), 30);
   // Without further heartbeats, Tick writes what is pending once the interval passed.
-  Beat(r0, tecl::v1::TRAINER_STATUS_RUNNING, id, 1, 0, /*step=*/31);
+  EXPECT_TRUE(Beat(r0, tecl::v1::TRAINER_STATUS_RUNNING, id, 1, 0, /*step=*/31).ok());
   clock_.Advance(absl::Seconds(5));
   manager_->Tick();
   EXPECT_EQ(Stored(id).job.progress().step(), 31);
@@ -570,7 +573,7 @@ TEST_F(JobManagerTest, ALostDataloaderIsReplacedTheSameWay) {
   const std::string l2 = Loader();
   EXPECT_EQ(Beat(t, tecl::v1::TRAINER_STATUS_RUNNING, id, 1, 0)->action(),
             HeartbeatResponse::ACTION_STOP);
-  Beat(t);  // Idle: lets go of attempt 1.
+  EXPECT_TRUE(Beat(t).ok());  // Idle: lets go of attempt 1.
   manager_->Tick();
   EXPECT_EQ(Get(id).state(), kScheduled);
   EXPECT_EQ(Get(id).ranks(0).dataloader_ids(0), l2);
@@ -668,7 +671,7 @@ TEST_F(JobManagerTest, LostWorkersReRegisterWithANewIdAndAreForgottenLater) {
   const std::string again = Trainer();
   EXPECT_NE(again, t);
   clock_.Advance(absl::Hours(2));
-  Beat(again);
+  EXPECT_TRUE(Beat(again).ok());
   manager_->Tick();
   EXPECT_EQ(manager_->ListWorkers(tecl::v1::WORKER_KIND_UNSPECIFIED).size(), 1u);
   EXPECT_EQ(store_.Load()->workers.size(), 1u);
