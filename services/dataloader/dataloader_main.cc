@@ -1,0 +1,57 @@
+// tecl-dataloader: decodes, samples and augments clip batches and streams them to trainers.
+#include <fstream>
+
+#include "absl/flags/flag.h"
+#include "services/common/flags.h"
+#include "services/common/logging.h"
+#include "services/common/service_flags.h"
+#include "services/dataloader/service/dataloader_server.h"
+
+ABSL_FLAG(std::vector<std::string>, data_root, {}, "Comma-separated folders data sets must lie under (empty = any)");
+ABSL_FLAG(int, decode_threads, 0, "Decode threads shared by all streams (0 = --threads, else one per core)");
+ABSL_FLAG(int, threads, 0, "Decode threads when --decode_threads is 0 (teclctl local sets TECL_THREADS)");
+ABSL_FLAG(int, max_streams, 64, "Concurrent StreamBatches calls; more get RESOURCE_EXHAUSTED");
+ABSL_FLAG(absl::Duration, decode_budget, absl::Seconds(20), "Longest decode of one video's clips");
+ABSL_FLAG(int, index_cache_videos, 16384, "Videos whose frame index stays cached");
+ABSL_FLAG(std::string, manifest, "", "Data set for requests naming none: class-folder root or CSV");
+ABSL_FLAG(bool, register, true, "Register with --coordinator and heartbeat (false = standalone)");
+ABSL_FLAG(std::string, advertise_address, "", "host:port trainers reach this loader at (default: the listen address)");
+ABSL_FLAG(std::string, port_file, "", "Write the bound host:port here once serving (for --listen with port 0)");
+
+int main(int argc, char** argv) {
+  tecl::BlockTerminationSignals();
+  tecl::ParseFlags(argc, argv, "decodes, samples and augments clip batches for TECL trainers.\nUsage: tecl-dataloader [flags]");
+  tecl::SetLogTag("dataloader");
+  tecl::dataloader::DataLoaderConfig config;
+  config.server = tecl::ServerOptionsFromFlags("0.0.0.0:7080");
+  auto tokens = tecl::LoadTokens(absl::GetFlag(FLAGS_token_file));
+  auto channel = tecl::ChannelOptionsFromFlags();
+  if (!tokens.ok() || !channel.ok()) {
+    TECL_LOG(ERROR) << (tokens.ok() ? channel.status() : tokens.status()).message();
+    return 2;
+  }
+  config.tokens = *tokens;
+  config.data_roots = absl::GetFlag(FLAGS_data_root);
+  config.loader.decode_threads = absl::GetFlag(FLAGS_decode_threads) > 0 ? absl::GetFlag(FLAGS_decode_threads)
+                                                                          : absl::GetFlag(FLAGS_threads);
+  config.loader.max_streams = absl::GetFlag(FLAGS_max_streams);
+  config.loader.decode_budget = absl::GetFlag(FLAGS_decode_budget);
+  config.index_cache_videos = static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_index_cache_videos)));
+  config.manifest = absl::GetFlag(FLAGS_manifest);
+  if (absl::GetFlag(FLAGS_register)) config.coordinator = absl::GetFlag(FLAGS_coordinator);
+  config.coordinator_channel = *channel;
+  config.advertise_address = absl::GetFlag(FLAGS_advertise_address);
+  auto server = tecl::dataloader::DataLoaderServer::Start(config);
+  if (!server.ok()) {
+    TECL_LOG(ERROR) << "cannot start: " << server.status().message();
+    return 1;
+  }
+  if (const std::string port_file = absl::GetFlag(FLAGS_port_file); !port_file.empty()) {
+    std::ofstream(port_file + ".tmp") << (*server)->address() << "\n";
+    std::rename((port_file + ".tmp").c_str(), port_file.c_str());
+  }
+  const int signal = tecl::WaitForTerminationSignal();
+  TECL_LOG(INFO) << "signal " << signal << ": shutting down";
+  (*server)->Shutdown(absl::Seconds(10));
+  return 0;
+}

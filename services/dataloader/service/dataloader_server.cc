@@ -1,0 +1,136 @@
+#include "services/dataloader/service/dataloader_server.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <system_error>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "services/common/logging.h"
+#include "services/common/status_macros.h"
+#include "services/dataloader/pipeline/ffmpeg_clip_source.h"
+
+namespace tecl::dataloader {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string HostName() {
+  char name[256] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0) return "";
+  return name;
+}
+
+}  // namespace
+
+absl::Status DataLoaderConfig::Validate() const {
+  if (loader.decode_threads < 0 || loader.decode_threads > 1024) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--decode_threads: ", loader.decode_threads, " is outside [0, 1024] (0 = one per core)"));
+  }
+  if (loader.max_streams < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_streams: ", loader.max_streams, " must be at least 1"));
+  }
+  if (loader.decode_budget <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--decode_budget: must be positive (e.g. 20s)");
+  }
+  if (index_cache_videos < 1) {
+    return absl::InvalidArgumentError("--index_cache_videos: must be at least 1");
+  }
+  for (const std::string& root : data_roots) {
+    if (root.empty()) return absl::InvalidArgumentError("--data_root: an entry is empty");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<tecl::v1::DatasetSpec> DatasetFromManifestPath(const std::string& path) {
+  std::error_code error;
+  const fs::path absolute = fs::absolute(path, error);
+  tecl::v1::DatasetSpec dataset;
+  if (fs::is_directory(absolute, error)) {
+    dataset.set_format(tecl::v1::DatasetSpec::FORMAT_CLASS_FOLDERS);
+    dataset.set_root(absolute.lexically_normal().string());
+    if (fs::exists(absolute / "trainlist.txt", error)) dataset.set_train_list("trainlist.txt");
+    if (fs::exists(absolute / "testlist.txt", error)) dataset.set_test_list("testlist.txt");
+    dataset.set_split("train");
+    return dataset;
+  }
+  if (absl::EndsWithIgnoreCase(path, ".csv") && fs::is_regular_file(absolute, error)) {
+    dataset.set_format(tecl::v1::DatasetSpec::FORMAT_CSV);
+    dataset.set_root(absolute.parent_path().lexically_normal().string());
+    dataset.set_manifest(absolute.filename().string());
+    dataset.set_split("train");
+    return dataset;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--manifest: \"", path,
+      "\" is neither a folder of class sub-folders nor an existing .csv file (path,label,split)"));
+}
+
+absl::StatusOr<std::unique_ptr<DataLoaderServer>> DataLoaderServer::Start(DataLoaderConfig config,
+                                                                           ClipSource* source) {
+  TECL_RETURN_IF_ERROR(config.Validate());
+  if (!config.manifest.empty()) {
+    TECL_ASSIGN_OR_RETURN(config.loader.default_dataset, DatasetFromManifestPath(config.manifest));
+  }
+  TECL_ASSIGN_OR_RETURN(DataRoots roots, DataRoots::Create(config.data_roots));
+  if (!roots.restricted()) {
+    TECL_LOG(WARNING) << "no --data_root given: streams may read data sets anywhere this process "
+                         "can read; give --data_root to confine them";
+  }
+  std::unique_ptr<DataLoaderServer> server(new DataLoaderServer());
+  if (source == nullptr) {
+    server->owned_source_ = std::make_unique<FfmpegClipSource>(config.index_cache_videos);
+    source = server->owned_source_.get();
+  }
+  metrics::RegisterProcessMetrics(server->registry_);
+  server->manager_ =
+      std::make_unique<LoaderManager>(config.loader, std::move(roots), source, &server->registry_);
+  server->service_ = std::make_unique<DataLoaderService>(server->manager_.get(),
+                                                         TokenAuthenticator(config.tokens));
+  TECL_ASSIGN_OR_RETURN(server->grpc_,
+                        GrpcServer::Start(config.server, {server->service_.get()}, &server->registry_));
+  TECL_LOG(INFO) << "tecl-dataloader serving on " << server->grpc_->address() << " with "
+                 << server->manager_->pool().threads() << " decode threads; metrics on port "
+                 << server->grpc_->metrics_port();
+
+  if (!config.coordinator.empty()) {
+    TECL_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                          MakeChannel(config.coordinator, config.coordinator_channel));
+    RegistrationOptions options;
+    options.coordinator_address = config.coordinator;
+    options.default_heartbeat_interval = config.default_heartbeat_interval;
+    tecl::v1::WorkerInfo& worker = options.worker;
+    worker.set_kind(tecl::v1::WORKER_KIND_DATALOADER);
+    worker.set_address(config.advertise_address.empty() ? server->address()
+                                                        : config.advertise_address);
+    if (server->grpc_->metrics_port() > 0) {
+      worker.set_metrics_address(DialableAddress(config.server.metrics_address,
+                                                 server->grpc_->metrics_port()));
+    }
+    worker.set_hostname(HostName());
+    worker.set_device(tecl::v1::DEVICE_CPU);
+    worker.set_threads(server->manager_->pool().threads());
+    worker.set_version(TECL_VERSION);
+    server->registration_ = std::make_unique<CoordinatorRegistration>(
+        std::move(options), tecl::v1::Coordinator::NewStub(channel), &server->registry_);
+    server->registration_->Start();
+  }
+  return server;
+}
+
+DataLoaderServer::~DataLoaderServer() { Shutdown(absl::ZeroDuration()); }
+
+void DataLoaderServer::Shutdown(absl::Duration grace) {
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (registration_ != nullptr) registration_->Stop();
+  if (grpc_ != nullptr) grpc_->Shutdown(grace);
+  manager_.reset();  // Joins the decode threads.
+}
+
+}  // namespace tecl::dataloader
