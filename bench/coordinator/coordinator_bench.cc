@@ -32,8 +32,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "services/common/auth.h"
@@ -61,9 +61,13 @@ class Coordinator {
   Coordinator(const std::string& dir, std::vector<std::string> extra_flags) : dir_(dir) {
     std::filesystem::create_directories(dir_);
     const std::string binary =
-        (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "tecl-coordinator").string();
-    std::vector<std::string> args = {binary, "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
-                                     "--state_dir=" + dir_, "--port_file=" + dir_ + "/addr",
+        (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "tecl-coordinator")
+            .string();
+    std::vector<std::string> args = {binary,
+                                     "--listen=127.0.0.1:0",
+                                     "--metrics_listen=127.0.0.1:0",
+                                     "--state_dir=" + dir_,
+                                     "--port_file=" + dir_ + "/addr",
                                      "--check_dataset_paths=false"};
     args.insert(args.end(), extra_flags.begin(), extra_flags.end());
     std::vector<char*> argv;
@@ -100,8 +104,10 @@ class Coordinator {
     if (!response.ok()) return -1;
     double sum = 0, count = 0;
     for (absl::string_view line : absl::StrSplit(response->body, '\n')) {
-      if (absl::StartsWith(line, name + "_sum ")) absl::SimpleAtod(line.substr(name.size() + 5), &sum);
-      if (absl::StartsWith(line, name + "_count ")) absl::SimpleAtod(line.substr(name.size() + 7), &count);
+      if (absl::StartsWith(line, name + "_sum "))
+        absl::SimpleAtod(line.substr(name.size() + 5), &sum);
+      if (absl::StartsWith(line, name + "_count "))
+        absl::SimpleAtod(line.substr(name.size() + 7), &count);
     }
     return count > 0 ? sum / count : -1;
   }
@@ -161,7 +167,8 @@ RunResult Drive(const std::string& address, int clients, double seconds, Call ca
         const auto t0 = SteadyClock::now();
         std::string id;
         const bool ok = call(stub.get(), c, i, random, &id);
-        const double ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count();
+        const double ms =
+            std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count();
         if (ok) {
           ++parts[c].ok;
           parts[c].latency.ms.push_back(ms);
@@ -186,39 +193,43 @@ RunResult Drive(const std::string& address, int clients, double seconds, Call ca
 
 RunResult Submits(const std::string& address, int clients, double seconds) {
   const tecl::v1::JobSpec spec = BenchSpec();
-  return Drive(address, clients, seconds,
-               [&](tecl::v1::Coordinator::Stub* stub, int c, int64_t i, std::mt19937&, std::string* id) {
-                 tecl::v1::SubmitJobRequest request;
-                 *request.mutable_spec() = spec;
-                 request.set_request_id(absl::StrCat("bench-", c, "-", i));
-                 tecl::v1::SubmitJobResponse response;
-                 grpc::ClientContext context;
-                 context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-                 if (!stub->SubmitJob(&context, request, &response).ok()) return false;
-                 *id = response.job().id();
-                 return true;
-               });
+  return Drive(
+      address, clients, seconds,
+      [&](tecl::v1::Coordinator::Stub* stub, int c, int64_t i, std::mt19937&, std::string* id) {
+        tecl::v1::SubmitJobRequest request;
+        *request.mutable_spec() = spec;
+        request.set_request_id(absl::StrCat("bench-", c, "-", i));
+        tecl::v1::SubmitJobResponse response;
+        grpc::ClientContext context;
+        context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+        if (!stub->SubmitJob(&context, request, &response).ok()) return false;
+        *id = response.job().id();
+        return true;
+      });
 }
 
 RunResult Gets(const std::string& address, int clients, double seconds,
                const std::vector<std::string>& ids) {
-  return Drive(address, clients, seconds,
-               [&](tecl::v1::Coordinator::Stub* stub, int, int64_t, std::mt19937& random, std::string*) {
-                 tecl::v1::GetJobRequest request;
-                 request.set_job_id(ids[random() % ids.size()]);
-                 tecl::v1::Job job;
-                 grpc::ClientContext context;
-                 context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-                 return stub->GetJob(&context, request, &job).ok();
-               });
+  return Drive(
+      address, clients, seconds,
+      [&](tecl::v1::Coordinator::Stub* stub, int, int64_t, std::mt19937& random, std::string*) {
+        tecl::v1::GetJobRequest request;
+        request.set_job_id(ids[random() % ids.size()]);
+        tecl::v1::Job job;
+        grpc::ClientContext context;
+        context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+        return stub->GetJob(&context, request, &job).ok();
+      });
 }
 
 // One row inserted per transaction, WAL + synchronous=FULL, one thread: the fsync-bound limit.
 double SqliteTransactionsPerSecond(const std::string& path, double seconds) {
   sqlite3* db = nullptr;
   sqlite3_open(path.c_str(), &db);
-  sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-                   "CREATE TABLE jobs (id INTEGER PRIMARY KEY, spec BLOB)", nullptr, nullptr, nullptr);
+  sqlite3_exec(db,
+               "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+               "CREATE TABLE jobs (id INTEGER PRIMARY KEY, spec BLOB)",
+               nullptr, nullptr, nullptr);
   const std::string blob = BenchSpec().SerializeAsString();
   sqlite3_stmt* stmt = nullptr;
   sqlite3_prepare_v2(db, "INSERT INTO jobs (spec) VALUES (?)", -1, &stmt, nullptr);
@@ -284,24 +295,29 @@ int main(int argc, char** argv) {
 
   const double grouped_rate = grouped.ok / grouped.seconds;
   const double ungrouped_rate = ungrouped.ok / ungrouped.seconds;
-  std::printf("Durable submits, %d concurrent clients, %.0f s each (disk of %s)\n\n", clients, seconds,
-              flags["dir"].c_str());
-  std::printf("| scenario | submits/s | p50 ms | p99 ms | failed | batches/commit | vs ungrouped |\n");
+  std::printf("Durable submits, %d concurrent clients, %.0f s each (disk of %s)\n\n", clients,
+              seconds, flags["dir"].c_str());
+  std::printf(
+      "| scenario | submits/s | p50 ms | p99 ms | failed | batches/commit | vs ungrouped |\n");
   std::printf("|---|---|---|---|---|---|---|\n");
   std::printf("| tecl-coordinator (group commit) | %.0f | %.2f | %.2f | %lld | %.2f | %.1fx |\n",
               grouped_rate, grouped.latency.Percentile(0.5), grouped.latency.Percentile(0.99),
-              static_cast<long long>(grouped.failed), grouped_batches, grouped_rate / ungrouped_rate);
-  std::printf("| tecl-coordinator --store_max_group=1 | %.0f | %.2f | %.2f | %lld | %.2f | 1.0x |\n",
-              ungrouped_rate, ungrouped.latency.Percentile(0.5), ungrouped.latency.Percentile(0.99),
-              static_cast<long long>(ungrouped.failed), ungrouped_batches);
-  std::printf("| SQLite alone, 1 thread, 1 row per fsync'ed transaction | %.0f | | | | 1 | %.1fx |\n\n",
-              sqlite_rate, sqlite_rate / ungrouped_rate);
-  std::printf("Mean commit (BEGIN to fsync'ed COMMIT) with group commit: %.2f ms\n\n", grouped_commit_ms);
+              static_cast<long long>(grouped.failed), grouped_batches,
+              grouped_rate / ungrouped_rate);
+  std::printf(
+      "| tecl-coordinator --store_max_group=1 | %.0f | %.2f | %.2f | %lld | %.2f | 1.0x |\n",
+      ungrouped_rate, ungrouped.latency.Percentile(0.5), ungrouped.latency.Percentile(0.99),
+      static_cast<long long>(ungrouped.failed), ungrouped_batches);
+  std::printf(
+      "| SQLite alone, 1 thread, 1 row per fsync'ed transaction | %.0f | | | | 1 | %.1fx |\n\n",
+      sqlite_rate, sqlite_rate / ungrouped_rate);
+  std::printf("Mean commit (BEGIN to fsync'ed COMMIT) with group commit: %.2f ms\n\n",
+              grouped_commit_ms);
   std::printf("GetJob (teclctl status), %d concurrent clients, %zu stored jobs\n\n", clients,
               grouped.ids.size());
   std::printf("| calls/s | p50 ms | p99 ms | max ms | failed |\n|---|---|---|---|---|\n");
-  std::printf("| %.0f | %.3f | %.3f | %.3f | %lld |\n", get.ok / get.seconds, get.latency.Percentile(0.5),
-              get.latency.Percentile(0.99), get.latency.Percentile(1.0),
-              static_cast<long long>(get.failed));
+  std::printf("| %.0f | %.3f | %.3f | %.3f | %lld |\n", get.ok / get.seconds,
+              get.latency.Percentile(0.5), get.latency.Percentile(0.99),
+              get.latency.Percentile(1.0), static_cast<long long>(get.failed));
   return 0;
 }

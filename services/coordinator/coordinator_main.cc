@@ -8,29 +8,29 @@
 #include "services/common/service_flags.h"
 #include "services/coordinator/service/coordinator_server.h"
 
-ABSL_FLAG(std::string, state_dir, "./tecl-state", "Folder of coordinator.db and default checkpoints");
+ABSL_FLAG(std::string, state_dir, "./tecl-state", "Folder of coordinator.db and checkpoints/");
 ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(1), "Interval workers heartbeat at");
-ABSL_FLAG(absl::Duration, heartbeat_timeout, absl::Seconds(30), "Silence after which an idle worker is lost");
+ABSL_FLAG(absl::Duration, heartbeat_timeout, absl::Seconds(30), "Idle worker silence limit");
 ABSL_FLAG(int, max_trainers, 64, "Largest number of trainers one job may ask for");
-ABSL_FLAG(std::string, data_roots, "", "Comma-separated folders dataset paths must lie under (empty = any)");
+ABSL_FLAG(std::string, data_roots, "", "Folders dataset paths must lie under (comma-separated)");
 ABSL_FLAG(bool, check_dataset_paths, true, "Refuse specs whose dataset paths do not exist here");
-ABSL_FLAG(int, max_bypasses, 8, "Times smaller jobs may start ahead of a blocked one (0 = strict FIFO)");
-ABSL_FLAG(std::string, advertise_address, "", "host:port trainers reach the rendezvous at (default: the listen address)");
-ABSL_FLAG(int, store_max_group, 4096, "Most submits/updates committed in one fsync'ed transaction (1 = no group commit)");
-ABSL_FLAG(std::string, port_file, "", "Write the bound host:port here once serving (for --listen with port 0)");
+ABSL_FLAG(int, max_bypasses, 8, "Starts ahead of a blocked job before it reserves (0 = FIFO)");
+ABSL_FLAG(std::string, advertise_address, "", "host:port of the rendezvous given to trainers");
+ABSL_FLAG(int, store_max_group, 4096, "Most writes sharing one fsync'ed commit (1 = no grouping)");
+ABSL_FLAG(std::string, port_file, "", "Write the bound host:port here once serving");
 
 int main(int argc, char** argv) {
   tecl::BlockTerminationSignals();
-  tecl::ParseFlags(argc, argv, "schedules TECL jobs, stores their state, hosts the rendezvous.\nUsage: tecl-coordinator [flags]");
+  tecl::ParseFlags(argc, argv, "tecl-coordinator [flags]: schedules TECL jobs, stores their state");
   tecl::SetLogTag("coordinator");
   tecl::coordinator::CoordinatorConfig config;
   config.server = tecl::ServerOptionsFromFlags("0.0.0.0:7070");
-  auto auth_tokens = tecl::LoadTokens(absl::GetFlag(FLAGS_token_file));
-  if (!auth_tokens.ok()) {
-    TECL_LOG(ERROR) << auth_tokens.status().message();
+  auto tokens = tecl::LoadTokens(absl::GetFlag(FLAGS_token_file));
+  if (!tokens.ok()) {
+    TECL_LOG(ERROR) << tokens.status().message();
     return 2;
   }
-  config.tokens = *auth_tokens;
+  config.tokens = *tokens;
   config.state_dir = absl::GetFlag(FLAGS_state_dir);
   config.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
   config.heartbeat_timeout = absl::GetFlag(FLAGS_heartbeat_timeout);
@@ -45,12 +45,11 @@ int main(int argc, char** argv) {
     TECL_LOG(ERROR) << "cannot start: " << server.status().message();
     return 1;
   }
-  if (const std::string port_file = absl::GetFlag(FLAGS_port_file); !port_file.empty()) {
-    std::ofstream(port_file + ".tmp") << (*server)->address() << "\n";
-    std::rename((port_file + ".tmp").c_str(), port_file.c_str());
+  if (const std::string file = absl::GetFlag(FLAGS_port_file); !file.empty()) {
+    std::ofstream(file + ".tmp") << (*server)->address() << "\n";
+    std::rename((file + ".tmp").c_str(), file.c_str());
   }
-  const int signal = tecl::WaitForTerminationSignal();
-  TECL_LOG(INFO) << "signal " << signal << ": shutting down";
+  TECL_LOG(INFO) << "signal " << tecl::WaitForTerminationSignal() << ": shutting down";
   (*server)->Shutdown(absl::Seconds(10));
   return 0;
 }

@@ -5,8 +5,8 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -35,14 +35,18 @@
 ABSL_FLAG(std::string, output, "text", "Output format: text or json (protobuf JSON)");
 ABSL_FLAG(bool, wait, false, "submit: wait for the job to finish, showing progress on stderr");
 ABSL_FLAG(bool, follow, false, "events: keep printing new events until the job finishes (-f)");
-ABSL_FLAG(std::string, state, "", "list: only jobs in these states (comma-separated, e.g. running,pending)");
+ABSL_FLAG(std::string, state, "",
+          "list: only jobs in these states (comma-separated, e.g. running,pending)");
 ABSL_FLAG(int, limit, 50, "list: at most this many jobs, newest first (0 = all)");
 ABSL_FLAG(std::string, reason, "", "cancel: why, recorded in the job's events");
-ABSL_FLAG(std::string, request_id, "", "submit: idempotency key (default: a random one; retries reuse it)");
+ABSL_FLAG(std::string, request_id, "",
+          "submit: idempotency key (default: a random one; retries reuse it)");
 ABSL_FLAG(absl::Duration, timeout, absl::ZeroDuration(),
           "submit --wait / events -f: give up after this long (0 = no limit)");
-ABSL_FLAG(absl::Duration, rpc_timeout, absl::Seconds(10), "Deadline of each call to the coordinator");
-ABSL_FLAG(std::string, home, "", "local: state folder of the local cluster (default $TECL_HOME or ./.tecl)");
+ABSL_FLAG(absl::Duration, rpc_timeout, absl::Seconds(10),
+          "Deadline of each call to the coordinator");
+ABSL_FLAG(std::string, home, "",
+          "local: state folder of the local cluster (default $TECL_HOME or ./.tecl)");
 ABSL_FLAG(int, trainers, 1, "local up: trainer worker processes");
 ABSL_FLAG(int, dataloaders, 1, "local up: dataloader processes");
 ABSL_FLAG(int, threads, 2, "local up: threads of each trainer and dataloader");
@@ -52,7 +56,8 @@ namespace {
 
 using tecl::v1::Coordinator;
 
-constexpr char kOverview[] = R"(teclctl: submit and watch TECL pretraining and evaluation jobs, run a local cluster.
+constexpr char kOverview[] =
+    R"(teclctl: submit and watch TECL pretraining and evaluation jobs, run a local cluster.
 
 Usage: teclctl [--coordinator HOST:PORT] [--output text|json] COMMAND [ARGS] [FLAGS]
 
@@ -171,7 +176,8 @@ class Cli {
   }
   Coordinator::Stub* stub() {
     if (stub_ == nullptr) {
-      absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel(address_, channel_options_);
+      absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+          MakeChannel(address_, channel_options_);
       if (channel.ok()) stub_ = Coordinator::NewStub(*channel);
     }
     return stub_.get();
@@ -279,7 +285,8 @@ int Cli::Submit(const std::vector<std::string>& args, const std::vector<std::str
     std::cerr << "teclctl: " << file << ": " << spec.status().message() << "\n";
     return kExitInvalid;
   }
-  if (stub() == nullptr) return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "submit");
+  if (stub() == nullptr)
+    return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "submit");
   tecl::v1::SubmitJobRequest request;
   *request.mutable_spec() = *spec;
   request.set_request_id(absl::GetFlag(FLAGS_request_id).empty() ? RandomRequestId()
@@ -298,8 +305,8 @@ int Cli::Submit(const std::vector<std::string>& args, const std::vector<std::str
       std::cout << ToJson(job);
     } else {
       std::cout << job.id() << "\n";
-      std::cerr << "submitted " << job.id() << " (" << job.spec().name() << "): "
-                << StateText(job.state()) << ", " << job.reason() << "\n";
+      std::cerr << "submitted " << job.id() << " (" << job.spec().name()
+                << "): " << StateText(job.state()) << ", " << job.reason() << "\n";
     }
     return kExitOk;
   }
@@ -313,28 +320,33 @@ int Cli::Submit(const std::vector<std::string>& args, const std::vector<std::str
   int64_t last_step = -1;
   bool drawn = false;
   tecl::v1::Job final_job;
-  int rc = Watch(job.id(), 0, [&](const tecl::v1::WatchJobResponse& update) {
-    for (const auto& event : update.events()) {
-      if (drawn && tty) std::cerr << "\r\033[K";
-      std::cerr << EventLine(event) << "\n";
-      drawn = false;
-    }
-    const std::string line = ProgressLine(update.job());
-    if (tty) {
-      std::cerr << "\r\033[K" << line << std::flush;
-      drawn = true;
-    } else if (update.job().progress().step() != last_step &&
-               absl::Now() - last_line > absl::Seconds(5)) {
-      std::cerr << line << "\n";
-      last_line = absl::Now();
-      last_step = update.job().progress().step();
-    }
-  }, &final_job);
+  int rc = Watch(
+      job.id(), 0,
+      [&](const tecl::v1::WatchJobResponse& update) {
+        for (const auto& event : update.events()) {
+          if (drawn && tty) std::cerr << "\r\033[K";
+          std::cerr << EventLine(event) << "\n";
+          drawn = false;
+        }
+        const std::string line = ProgressLine(update.job());
+        if (tty) {
+          std::cerr << "\r\033[K" << line << std::flush;
+          drawn = true;
+        } else if (update.job().progress().step() != last_step &&
+                   absl::Now() - last_line > absl::Seconds(5)) {
+          std::cerr << line << "\n";
+          last_line = absl::Now();
+          last_step = update.job().progress().step();
+        }
+      },
+      &final_job);
   if (drawn && tty) std::cerr << "\n";
   if (rc != kExitOk) return rc;
   if (json_) std::cout << ToJson(final_job);
-  std::cerr << final_job.id() << " " << StateText(final_job.state()) << ": " << final_job.reason() << "\n";
-  if (final_job.has_eval_result() && !json_) std::cerr << JobDetails(final_job, absl::ToUnixMillis(absl::Now()));
+  std::cerr << final_job.id() << " " << StateText(final_job.state()) << ": " << final_job.reason()
+            << "\n";
+  if (final_job.has_eval_result() && !json_)
+    std::cerr << JobDetails(final_job, absl::ToUnixMillis(absl::Now()));
   switch (final_job.state()) {
     case tecl::v1::JOB_STATE_SUCCEEDED:
       return kExitOk;
@@ -354,12 +366,13 @@ int Cli::Watch(const std::string& id, int64_t after_seq,
   absl::Duration backoff = absl::Milliseconds(500);
   bool warned = false;
   while (true) {
-    auto context = Context(deadline == absl::InfiniteFuture() ? absl::ZeroDuration()
-                                                              : deadline - absl::Now());
+    auto context =
+        Context(deadline == absl::InfiniteFuture() ? absl::ZeroDuration() : deadline - absl::Now());
     tecl::v1::WatchJobRequest request;
     request.set_job_id(id);
     request.set_after_seq(after_seq);
-    if (stub() == nullptr) return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "watch");
+    if (stub() == nullptr)
+      return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "watch");
     std::unique_ptr<grpc::ClientReader<tecl::v1::WatchJobResponse>> reader =
         stub()->WatchJob(context.get(), request);
     tecl::v1::WatchJobResponse update;
@@ -374,8 +387,9 @@ int Cli::Watch(const std::string& id, int64_t after_seq,
     grpc::Status status = reader->Finish();
     if (coordinator::IsTerminal(final_job->state())) return kExitOk;
     if (absl::Now() >= deadline) {
-      std::cerr << "teclctl: gave up waiting for " << id << " after " << absl::FormatDuration(timeout)
-                << " (--timeout); it is " << StateText(final_job->state()) << "\n";
+      std::cerr << "teclctl: gave up waiting for " << id << " after "
+                << absl::FormatDuration(timeout) << " (--timeout); it is "
+                << StateText(final_job->state()) << "\n";
       return kExitFailure;
     }
     if (status.error_code() != grpc::StatusCode::UNAVAILABLE &&
@@ -395,7 +409,8 @@ int Cli::Watch(const std::string& id, int64_t after_seq,
 
 int Cli::List() {
   tecl::v1::ListJobsRequest request;
-  for (absl::string_view name : absl::StrSplit(absl::GetFlag(FLAGS_state), ',', absl::SkipEmpty())) {
+  for (absl::string_view name :
+       absl::StrSplit(absl::GetFlag(FLAGS_state), ',', absl::SkipEmpty())) {
     bool found = false;
     for (int s = tecl::v1::JOB_STATE_PENDING; s <= tecl::v1::JOB_STATE_CANCELLED; ++s) {
       if (StateText(static_cast<tecl::v1::JobState>(s)) == name) {
@@ -404,13 +419,15 @@ int Cli::List() {
       }
     }
     if (!found) {
-      return Usage(absl::StrCat("--state: \"", name, "\" is not one of pending, scheduled, running, "
-                                                     "recovering, succeeded, failed, cancelled"));
+      return Usage(absl::StrCat("--state: \"", name,
+                                "\" is not one of pending, scheduled, running, "
+                                "recovering, succeeded, failed, cancelled"));
     }
   }
   const int limit = absl::GetFlag(FLAGS_limit);
   if (limit < 0) return Usage("--limit must be >= 0");
-  if (stub() == nullptr) return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "list");
+  if (stub() == nullptr)
+    return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "list");
   tecl::v1::ListJobsResponse all;
   while (true) {
     const int remaining = limit == 0 ? 1000 : limit - all.jobs_size();
@@ -440,12 +457,13 @@ int Cli::List() {
     const auto* kind = tecl::v1::JobKind_descriptor()->FindValueByNumber(job.spec().kind());
     std::string reason = job.reason();
     if (reason.size() > 60) reason = reason.substr(0, 57) + "...";
-    rows.push_back({job.id(), job.spec().name(), kind ? coordinator::EnumValueShortName(*kind) : "?",
-                    StateText(job.state()),
-                    job.spec().kind() == tecl::v1::JOB_KIND_PRETRAIN
-                        ? absl::StrCat(job.progress().step(), "/", job.spec().schedule().total_steps())
-                        : "-",
-                    absl::StrCat(job.attempt()), Age(job.created_unix_ms(), now), reason});
+    rows.push_back(
+        {job.id(), job.spec().name(), kind ? coordinator::EnumValueShortName(*kind) : "?",
+         StateText(job.state()),
+         job.spec().kind() == tecl::v1::JOB_KIND_PRETRAIN
+             ? absl::StrCat(job.progress().step(), "/", job.spec().schedule().total_steps())
+             : "-",
+         absl::StrCat(job.attempt()), Age(job.created_unix_ms(), now), reason});
   }
   std::cout << Table(rows);
   if (!all.next_page_token().empty()) std::cout << "(more: --limit 0 lists all)\n";
@@ -453,7 +471,8 @@ int Cli::List() {
 }
 
 int Cli::Status(const std::string& id) {
-  if (stub() == nullptr) return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "status");
+  if (stub() == nullptr)
+    return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "status");
   tecl::v1::GetJobRequest request;
   request.set_job_id(id);
   tecl::v1::Job job;
@@ -464,14 +483,16 @@ int Cli::Status(const std::string& id) {
     return kExitOk;
   }
   std::cout << JobDetails(job, absl::ToUnixMillis(absl::Now())) << "\nSpec:\n";
-  for (absl::string_view line : absl::StrSplit(coordinator::JobSpecToYaml(job.spec()), '\n', absl::SkipEmpty())) {
+  for (absl::string_view line :
+       absl::StrSplit(coordinator::JobSpecToYaml(job.spec()), '\n', absl::SkipEmpty())) {
     std::cout << "  " << line << "\n";
   }
   return kExitOk;
 }
 
 int Cli::Cancel(const std::string& id) {
-  if (stub() == nullptr) return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "cancel");
+  if (stub() == nullptr)
+    return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "cancel");
   tecl::v1::CancelJobRequest request;
   request.set_job_id(id);
   request.set_reason(absl::GetFlag(FLAGS_reason));
@@ -487,7 +508,8 @@ int Cli::Cancel(const std::string& id) {
 }
 
 int Cli::Events(const std::string& id) {
-  if (stub() == nullptr) return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "events");
+  if (stub() == nullptr)
+    return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "events");
   tecl::v1::ListEventsRequest request;
   request.set_job_id(id);
   tecl::v1::ListEventsResponse response;
@@ -505,20 +527,24 @@ int Cli::Events(const std::string& id) {
   std::cout << std::flush;
   if (!absl::GetFlag(FLAGS_follow)) return kExitOk;
   tecl::v1::Job final_job;
-  return Watch(id, last, [&](const tecl::v1::WatchJobResponse& update) {
-    for (const auto& event : update.events()) {
-      if (json_) {
-        std::cout << ToJson(event);
-      } else {
-        std::cout << EventLine(event) << "\n";
-      }
-    }
-    std::cout << std::flush;
-  }, &final_job);
+  return Watch(
+      id, last,
+      [&](const tecl::v1::WatchJobResponse& update) {
+        for (const auto& event : update.events()) {
+          if (json_) {
+            std::cout << ToJson(event);
+          } else {
+            std::cout << EventLine(event) << "\n";
+          }
+        }
+        std::cout << std::flush;
+      },
+      &final_job);
 }
 
 int Cli::Workers() {
-  if (stub() == nullptr) return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "workers");
+  if (stub() == nullptr)
+    return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "workers");
   tecl::v1::ListWorkersRequest request;
   tecl::v1::ListWorkersResponse response;
   grpc::Status status = stub()->ListWorkers(Context().get(), request, &response);
@@ -538,7 +564,8 @@ int Cli::Workers() {
     const auto* kind = tecl::v1::WorkerKind_descriptor()->FindValueByNumber(w.kind());
     const auto* state = tecl::v1::WorkerState_descriptor()->FindValueByNumber(w.state());
     const auto* device = tecl::v1::Device_descriptor()->FindValueByNumber(w.device());
-    std::string device_text = device && w.device() != 0 ? coordinator::EnumValueShortName(*device) : "-";
+    std::string device_text =
+        device && w.device() != 0 ? coordinator::EnumValueShortName(*device) : "-";
     if (w.gpus() > 0) absl::StrAppend(&device_text, " x", w.gpus());
     const bool busy = w.state() == tecl::v1::WORKER_STATE_BUSY;
     rows.push_back({w.id(), kind ? coordinator::EnumValueShortName(*kind) : "?",
@@ -564,7 +591,8 @@ int Cli::Local(const std::vector<std::string>& args) {
     options.dataloaders = absl::GetFlag(FLAGS_dataloaders);
     options.threads = absl::GetFlag(FLAGS_threads);
     options.channel = channel_options_;
-    if (absl::GetFlag(FLAGS_timeout) > absl::ZeroDuration()) options.timeout = absl::GetFlag(FLAGS_timeout);
+    if (absl::GetFlag(FLAGS_timeout) > absl::ZeroDuration())
+      options.timeout = absl::GetFlag(FLAGS_timeout);
     status = LocalUp(options, std::cout);
   } else if (args[2] == "down") {
     status = LocalDown(home, std::cout);
@@ -638,7 +666,8 @@ int Run(int argc, char** argv) {
   std::string address = absl::GetFlag(FLAGS_coordinator);
   const char* env = std::getenv("TECL_COORDINATOR");
   if (!ArgGiven(raw, "coordinator") && (env == nullptr || *env == '\0')) {
-    absl::StatusOr<std::string> local = LocalCoordinatorAddress(LocalHome(absl::GetFlag(FLAGS_home)));
+    absl::StatusOr<std::string> local =
+        LocalCoordinatorAddress(LocalHome(absl::GetFlag(FLAGS_home)));
     if (local.ok()) address = *local;
   }
   Cli cli(address, *channel);

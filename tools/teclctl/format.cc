@@ -33,7 +33,8 @@ std::string Table(const std::vector<std::vector<std::string>>& rows) {
 
 std::string FormatTime(int64_t unix_ms) {
   if (unix_ms <= 0) return "-";
-  return absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMillis(unix_ms), absl::LocalTimeZone());
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMillis(unix_ms),
+                          absl::LocalTimeZone());
 }
 
 std::string ShortDuration(double seconds) {
@@ -55,7 +56,8 @@ std::string StateText(tecl::v1::JobState state) { return coordinator::StateName(
 std::string ProgressLine(const tecl::v1::Job& job, int bar_width) {
   const auto& p = job.progress();
   const int64_t total = p.total_steps() > 0 ? p.total_steps() : job.spec().schedule().total_steps();
-  const double fraction = total > 0 ? std::clamp(static_cast<double>(p.step()) / total, 0.0, 1.0) : 0.0;
+  const double fraction =
+      total > 0 ? std::clamp(static_cast<double>(p.step()) / total, 0.0, 1.0) : 0.0;
   const int filled = static_cast<int>(fraction * bar_width);
   std::string line = absl::StrFormat("%-10s [%s%s] %d/%d %3.0f%%", StateText(job.state()),
                                      std::string(filled, '#'), std::string(bar_width - filled, '-'),
@@ -91,28 +93,32 @@ std::string JobDetails(const tecl::v1::Job& job, int64_t now_ms) {
                                        " trainer(s) x ", spec.resources().dataloaders_per_trainer(),
                                        " dataloader(s)")});
   rows.push_back({"State", absl::StrCat(StateText(job.state()), ": ", job.reason())});
-  rows.push_back({"Attempt", absl::StrCat(job.attempt(), " (", job.restarts(), " restart(s) of at most ",
-                                          spec.restart().max_restarts(), ")")});
+  rows.push_back(
+      {"Attempt", absl::StrCat(job.attempt(), " (", job.restarts(), " restart(s) of at most ",
+                               spec.restart().max_restarts(), ")")});
   rows.push_back({"Submitted", absl::StrCat(FormatTime(job.created_unix_ms()), " (",
                                             Age(job.created_unix_ms(), now_ms), ")")});
   if (job.finished_unix_ms() > 0) {
-    rows.push_back({"Finished", absl::StrCat(FormatTime(job.finished_unix_ms()), " (took ",
-                                             ShortDuration((job.finished_unix_ms() - job.created_unix_ms()) / 1000.0),
-                                             ")")});
+    rows.push_back(
+        {"Finished",
+         absl::StrCat(FormatTime(job.finished_unix_ms()), " (took ",
+                      ShortDuration((job.finished_unix_ms() - job.created_unix_ms()) / 1000.0),
+                      ")")});
   }
   if (spec.kind() == tecl::v1::JOB_KIND_PRETRAIN) {
     const auto& p = job.progress();
     rows.push_back({"Progress", ProgressLine(job, 20)});
     if (p.updated_unix_ms() > 0) {
       const auto& l = p.loss();
-      rows.push_back({"Losses", absl::StrFormat("equi %.4f  speed %.4f  dir %.4f  order %.4f  inst %.4f",
-                                                l.equivariance(), l.speed(), l.direction(), l.order(),
-                                                l.instance())});
-      rows.push_back({"Accuracy", absl::StrFormat("speed %.3f  direction %.3f  order %.3f",
-                                                  l.speed_accuracy(), l.direction_accuracy(),
-                                                  l.order_accuracy())});
-      rows.push_back({"Rates", absl::StrFormat("lr %.3g  data wait %.1f%%  updated %s", p.learning_rate(),
-                                               100 * p.data_wait_fraction(),
+      rows.push_back(
+          {"Losses",
+           absl::StrFormat("equi %.4f  speed %.4f  dir %.4f  order %.4f  inst %.4f",
+                           l.equivariance(), l.speed(), l.direction(), l.order(), l.instance())});
+      rows.push_back(
+          {"Accuracy", absl::StrFormat("speed %.3f  direction %.3f  order %.3f", l.speed_accuracy(),
+                                       l.direction_accuracy(), l.order_accuracy())});
+      rows.push_back({"Rates", absl::StrFormat("lr %.3g  data wait %.1f%%  updated %s",
+                                               p.learning_rate(), 100 * p.data_wait_fraction(),
                                                Age(p.updated_unix_ms(), now_ms))});
     }
   }

@@ -220,12 +220,14 @@ absl::StatusOr<std::string> LocalCoordinatorAddress(const std::string& home) {
 
 absl::StatusOr<std::string> FindBinary(const std::string& name) {
   std::vector<std::string> dirs;
-  if (const char* dir = std::getenv("TECL_LOCAL_BIN_DIR"); dir != nullptr && *dir) dirs.push_back(dir);
+  if (const char* dir = std::getenv("TECL_LOCAL_BIN_DIR"); dir != nullptr && *dir)
+    dirs.push_back(dir);
   std::error_code error;
   const fs::path self = fs::read_symlink("/proc/self/exe", error);
   if (!error) dirs.push_back(self.parent_path().string());
   if (const char* path = std::getenv("PATH"); path != nullptr) {
-    for (absl::string_view dir : absl::StrSplit(path, ':', absl::SkipEmpty())) dirs.emplace_back(dir);
+    for (absl::string_view dir : absl::StrSplit(path, ':', absl::SkipEmpty()))
+      dirs.emplace_back(dir);
   }
   for (const std::string& dir : dirs) {
     const fs::path candidate = fs::path(dir) / name;
@@ -233,23 +235,25 @@ absl::StatusOr<std::string> FindBinary(const std::string& name) {
       return candidate.string();
     }
   }
-  return absl::NotFoundError(absl::StrCat(
-      name, " was not found next to teclctl", error ? "" : absl::StrCat(" (", self.parent_path().string(), ")"),
-      " or on PATH; build it (ninja ", name, ") or put it on PATH"));
+  return absl::NotFoundError(
+      absl::StrCat(name, " was not found next to teclctl",
+                   error ? "" : absl::StrCat(" (", self.parent_path().string(), ")"),
+                   " or on PATH; build it (ninja ", name, ") or put it on PATH"));
 }
 
 absl::Status LocalUp(const LocalClusterOptions& options, std::ostream& out) {
   const std::string& home = options.home;
   std::error_code error;
-  for (const char* sub : {"state", "logs", "pids"}) fs::create_directories(fs::path(home) / sub, error);
+  for (const char* sub : {"state", "logs", "pids"})
+    fs::create_directories(fs::path(home) / sub, error);
   if (error) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("cannot create ", home, ": ", error.message(), "; pass --home or set TECL_HOME"));
+    return absl::PermissionDeniedError(absl::StrCat("cannot create ", home, ": ", error.message(),
+                                                    "; pass --home or set TECL_HOME"));
   }
   if (auto address = LocalCoordinatorAddress(home); address.ok()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "a local cluster is already running under ", home, " (coordinator at ", *address,
-        "); see `teclctl local status`, or `teclctl local down` first"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("a local cluster is already running under ", home, " (coordinator at ",
+                     *address, "); see `teclctl local status`, or `teclctl local down` first"));
   }
   if (options.trainers < 0 || options.dataloaders < 0 || options.threads < 1) {
     return absl::InvalidArgumentError("--trainers and --dataloaders must be >= 0, --threads >= 1");
@@ -274,7 +278,8 @@ absl::Status LocalUp(const LocalClusterOptions& options, std::ostream& out) {
     worker_bin = *bin;
   }
   // Stale files of a previous run.
-  for (const Managed& m : ReadPidFiles(home)) fs::remove(fs::path(home) / "pids" / (m.name + ".pid"), error);
+  for (const Managed& m : ReadPidFiles(home))
+    fs::remove(fs::path(home) / "pids" / (m.name + ".pid"), error);
   const fs::path addr_file = fs::path(home) / "coordinator.addr";
   fs::remove(addr_file, error);
 
@@ -322,8 +327,8 @@ absl::Status LocalUp(const LocalClusterOptions& options, std::ostream& out) {
     }
     absl::SleepFor(kPoll);
   }
-  out << "coordinator  " << address << "  (log " << (fs::path(home) / "logs" / "coordinator.log").string()
-      << ")\n";
+  out << "coordinator  " << address << "  (log "
+      << (fs::path(home) / "logs" / "coordinator.log").string() << ")\n";
   const std::string threads = absl::StrCat(options.threads);
   for (int i = 0; i < options.dataloaders; ++i) {
     status = start(absl::StrCat("dataloader-", i), dataloader_bin, {},
@@ -344,7 +349,8 @@ absl::Status LocalUp(const LocalClusterOptions& options, std::ostream& out) {
   // Wait until every worker registered.
   while (true) {
     if (status = check_alive(); !status.ok()) return fail(status);
-    absl::StatusOr<std::vector<tecl::v1::WorkerInfo>> workers = ListWorkers(address, options.channel);
+    absl::StatusOr<std::vector<tecl::v1::WorkerInfo>> workers =
+        ListWorkers(address, options.channel);
     int trainers = 0;
     int dataloaders = 0;
     if (workers.ok()) {
@@ -355,11 +361,11 @@ absl::Status LocalUp(const LocalClusterOptions& options, std::ostream& out) {
     }
     if (trainers >= options.trainers && dataloaders >= options.dataloaders) break;
     if (absl::Now() > deadline) {
-      return fail(absl::DeadlineExceededError(absl::StrCat(
-          "only ", trainers, " of ", options.trainers, " trainers and ", dataloaders, " of ",
-          options.dataloaders, " dataloaders registered within ",
-          absl::FormatDuration(options.timeout), "; see the logs in ",
-          (fs::path(home) / "logs").string())));
+      return fail(absl::DeadlineExceededError(
+          absl::StrCat("only ", trainers, " of ", options.trainers, " trainers and ", dataloaders,
+                       " of ", options.dataloaders, " dataloaders registered within ",
+                       absl::FormatDuration(options.timeout), "; see the logs in ",
+                       (fs::path(home) / "logs").string())));
     }
     absl::SleepFor(kPoll);
   }
@@ -406,11 +412,12 @@ absl::Status LocalDown(const std::string& home, std::ostream& out) {
   return absl::OkStatus();
 }
 
-absl::Status LocalStatus(const std::string& home, const ChannelOptions& channel, std::ostream& out) {
+absl::Status LocalStatus(const std::string& home, const ChannelOptions& channel,
+                         std::ostream& out) {
   std::vector<Managed> processes = ReadPidFiles(home);
   if (processes.empty()) {
-    return absl::NotFoundError(absl::StrCat("no local cluster under ", home,
-                                            "; start one with `teclctl local up`"));
+    return absl::NotFoundError(
+        absl::StrCat("no local cluster under ", home, "; start one with `teclctl local up`"));
   }
   int dead = 0;
   for (const Managed& m : processes) {
@@ -421,13 +428,14 @@ absl::Status LocalStatus(const std::string& home, const ChannelOptions& channel,
   }
   absl::StatusOr<std::string> address = LocalCoordinatorAddress(home);
   if (!address.ok()) return absl::UnavailableError("the local coordinator is not running");
-  out << "coordinator at " << *address << (Healthy(*address, channel) ? " (healthy)" : " (not answering)")
-      << "\n";
+  out << "coordinator at " << *address
+      << (Healthy(*address, channel) ? " (healthy)" : " (not answering)") << "\n";
   absl::StatusOr<std::vector<tecl::v1::WorkerInfo>> workers = ListWorkers(*address, channel);
   if (workers.ok()) {
     std::map<std::string, int> counts;
     for (const auto& w : *workers) {
-      ++counts[absl::StrCat(w.kind() == tecl::v1::WORKER_KIND_TRAINER ? "trainers" : "dataloaders", " ",
+      ++counts[absl::StrCat(w.kind() == tecl::v1::WORKER_KIND_TRAINER ? "trainers" : "dataloaders",
+                            " ",
                             w.state() == tecl::v1::WORKER_STATE_IDLE   ? "idle"
                             : w.state() == tecl::v1::WORKER_STATE_BUSY ? "busy"
                                                                        : "lost")];
@@ -435,7 +443,8 @@ absl::Status LocalStatus(const std::string& home, const ChannelOptions& channel,
     for (const auto& [what, count] : counts) out << "  " << count << " " << what << "\n";
   }
   if (dead > 0) {
-    return absl::UnavailableError(absl::StrCat(dead, " process(es) of the local cluster exited; see their logs"));
+    return absl::UnavailableError(
+        absl::StrCat(dead, " process(es) of the local cluster exited; see their logs"));
   }
   return absl::OkStatus();
 }

@@ -26,12 +26,12 @@
 namespace tecl::teclctl {
 
 struct LocalClusterOptions {
-  std::string home;        // State folder.
-  int trainers = 1;        // tecl-worker processes.
-  int dataloaders = 1;     // tecl-dataloader processes.
-  int threads = 2;         // Threads per trainer and per dataloader.
+  std::string home;                            // State folder.
+  int trainers = 1;                            // tecl-worker processes.
+  int dataloaders = 1;                         // tecl-dataloader processes.
+  int threads = 2;                             // Threads per trainer and per dataloader.
   absl::Duration timeout = absl::Seconds(60);  // For the coordinator and the registrations.
-  ChannelOptions channel;  // How to call the coordinator (token, TLS).
+  ChannelOptions channel;                      // How to call the coordinator (token, TLS).
 };
 
 // The home folder: `flag` if set, else $TECL_HOME, else ./.tecl.

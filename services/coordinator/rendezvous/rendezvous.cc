@@ -28,8 +28,9 @@ void Rendezvous::BeginAttempt(const std::string& job_id, int attempt) {
     absl::MutexLock lock(&mu_);
     Scope& scope = scopes_[job_id];
     if (scope.attempt != attempt || !scope.open) {
-      AbortWaiters(job_id, absl::StrCat("attempt ", scope.attempt, " of job ", job_id,
-                                        " was replaced by attempt ", attempt),
+      AbortWaiters(job_id,
+                   absl::StrCat("attempt ", scope.attempt, " of job ", job_id,
+                                " was replaced by attempt ", attempt),
                    &done);
       scope.values.clear();
       scope.bytes = 0;
@@ -46,7 +47,8 @@ void Rendezvous::EndAttempt(const std::string& job_id, int attempt) {
     absl::MutexLock lock(&mu_);
     Scope& scope = scopes_[job_id];
     if (scope.attempt > attempt) return;  // A newer attempt is open; this one is gone already.
-    AbortWaiters(job_id, absl::StrCat("attempt ", attempt, " of job ", job_id, " has ended"), &done);
+    AbortWaiters(job_id, absl::StrCat("attempt ", attempt, " of job ", job_id, " has ended"),
+                 &done);
     scope.attempt = attempt;
     scope.open = false;
     scope.values.clear();
@@ -65,8 +67,7 @@ absl::StatusOr<Rendezvous::Scope*> Rendezvous::FindScope(const RendezvousScopeId
   if (!scope.open || scope.attempt != id.attempt) {
     return absl::AbortedError(absl::StrCat(
         "rendezvous: attempt ", id.attempt, " of job ", id.job_id, " is not current (",
-        scope.open ? absl::StrCat("attempt ", scope.attempt, " is")
-                   : std::string("no attempt is"),
+        scope.open ? absl::StrCat("attempt ", scope.attempt, " is") : std::string("no attempt is"),
         " running); stop and wait for a new assignment"));
   }
   return &scope;
@@ -75,8 +76,8 @@ absl::StatusOr<Rendezvous::Scope*> Rendezvous::FindScope(const RendezvousScopeId
 absl::Status Rendezvous::CheckKey(const std::string& key) const {
   if (key.empty()) return absl::InvalidArgumentError("rendezvous: empty key");
   if (key.size() > options_.max_key_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("rendezvous: key of ", key.size(),
-                                                   " bytes exceeds ", options_.max_key_bytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("rendezvous: key of ", key.size(), " bytes exceeds ", options_.max_key_bytes));
   }
   return absl::OkStatus();
 }
@@ -136,7 +137,8 @@ Rendezvous::WaitId Rendezvous::Get(const RendezvousScopeId& id, const std::strin
     } else if (auto it = (*scope)->values.find(key); it != (*scope)->values.end()) {
       result = it->second;
     } else if (wait <= absl::ZeroDuration()) {
-      result = absl::NotFoundError(absl::StrCat("rendezvous: no key \"", key, "\" in ", Describe(id)));
+      result =
+          absl::NotFoundError(absl::StrCat("rendezvous: no key \"", key, "\" in ", Describe(id)));
     } else {
       Waiter waiter;
       waiter.job_id = id.job_id;
@@ -228,8 +230,8 @@ Rendezvous::WaitId Rendezvous::Wait(const RendezvousScopeId& id,
       bool all = true;
       for (const std::string& key : keys) all = all && (*scope)->values.count(key) > 0;
       if (!all && wait <= absl::ZeroDuration()) {
-        result = absl::DeadlineExceededError(
-            absl::StrCat("rendezvous: keys missing in ", Describe(id)));
+        result =
+            absl::DeadlineExceededError(absl::StrCat("rendezvous: keys missing in ", Describe(id)));
       } else if (!all) {
         Waiter waiter;
         waiter.job_id = id.job_id;
@@ -283,7 +285,8 @@ Rendezvous::Completion Rendezvous::Complete(Waiter waiter, absl::Status status,
       }
     };
   }
-  return [callback = std::move(waiter.on_ready), status = std::move(status)]() { callback(status); };
+  return
+      [callback = std::move(waiter.on_ready), status = std::move(status)]() { callback(status); };
 }
 
 Rendezvous::WaitId Rendezvous::AddWaiter(Waiter waiter) {
@@ -350,12 +353,11 @@ void Rendezvous::ExpireDue() {
       const std::string what = it->second.keys.size() == 1
                                    ? absl::StrCat("key \"", it->second.keys[0], "\"")
                                    : absl::StrCat(it->second.keys.size(), " keys");
-      done.push_back(Complete(
-          std::move(it->second),
-          absl::DeadlineExceededError(absl::StrCat("rendezvous: timed out waiting for ", what,
-                                                   " of job ", it->second.job_id, " attempt ",
-                                                   it->second.attempt)),
-          ""));
+      done.push_back(Complete(std::move(it->second),
+                              absl::DeadlineExceededError(absl::StrCat(
+                                  "rendezvous: timed out waiting for ", what, " of job ",
+                                  it->second.job_id, " attempt ", it->second.attempt)),
+                              ""));
       it = waiters_.erase(it);
     }
   }

@@ -40,8 +40,8 @@ namespace tecl::coordinator {
 struct RendezvousOptions {
   size_t max_value_bytes = 1 << 20;
   size_t max_key_bytes = 4096;
-  size_t max_keys = 100000;              // Per scope.
-  size_t max_scope_bytes = 256 << 20;    // Keys + values per scope.
+  size_t max_keys = 100000;            // Per scope.
+  size_t max_scope_bytes = 256 << 20;  // Keys + values per scope.
   absl::Duration max_wait = absl::Hours(24 * 7);
   // Run a thread that expires waiters at their deadline (RealClock). Without it, call ExpireDue.
   bool run_timer_thread = true;
@@ -76,7 +76,8 @@ class Rendezvous {
              GetCallback done);
   // Adds `delta` to the integer value of `key` (absent = 0). INVALID_ARGUMENT when the value is
   // not an integer.
-  absl::StatusOr<int64_t> Add(const RendezvousScopeId& scope, const std::string& key, int64_t delta);
+  absl::StatusOr<int64_t> Add(const RendezvousScopeId& scope, const std::string& key,
+                              int64_t delta);
   // Sets `desired` when the value equals `expected` (or, with `expect_absent`, when the key is
   // absent); returns the value stored afterwards ("" when absent).
   absl::StatusOr<std::string> CompareSet(const RendezvousScopeId& scope, const std::string& key,
@@ -121,7 +122,8 @@ class Rendezvous {
   // A completed waiter and its result, run after the lock is released.
   using Completion = std::function<void()>;
 
-  absl::StatusOr<Scope*> FindScope(const RendezvousScopeId& scope) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<Scope*> FindScope(const RendezvousScopeId& scope)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CheckKey(const std::string& key) const;
   absl::Status Store(Scope& scope, const RendezvousScopeId& id, const std::string& key,
                      std::string value, std::vector<Completion>* done)
@@ -143,7 +145,8 @@ class Rendezvous {
   std::map<WaitId, Waiter> waiters_ ABSL_GUARDED_BY(mu_);
   WaitId next_wait_id_ ABSL_GUARDED_BY(mu_) = 1;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
-  int64_t wake_generation_ ABSL_GUARDED_BY(mu_) = 0;  // Bumped when the earliest deadline may change.
+  int64_t wake_generation_ ABSL_GUARDED_BY(mu_) =
+      0;  // Bumped when the earliest deadline may change.
   std::thread timer_;
 };
 

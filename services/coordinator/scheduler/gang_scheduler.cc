@@ -61,7 +61,8 @@ bool TrainerMatches(const WorkerSlot& trainer, tecl::v1::Device device) {
   return trainer.device == tecl::v1::DEVICE_CPU || trainer.device == tecl::v1::DEVICE_UNSPECIFIED;
 }
 
-std::optional<Placement> PlaceGang(const GangRequest& request, const std::vector<WorkerSlot>& free) {
+std::optional<Placement> PlaceGang(const GangRequest& request,
+                                   const std::vector<WorkerSlot>& free) {
   if (request.trainers < 1 || request.dataloaders_per_trainer < 0) return std::nullopt;
   // Trainers grouped by host, hosts with the most matching trainers first.
   std::map<std::string, std::vector<const WorkerSlot*>> by_host;
@@ -80,12 +81,12 @@ std::optional<Placement> PlaceGang(const GangRequest& request, const std::vector
   if (loader_count < need_loaders) return std::nullopt;
   std::vector<std::pair<std::string, std::vector<const WorkerSlot*>>> hosts(by_host.begin(),
                                                                             by_host.end());
-  std::stable_sort(hosts.begin(), hosts.end(), [](const auto& a, const auto& b) {
-    return a.second.size() > b.second.size();
-  });
+  std::stable_sort(hosts.begin(), hosts.end(),
+                   [](const auto& a, const auto& b) { return a.second.size() > b.second.size(); });
   std::vector<const WorkerSlot*> trainers;
   for (auto& [host, list] : hosts) {
-    std::sort(list.begin(), list.end(), [](const WorkerSlot* a, const WorkerSlot* b) { return a->id < b->id; });
+    std::sort(list.begin(), list.end(),
+              [](const WorkerSlot* a, const WorkerSlot* b) { return a->id < b->id; });
     for (const WorkerSlot* w : list) {
       if (static_cast<int>(trainers.size()) < request.trainers) trainers.push_back(w);
     }
@@ -95,7 +96,8 @@ std::optional<Placement> PlaceGang(const GangRequest& request, const std::vector
   Placement placement;
   placement.ranks.resize(trainers.size());
   for (auto& [host, list] : loaders_by_host) {
-    std::sort(list.begin(), list.end(), [](const WorkerSlot* a, const WorkerSlot* b) { return a->id < b->id; });
+    std::sort(list.begin(), list.end(),
+              [](const WorkerSlot* a, const WorkerSlot* b) { return a->id < b->id; });
   }
   std::set<std::string> used;
   auto take_loader = [&](const std::string& host) -> const WorkerSlot* {
@@ -130,7 +132,8 @@ std::optional<Placement> PlaceGang(const GangRequest& request, const std::vector
 }
 
 ScheduleDecision ScheduleQueue(std::vector<QueuedJob> queue, const std::vector<WorkerSlot>& free,
-                               const std::vector<WorkerSlot>& live, const SchedulerOptions& options) {
+                               const std::vector<WorkerSlot>& live,
+                               const SchedulerOptions& options) {
   std::stable_sort(queue.begin(), queue.end(), [](const QueuedJob& a, const QueuedJob& b) {
     if (a.priority != b.priority) return a.priority > b.priority;
     return a.seq < b.seq;

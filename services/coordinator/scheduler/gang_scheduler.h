@@ -63,9 +63,9 @@ std::optional<Placement> PlaceGang(const GangRequest& request, const std::vector
 struct QueuedJob {
   std::string job_id;
   int priority = 0;
-  int64_t seq = 0;      // Submission order.
+  int64_t seq = 0;  // Submission order.
   GangRequest request;
-  int bypassed = 0;     // Times a job behind it started while it waited.
+  int bypassed = 0;  // Times a job behind it started while it waited.
 };
 
 struct SchedulerOptions {
@@ -85,7 +85,8 @@ struct ScheduleDecision {
 // Decides which of `queue` start on `free` workers. `live` is every live worker (free or busy),
 // used to tell a job that will fit once workers free up from one that cannot fit at all.
 ScheduleDecision ScheduleQueue(std::vector<QueuedJob> queue, const std::vector<WorkerSlot>& free,
-                               const std::vector<WorkerSlot>& live, const SchedulerOptions& options);
+                               const std::vector<WorkerSlot>& live,
+                               const SchedulerOptions& options);
 
 }  // namespace tecl::coordinator
 

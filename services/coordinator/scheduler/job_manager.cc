@@ -224,8 +224,8 @@ absl::Status JobManager::Transition(JobEntry& entry, JobState to, const std::str
     scheduling_latency_->Observe(
         absl::ToDoubleSeconds(clock_->Now() - absl::FromUnixMillis(job.created_unix_ms())));
   }
-  TECL_LOG(INFO) << "job " << job.id() << ": " << StateName(from) << " -> " << StateName(to)
-                 << " (" << reason << ")";
+  TECL_LOG(INFO) << "job " << job.id() << ": " << StateName(from) << " -> " << StateName(to) << " ("
+                 << reason << ")";
   return absl::OkStatus();
 }
 
@@ -249,9 +249,9 @@ void JobManager::SubmitJob(const tecl::v1::JobSpec& spec, const std::string& req
       if (it != request_ids_.end()) {
         const Job& existing = jobs_.at(it->second).job;
         if (!google::protobuf::util::MessageDifferencer::Equals(existing.spec(), spec)) {
-          done(absl::AlreadyExistsError(absl::StrCat("request id \"", request_id,
-                                                     "\" was already used for job ", existing.id(),
-                                                     " with a different spec; use a new request id")));
+          done(absl::AlreadyExistsError(
+              absl::StrCat("request id \"", request_id, "\" was already used for job ",
+                           existing.id(), " with a different spec; use a new request id")));
           return;
         }
         // A retry: answer once the original is durable.
@@ -269,9 +269,9 @@ void JobManager::SubmitJob(const tecl::v1::JobSpec& spec, const std::string& req
     if (spec.kind() == tecl::v1::JOB_KIND_EVAL && !spec.eval().source_job_id().empty()) {
       const JobEntry* source = FindJob(spec.eval().source_job_id());
       if (source == nullptr) {
-        done(absl::InvalidArgumentError(absl::StrCat(
-            "job spec: eval.source_job_id: no job \"", spec.eval().source_job_id(),
-            "\"; see `teclctl list` for the pretraining jobs")));
+        done(absl::InvalidArgumentError(
+            absl::StrCat("job spec: eval.source_job_id: no job \"", spec.eval().source_job_id(),
+                         "\"; see `teclctl list` for the pretraining jobs")));
         return;
       }
       if (source->job.spec().kind() != tecl::v1::JOB_KIND_PRETRAIN) {
@@ -290,11 +290,13 @@ void JobManager::SubmitJob(const tecl::v1::JobSpec& spec, const std::string& req
     *job.mutable_spec() = spec;
     job.set_state(tecl::v1::JOB_STATE_PENDING);
     const auto& r = spec.resources();
-    job.set_reason(absl::StrCat("waiting for ", r.trainers(), " ",
-                                EnumValueShortName(*tecl::v1::Device_descriptor()->FindValueByNumber(
-                                    r.device())),
-                                " trainer(s) and ", r.trainers() * r.dataloaders_per_trainer(),
-                                " dataloader(s)"));
+    const std::string source =
+        spec.kind() == tecl::v1::JOB_KIND_EVAL ? spec.eval().source_job_id() : "";
+    job.set_reason(absl::StrCat(
+        "waiting for ", source.empty() ? "" : absl::StrCat("job ", source, " to finish and "),
+        r.trainers(), " ",
+        EnumValueShortName(*tecl::v1::Device_descriptor()->FindValueByNumber(r.device())),
+        " trainer(s) and ", r.trainers() * r.dataloaders_per_trainer(), " dataloader(s)"));
     job.set_created_unix_ms(NowMs());
     job.set_updated_unix_ms(job.created_unix_ms());
     job.mutable_progress()->set_total_steps(spec.schedule().total_steps());
@@ -338,9 +340,10 @@ absl::StatusOr<ListJobsResult> JobManager::ListJobs(const std::vector<JobState>&
   if (page_size == 0) page_size = 100;
   int64_t before = std::numeric_limits<int64_t>::max();
   if (!page_token.empty() && (!absl::SimpleAtoi(page_token, &before) || before < 1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "page_token \"", page_token, "\" was not issued by this coordinator; pass the "
-        "next_page_token of the previous page"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_token \"", page_token,
+                     "\" was not issued by this coordinator; pass the "
+                     "next_page_token of the previous page"));
   }
   const std::set<JobState> wanted(states.begin(), states.end());
   ListJobsResult result;
@@ -521,7 +524,8 @@ void JobManager::StartAttempt(JobEntry& entry, const Placement& placement, Mutat
 std::string JobManager::NewWorkerId(tecl::v1::WorkerKind kind) {
   const std::string prefix = kind == tecl::v1::WORKER_KIND_DATALOADER ? "loader-" : "trainer-";
   while (true) {
-    std::string id = absl::StrCat(prefix, absl::StrFormat("%08x", static_cast<uint32_t>(SplitMix64(id_state_))));
+    std::string id =
+        absl::StrCat(prefix, absl::StrFormat("%08x", static_cast<uint32_t>(SplitMix64(id_state_))));
     if (!workers_.count(id)) return id;
   }
 }
@@ -637,8 +641,8 @@ void JobManager::Heartbeat(const tecl::v1::HeartbeatRequest& request,
     Mutation m;
     const tecl::v1::WorkerInfo& info = worker.info;
     const bool reports_work = !request.job_id().empty();
-    const bool reports_assignment = reports_work && request.job_id() == info.job_id() &&
-                                    request.attempt() == info.attempt();
+    const bool reports_assignment =
+        reports_work && request.job_id() == info.job_id() && request.attempt() == info.attempt();
     auto stop = [&](const std::string& reason) {
       response.set_action(tecl::v1::HeartbeatResponse::ACTION_STOP);
       response.set_stop_reason(reason);
@@ -738,10 +742,9 @@ void JobManager::ReportOutcome(const tecl::v1::ReportOutcomeRequest& request, St
         absl::StrCat("rank ", request.rank(), " (", DescribeWorker(worker.info), ")");
     if (request.attempt() != job.attempt() ||
         (!IsActive(job.state()) && !IsTerminal(job.state()))) {
-      result = absl::AbortedError(absl::StrCat("attempt ", request.attempt(), " of job ", job.id(),
-                                               " is no longer current (the job is ",
-                                               StateName(job.state()), ", attempt ", job.attempt(),
-                                               "); outcome ignored"));
+      result = absl::AbortedError(absl::StrCat(
+          "attempt ", request.attempt(), " of job ", job.id(), " is no longer current (the job is ",
+          StateName(job.state()), ", attempt ", job.attempt(), "); outcome ignored"));
     } else if (IsTerminal(job.state())) {
       // A rank acknowledging the end of a finished job.
     } else {
@@ -760,8 +763,8 @@ void JobManager::ReportOutcome(const tecl::v1::ReportOutcomeRequest& request, St
           break;
         case tecl::v1::OUTCOME_FAILED:
           FailAttempt(*entry,
-                      absl::StrCat(who, " failed: ", request.reason().empty() ? "no reason given"
-                                                                             : request.reason()),
+                      absl::StrCat(who, " failed: ",
+                                   request.reason().empty() ? "no reason given" : request.reason()),
                       m);
           break;
         case tecl::v1::OUTCOME_FATAL:
@@ -773,8 +776,9 @@ void JobManager::ReportOutcome(const tecl::v1::ReportOutcomeRequest& request, St
                       absl::StrCat(who, " stopped without being told to: ", request.reason()), m);
           break;
         default:
-          result = absl::InvalidArgumentError("outcome is missing; set succeeded, failed, fatal "
-                                              "or stopped");
+          result = absl::InvalidArgumentError(
+              "outcome is missing; set succeeded, failed, fatal "
+              "or stopped");
           break;
       }
     }
@@ -813,19 +817,18 @@ void JobManager::RegisterCheckpoint(const tecl::v1::RegisterCheckpointRequest& r
     }
     if (c.step() < 0 || (job.spec().kind() == tecl::v1::JOB_KIND_PRETRAIN &&
                          c.step() > job.spec().schedule().total_steps())) {
-      done(absl::InvalidArgumentError(
-          absl::StrCat("checkpoint.step ", c.step(), " is outside [0, schedule.total_steps = ",
-                       job.spec().schedule().total_steps(), "]")));
+      done(absl::InvalidArgumentError(absl::StrCat(
+          "checkpoint.step ", c.step(),
+          " is outside [0, schedule.total_steps = ", job.spec().schedule().total_steps(), "]")));
       return;
     }
     const tecl::v1::WorkerInfo& info = w->second.info;
-    if (c.attempt() != job.attempt() || !IsActive(job.state()) ||
-        info.job_id() != job.id() || info.attempt() != job.attempt()) {
-      done(absl::AbortedError(absl::StrCat("checkpoint of attempt ", c.attempt(), " of job ",
-                                           job.id(), " by worker ", info.id(),
-                                           " is not for the running attempt (",
-                                           StateName(job.state()), ", attempt ", job.attempt(),
-                                           "); ignored")));
+    if (c.attempt() != job.attempt() || !IsActive(job.state()) || info.job_id() != job.id() ||
+        info.attempt() != job.attempt()) {
+      done(absl::AbortedError(
+          absl::StrCat("checkpoint of attempt ", c.attempt(), " of job ", job.id(), " by worker ",
+                       info.id(), " is not for the running attempt (", StateName(job.state()),
+                       ", attempt ", job.attempt(), "); ignored")));
       return;
     }
     Mutation m;
@@ -979,7 +982,8 @@ void JobManager::Tick() {
       ++it;
     }
     for (auto& [id, entry] : jobs_) {
-      if (entry.progress_dirty && now - entry.progress_written >= options_.progress_persist_interval) {
+      if (entry.progress_dirty &&
+          now - entry.progress_written >= options_.progress_persist_interval) {
         m.jobs.insert(id);
       }
     }
@@ -1019,7 +1023,8 @@ absl::Status JobManager::Restore() {
     if (state == tecl::v1::JOB_STATE_RUNNING) {
       for (const auto& rank : entry.job.ranks()) entry.running_ranks.insert(rank.rank());
     }
-    if (rendezvous_ != nullptr && IsActive(state)) rendezvous_->BeginAttempt(id, entry.job.attempt());
+    if (rendezvous_ != nullptr && IsActive(state))
+      rendezvous_->BeginAttempt(id, entry.job.attempt());
   }
   Mutation m;
   for (tecl::v1::WorkerInfo& info : snapshot->workers) {
@@ -1055,7 +1060,8 @@ void JobManager::CollectMetrics() {
     jobs[static_cast<JobState>(s)] = 0;
   }
   for (const auto& [id, entry] : jobs_) ++jobs[entry.job.state()];
-  for (const auto& [state, count] : jobs) jobs_gauge_->Add({{"state", StateName(state)}}).Set(count);
+  for (const auto& [state, count] : jobs)
+    jobs_gauge_->Add({{"state", StateName(state)}}).Set(count);
 
   std::map<std::pair<std::string, std::string>, int> workers;
   for (const char* kind : {"trainer", "dataloader"}) {
@@ -1078,7 +1084,8 @@ void JobManager::CollectMetrics() {
     if (!live.count(id)) heartbeat_age_->Remove({{"worker", id}, {"kind", kind}});
   }
   heartbeat_age_workers_.clear();
-  for (const std::string& id : live) heartbeat_age_workers_[id] = KindName(workers_.at(id).info.kind());
+  for (const std::string& id : live)
+    heartbeat_age_workers_[id] = KindName(workers_.at(id).info.kind());
 }
 
 }  // namespace tecl::coordinator

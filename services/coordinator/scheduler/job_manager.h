@@ -83,8 +83,8 @@ class JobManager {
   using WatchId = int64_t;
 
   // `store`, `clock` and `rendezvous` must outlive the manager; `registry` may be null.
-  JobManager(JobManagerOptions options, JobStore* store, const Clock* clock,
-             Rendezvous* rendezvous, metrics::Registry* registry);
+  JobManager(JobManagerOptions options, JobStore* store, const Clock* clock, Rendezvous* rendezvous,
+             metrics::Registry* registry);
   ~JobManager();
 
   // Rebuilds the in-memory state from the store (at start-up, before serving). Workers that were

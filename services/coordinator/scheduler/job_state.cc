@@ -41,8 +41,8 @@ absl::Status CheckTransition(const std::string& job_id, JobState from, JobState 
                                                       StateName(from), "); it cannot become ",
                                                       StateName(to)));
   }
-  return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " cannot go from ",
-                                                    StateName(from), " to ", StateName(to)));
+  return absl::FailedPreconditionError(
+      absl::StrCat("job ", job_id, " cannot go from ", StateName(from), " to ", StateName(to)));
 }
 
 bool IsTerminal(JobState state) {

@@ -16,10 +16,10 @@ absl::Status CoordinatorConfig::Validate() const {
     return absl::InvalidArgumentError("--heartbeat_interval must be positive");
   }
   if (heartbeat_timeout < 2 * heartbeat_interval) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--heartbeat_timeout (", absl::FormatDuration(heartbeat_timeout),
-        ") must be at least twice --heartbeat_interval (", absl::FormatDuration(heartbeat_interval),
-        ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--heartbeat_timeout (", absl::FormatDuration(heartbeat_timeout),
+                     ") must be at least twice --heartbeat_interval (",
+                     absl::FormatDuration(heartbeat_interval), ")"));
   }
   if (max_trainers < 1) return absl::InvalidArgumentError("--max_trainers must be at least 1");
   if (max_bypasses < 0) return absl::InvalidArgumentError("--max_bypasses must be >= 0");
@@ -36,15 +36,15 @@ absl::Status CoordinatorConfig::Validate() const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(CoordinatorConfig config,
-                                                                            const Clock* clock) {
+absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
+    CoordinatorConfig config, const Clock* clock) {
   TECL_RETURN_IF_ERROR(config.Validate());
   std::error_code error;
   const std::filesystem::path state_dir = std::filesystem::absolute(config.state_dir);
   std::filesystem::create_directories(state_dir / "checkpoints", error);
   if (error) {
-    return absl::PermissionDeniedError(absl::StrCat("cannot create the state folder ",
-                                                    state_dir.string(), ": ", error.message()));
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot create the state folder ", state_dir.string(), ": ", error.message()));
   }
   std::unique_ptr<CoordinatorServer> server(new CoordinatorServer());
   server->tick_interval_ = config.tick_interval;
@@ -66,8 +66,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Coor
     commit_seconds.Observe(absl::ToDoubleSeconds(d));
     commit_batches.Observe(batches);
   };
-  TECL_ASSIGN_OR_RETURN(server->store_,
-                        SqliteJobStore::Open((state_dir / "coordinator.db").string(), store_options));
+  TECL_ASSIGN_OR_RETURN(
+      server->store_, SqliteJobStore::Open((state_dir / "coordinator.db").string(), store_options));
 
   RendezvousOptions rendezvous_options;
   server->rendezvous_ = std::make_unique<Rendezvous>(clock, rendezvous_options);
@@ -92,7 +92,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Coor
   // limit only has to be above them.
   config.server.max_message_bytes = 16 << 20;
   TECL_ASSIGN_OR_RETURN(server->grpc_, GrpcServer::Start(config.server, {server->service_.get()},
-                                                          &server->registry_));
+                                                         &server->registry_));
   if (config.advertise_address.empty()) {
     server->manager_->SetCoordinatorAddress(server->grpc_->local_address());
   }

@@ -178,16 +178,18 @@ grpc::ServerUnaryReactor* CoordinatorService::SubmitJob(grpc::CallbackServerCont
                                                         tecl::v1::SubmitJobResponse* response) {
   if (auto* refused = RejectUnauthenticated(context, auth_)) return refused;
   if (!request->has_spec()) {
-    return FinishWith(context, absl::InvalidArgumentError(
-                                   "spec is missing; teclctl submit FILE.yaml fills it"));
+    return FinishWith(
+        context, absl::InvalidArgumentError("spec is missing; teclctl submit FILE.yaml fills it"));
   }
   const size_t bytes = request->spec().ByteSizeLong();
   if (bytes > limits_.max_spec_bytes) {
-    return FinishWith(context, absl::InvalidArgumentError(absl::StrCat(
-                                   "job spec: the spec is ", bytes, " bytes, more than the limit of ",
-                                   limits_.max_spec_bytes, "; shorten it")));
+    return FinishWith(
+        context, absl::InvalidArgumentError(absl::StrCat("job spec: the spec is ", bytes,
+                                                         " bytes, more than the limit of ",
+                                                         limits_.max_spec_bytes, "; shorten it")));
   }
-  if (absl::Status s = LimitText("request_id", request->request_id(), limits_.max_id_bytes); !s.ok()) {
+  if (absl::Status s = LimitText("request_id", request->request_id(), limits_.max_id_bytes);
+      !s.ok()) {
     return FinishWith(context, s);
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
@@ -328,16 +330,18 @@ grpc::ServerUnaryReactor* CoordinatorService::ReportOutcome(
   absl::Status valid = RequireId("worker_id", request->worker_id(), limits_.max_id_bytes);
   if (valid.ok()) valid = RequireId("job_id", request->job_id(), limits_.max_id_bytes);
   if (valid.ok()) valid = LimitText("reason", request->reason(), limits_.max_text_bytes);
-  if (valid.ok() && request->attempt() < 1) valid = absl::InvalidArgumentError("attempt must be >= 1");
+  if (valid.ok() && request->attempt() < 1)
+    valid = absl::InvalidArgumentError("attempt must be >= 1");
   if (valid.ok() && request->rank() < 0) valid = absl::InvalidArgumentError("rank must be >= 0");
   if (valid.ok() && (request->outcome() == tecl::v1::OUTCOME_UNSPECIFIED ||
                      !tecl::v1::Outcome_IsValid(request->outcome()))) {
-    valid = absl::InvalidArgumentError("outcome is missing; set succeeded, failed, fatal or stopped");
+    valid =
+        absl::InvalidArgumentError("outcome is missing; set succeeded, failed, fatal or stopped");
   }
   if (!valid.ok()) return FinishWith(context, valid);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  manager_->ReportOutcome(*request,
-                          [reactor](absl::Status status) { reactor->Finish(ToGrpcStatus(status)); });
+  manager_->ReportOutcome(
+      *request, [reactor](absl::Status status) { reactor->Finish(ToGrpcStatus(status)); });
   return reactor;
 }
 
@@ -347,23 +351,25 @@ grpc::ServerUnaryReactor* CoordinatorService::RegisterCheckpoint(
   if (auto* refused = RejectUnauthenticated(context, auth_)) return refused;
   absl::Status valid = RequireId("worker_id", request->worker_id(), limits_.max_id_bytes);
   if (valid.ok()) valid = RequireId("job_id", request->job_id(), limits_.max_id_bytes);
-  if (valid.ok()) valid = LimitText("checkpoint.path", request->checkpoint().path(), limits_.max_text_bytes);
+  if (valid.ok())
+    valid = LimitText("checkpoint.path", request->checkpoint().path(), limits_.max_text_bytes);
   if (valid.ok()) valid = LimitText("checkpoint.sha256", request->checkpoint().sha256(), 128);
   if (!valid.ok()) return FinishWith(context, valid);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  manager_->RegisterCheckpoint(*request,
-                               [reactor](absl::Status status) { reactor->Finish(ToGrpcStatus(status)); });
+  manager_->RegisterCheckpoint(
+      *request, [reactor](absl::Status status) { reactor->Finish(ToGrpcStatus(status)); });
   return reactor;
 }
 
-grpc::ServerUnaryReactor* CoordinatorService::ListWorkers(grpc::CallbackServerContext* context,
-                                                          const tecl::v1::ListWorkersRequest* request,
-                                                          tecl::v1::ListWorkersResponse* response) {
+grpc::ServerUnaryReactor* CoordinatorService::ListWorkers(
+    grpc::CallbackServerContext* context, const tecl::v1::ListWorkersRequest* request,
+    tecl::v1::ListWorkersResponse* response) {
   if (auto* refused = RejectUnauthenticated(context, auth_)) return refused;
   if (!tecl::v1::WorkerKind_IsValid(request->kind())) {
     return FinishWith(context, absl::InvalidArgumentError("kind is not a worker kind"));
   }
-  for (auto& worker : manager_->ListWorkers(request->kind())) *response->add_workers() = std::move(worker);
+  for (auto& worker : manager_->ListWorkers(request->kind()))
+    *response->add_workers() = std::move(worker);
   return FinishWith(context, absl::OkStatus());
 }
 
@@ -386,7 +392,8 @@ grpc::ServerUnaryReactor* CoordinatorService::StoreSet(grpc::CallbackServerConte
   absl::Status status = CheckScope(request->scope());
   if (status.ok()) status = CheckKey(request->key());
   if (status.ok()) status = LimitText("value", request->value(), limits_.max_value_bytes);
-  if (status.ok()) status = rendezvous_->Set(ScopeOf(request->scope()), request->key(), request->value());
+  if (status.ok())
+    status = rendezvous_->Set(ScopeOf(request->scope()), request->key(), request->value());
   return FinishWith(context, status);
 }
 
@@ -446,7 +453,8 @@ grpc::ServerUnaryReactor* CoordinatorService::StoreWait(grpc::CallbackServerCont
   absl::Status valid = CheckScope(request->scope());
   if (valid.ok() && request->keys().empty()) valid = absl::InvalidArgumentError("keys is empty");
   if (valid.ok() && static_cast<size_t>(request->keys_size()) > limits_.max_keys_per_call) {
-    valid = absl::InvalidArgumentError(absl::StrCat("more than ", limits_.max_keys_per_call, " keys"));
+    valid =
+        absl::InvalidArgumentError(absl::StrCat("more than ", limits_.max_keys_per_call, " keys"));
   }
   for (const std::string& key : request->keys()) {
     if (valid.ok()) valid = CheckKey(key);
@@ -457,17 +465,15 @@ grpc::ServerUnaryReactor* CoordinatorService::StoreWait(grpc::CallbackServerCont
   if (!valid.ok()) return FinishWith(context, valid);
   auto* reactor = new WaitReactor(rendezvous_);
   std::vector<std::string> keys(request->keys().begin(), request->keys().end());
-  reactor->SetWait(rendezvous_->Wait(ScopeOf(request->scope()), keys,
-                                     absl::Milliseconds(request->wait_timeout_ms()),
-                                     [reactor](absl::Status status) {
-                                       reactor->Finish(ToGrpcStatus(status));
-                                     }));
+  reactor->SetWait(rendezvous_->Wait(
+      ScopeOf(request->scope()), keys, absl::Milliseconds(request->wait_timeout_ms()),
+      [reactor](absl::Status status) { reactor->Finish(ToGrpcStatus(status)); }));
   return reactor;
 }
 
-grpc::ServerUnaryReactor* CoordinatorService::StoreDelete(grpc::CallbackServerContext* context,
-                                                          const tecl::v1::StoreDeleteRequest* request,
-                                                          tecl::v1::StoreDeleteResponse* response) {
+grpc::ServerUnaryReactor* CoordinatorService::StoreDelete(
+    grpc::CallbackServerContext* context, const tecl::v1::StoreDeleteRequest* request,
+    tecl::v1::StoreDeleteResponse* response) {
   if (auto* refused = RejectUnauthenticated(context, auth_)) return refused;
   absl::Status valid = CheckScope(request->scope());
   if (valid.ok()) valid = CheckKey(request->key());
@@ -483,14 +489,16 @@ grpc::ServerUnaryReactor* CoordinatorService::StoreCheck(grpc::CallbackServerCon
   if (auto* refused = RejectUnauthenticated(context, auth_)) return refused;
   absl::Status valid = CheckScope(request->scope());
   if (valid.ok() && static_cast<size_t>(request->keys_size()) > limits_.max_keys_per_call) {
-    valid = absl::InvalidArgumentError(absl::StrCat("more than ", limits_.max_keys_per_call, " keys"));
+    valid =
+        absl::InvalidArgumentError(absl::StrCat("more than ", limits_.max_keys_per_call, " keys"));
   }
   for (const std::string& key : request->keys()) {
     if (valid.ok()) valid = CheckKey(key);
   }
   if (!valid.ok()) return FinishWith(context, valid);
   std::vector<std::string> keys(request->keys().begin(), request->keys().end());
-  absl::StatusOr<Rendezvous::CheckResult> result = rendezvous_->Check(ScopeOf(request->scope()), keys);
+  absl::StatusOr<Rendezvous::CheckResult> result =
+      rendezvous_->Check(ScopeOf(request->scope()), keys);
   if (result.ok()) {
     response->set_all_present(result->all_present);
     response->set_num_keys(result->num_keys);

@@ -61,9 +61,9 @@ class CoordinatorService final : public tecl::v1::Coordinator::CallbackService {
   grpc::ServerUnaryReactor* ReportOutcome(grpc::CallbackServerContext* context,
                                           const tecl::v1::ReportOutcomeRequest* request,
                                           tecl::v1::ReportOutcomeResponse* response) override;
-  grpc::ServerUnaryReactor* RegisterCheckpoint(grpc::CallbackServerContext* context,
-                                               const tecl::v1::RegisterCheckpointRequest* request,
-                                               tecl::v1::RegisterCheckpointResponse* response) override;
+  grpc::ServerUnaryReactor* RegisterCheckpoint(
+      grpc::CallbackServerContext* context, const tecl::v1::RegisterCheckpointRequest* request,
+      tecl::v1::RegisterCheckpointResponse* response) override;
   grpc::ServerUnaryReactor* ListWorkers(grpc::CallbackServerContext* context,
                                         const tecl::v1::ListWorkersRequest* request,
                                         tecl::v1::ListWorkersResponse* response) override;

@@ -46,8 +46,7 @@ class Problems {
   absl::Status ToStatus() const {
     if (list_.empty()) return absl::OkStatus();
     if (list_.size() == 1) return absl::InvalidArgumentError(absl::StrCat("job spec: ", list_[0]));
-    return absl::InvalidArgumentError(absl::StrCat("job spec has ", list_.size(),
-                                                   " problems:\n  ",
+    return absl::InvalidArgumentError(absl::StrCat("job spec has ", list_.size(), " problems:\n  ",
                                                    absl::StrJoin(list_, "\n  ")));
   }
 
@@ -137,8 +136,9 @@ class YamlReader {
   // Sets the fields of `message` from the map `node`.
   void ReadMessage(const YAML::Node& node, Message* message, const std::string& path) {
     if (!node.IsMap()) {
-      Add(node, path, absl::StrCat("expected a mapping of ", message->GetDescriptor()->name(),
-                                   " fields, got ", DescribeNode(node)));
+      Add(node, path,
+          absl::StrCat("expected a mapping of ", message->GetDescriptor()->name(), " fields, got ",
+                       DescribeNode(node)));
       return;
     }
     const Descriptor* descriptor = message->GetDescriptor();
@@ -158,7 +158,8 @@ class YamlReader {
       const FieldDescriptor* field = descriptor->FindFieldByName(key);
       if (field == nullptr) {
         std::vector<std::string> names;
-        for (int i = 0; i < descriptor->field_count(); ++i) names.push_back(descriptor->field(i)->name());
+        for (int i = 0; i < descriptor->field_count(); ++i)
+          names.push_back(descriptor->field(i)->name());
         const std::string close = ClosestMatch(key, names);
         Add(key_node, field_path,
             close.empty()
@@ -235,7 +236,8 @@ class YamlReader {
       case FieldDescriptor::CPPTYPE_INT64: {
         int64_t v;
         if (!absl::SimpleAtoi(text, &v)) return bad();
-        repeated ? reflection->AddInt64(message, field, v) : reflection->SetInt64(message, field, v);
+        repeated ? reflection->AddInt64(message, field, v)
+                 : reflection->SetInt64(message, field, v);
         return true;
       }
       case FieldDescriptor::CPPTYPE_UINT32: {
@@ -290,8 +292,9 @@ class YamlReader {
       case FieldDescriptor::CPPTYPE_ENUM: {
         const EnumValueDescriptor* v = FindEnumValue(*field->enum_type(), text);
         if (v == nullptr) {
-          Add(value, path, absl::StrCat(Quote(text), " is not one of ",
-                                        absl::StrJoin(EnumChoices(*field->enum_type()), ", ")));
+          Add(value, path,
+              absl::StrCat(Quote(text), " is not one of ",
+                           absl::StrJoin(EnumChoices(*field->enum_type()), ", ")));
           return false;
         }
         repeated ? reflection->AddEnum(message, field, v) : reflection->SetEnum(message, field, v);
@@ -363,7 +366,8 @@ void ResolvePath(const std::string& base_dir, std::string* path) {
 // Validation helpers.
 
 template <typename T>
-void CheckRange(Problems& p, const std::string& path, T value, T lo, T hi, absl::string_view fix = "") {
+void CheckRange(Problems& p, const std::string& path, T value, T lo, T hi,
+                absl::string_view fix = "") {
   if (value >= lo && value <= hi) return;  // Also false for NaN.
   p.Add(path, absl::StrCat(value, " is out of range; use a value in [", lo, ", ", hi, "]",
                            fix.empty() ? "" : absl::StrCat(" (", fix, ")")));
@@ -374,7 +378,8 @@ void CheckProbability(Problems& p, const std::string& path, double value) {
 }
 
 void CheckAscending(Problems& p, const std::string& path,
-                    const google::protobuf::RepeatedField<int32_t>& values, absl::string_view example) {
+                    const google::protobuf::RepeatedField<int32_t>& values,
+                    absl::string_view example) {
   if (values.empty()) {
     p.Add(path, absl::StrCat("empty; give a list like ", example));
     return;
@@ -406,7 +411,8 @@ bool IsUnder(const std::filesystem::path& path, const std::string& root) {
 
 // Checks an absolute, confined path that exists (when the limits ask to check and `must_exist`).
 void CheckPath(Problems& p, const std::string& path_name, const std::string& value,
-               const SpecLimits& limits, bool confine, bool want_directory, bool must_exist = true) {
+               const SpecLimits& limits, bool confine, bool want_directory,
+               bool must_exist = true) {
   std::filesystem::path path(value);
   if (!path.is_absolute()) {
     p.Add(path_name, absl::StrCat(Quote(value),
@@ -477,8 +483,8 @@ void ValidateDataset(Problems& p, const JobSpec& spec, const SpecLimits& limits)
                        "the CSV manifest (header path,label,split)", limits);
       break;
     case DatasetSpec::FORMAT_UCF101:
-      CheckDatasetFile(p, "dataset.class_index", d.class_index(), d.root(), true,
-                       "classInd.txt", limits);
+      CheckDatasetFile(p, "dataset.class_index", d.class_index(), d.root(), true, "classInd.txt",
+                       limits);
       CheckDatasetFile(p, "dataset.train_list", d.train_list(), d.root(), true,
                        "the train split list (e.g. trainlist01.txt)", limits);
       CheckDatasetFile(p, "dataset.test_list", d.test_list(), d.root(), true,
@@ -498,7 +504,8 @@ void ValidateDataset(Problems& p, const JobSpec& spec, const SpecLimits& limits)
     p.Add("dataset.split", absl::StrCat(Quote(d.split()), " is not one of train, all"));
   }
   CheckRange(p, "dataset.fps", d.fps(), 0.0, 240.0, "0 keeps the native frame rate");
-  if (d.short_side() != 0) CheckRange(p, "dataset.short_side", d.short_side(), 16, 4096, "0 = auto");
+  if (d.short_side() != 0)
+    CheckRange(p, "dataset.short_side", d.short_side(), 16, 4096, "0 = auto");
 }
 
 void ValidateModel(Problems& p, const JobSpec& spec) {
@@ -523,10 +530,10 @@ void ValidateMethod(Problems& p, const JobSpec& spec) {
   const auto& m = spec.method();
   const auto& w = m.weights();
   const std::pair<const char*, double> weights[] = {{"equivariance", w.equivariance()},
-                                                     {"speed", w.speed()},
-                                                     {"direction", w.direction()},
-                                                     {"order", w.order()},
-                                                     {"instance", w.instance()}};
+                                                    {"speed", w.speed()},
+                                                    {"direction", w.direction()},
+                                                    {"order", w.order()},
+                                                    {"instance", w.instance()}};
   bool any = false;
   for (const auto& [name, value] : weights) {
     CheckRange(p, absl::StrCat("method.weights.", name), value, 0.0, 1000.0, "0 disables the term");
@@ -554,10 +561,10 @@ void ValidateSampling(Problems& p, const JobSpec& spec, const SpecLimits& limits
     const int max_speed = *std::max_element(s.speeds().begin(), s.speeds().end());
     const int64_t span = static_cast<int64_t>(s.clip_length()) * max_speed;
     if (span > limits.max_clip_span_frames) {
-      p.Add("sampling", absl::StrCat("clip_length ", s.clip_length(), " x largest speed ", max_speed,
-                                     " = ", span, " source frames per clip exceeds ",
-                                     limits.max_clip_span_frames,
-                                     "; use shorter clips or smaller speeds"));
+      p.Add("sampling",
+            absl::StrCat("clip_length ", s.clip_length(), " x largest speed ", max_speed, " = ",
+                         span, " source frames per clip exceeds ", limits.max_clip_span_frames,
+                         "; use shorter clips or smaller speeds"));
     }
   }
   CheckRange(p, "sampling.groups_per_batch", s.groups_per_batch(), 1, 4096);
@@ -574,8 +581,8 @@ void ValidateAugment(Problems& p, const JobSpec& spec) {
   CheckRange(p, "augment.aspect_min", a.aspect_min(), 0.1, 10.0);
   CheckRange(p, "augment.aspect_max", a.aspect_max(), 0.1, 10.0);
   if (a.aspect_max() < a.aspect_min()) {
-    p.Add("augment.aspect_max", absl::StrCat(a.aspect_max(), " is below aspect_min ",
-                                             a.aspect_min(), "; swap them"));
+    p.Add("augment.aspect_max",
+          absl::StrCat(a.aspect_max(), " is below aspect_min ", a.aspect_min(), "; swap them"));
   }
   CheckProbability(p, "augment.flip_prob", a.flip_prob());
   CheckProbability(p, "augment.jitter_prob", a.jitter_prob());
@@ -588,7 +595,8 @@ void ValidateAugment(Problems& p, const JobSpec& spec) {
 
 void ValidateTraining(Problems& p, const JobSpec& spec) {
   const auto& o = spec.optimizer();
-  if (o.name() != "adamw") p.Add("optimizer.name", absl::StrCat(Quote(o.name()), " is not one of adamw"));
+  if (o.name() != "adamw")
+    p.Add("optimizer.name", absl::StrCat(Quote(o.name()), " is not one of adamw"));
   CheckRange(p, "optimizer.lr", o.lr(), 1e-9, 10.0);
   CheckRange(p, "optimizer.weight_decay", o.weight_decay(), 0.0, 10.0);
   CheckRange(p, "optimizer.beta1", o.beta1(), 0.0, 0.999999);
@@ -598,8 +606,8 @@ void ValidateTraining(Problems& p, const JobSpec& spec) {
   const auto& s = spec.schedule();
   CheckRange<int64_t>(p, "schedule.total_steps", s.total_steps(), 1, 1'000'000'000);
   if (s.warmup_steps() < 0 || s.warmup_steps() > s.total_steps()) {
-    p.Add("schedule.warmup_steps", absl::StrCat(s.warmup_steps(), " must be in [0, total_steps = ",
-                                                s.total_steps(), "]"));
+    p.Add("schedule.warmup_steps",
+          absl::StrCat(s.warmup_steps(), " must be in [0, total_steps = ", s.total_steps(), "]"));
   }
   CheckRange(p, "schedule.final_lr_ratio", s.final_lr_ratio(), 0.0, 1.0);
   CheckRange(p, "schedule.log_interval", s.log_interval(), 1, 1'000'000);
@@ -612,21 +620,25 @@ void ValidateTraining(Problems& p, const JobSpec& spec) {
 void ValidateResources(Problems& p, const JobSpec& spec, const SpecLimits& limits) {
   const auto& r = spec.resources();
   if (r.trainers() < 1) {
-    p.Add("resources.trainers", absl::StrCat(r.trainers(), " trainers cannot run a job; use at least 1"));
-  } else if (r.trainers() > limits.max_trainers) {
     p.Add("resources.trainers",
-          absl::StrCat(r.trainers(), " is more than this cluster's maximum of ", limits.max_trainers,
-                       " trainers; use fewer (the coordinator's --max_trainers)"));
+          absl::StrCat(r.trainers(), " trainers cannot run a job; use at least 1"));
+  } else if (r.trainers() > limits.max_trainers) {
+    p.Add(
+        "resources.trainers",
+        absl::StrCat(r.trainers(), " is more than this cluster's maximum of ", limits.max_trainers,
+                     " trainers; use fewer (the coordinator's --max_trainers)"));
   }
   if (r.dataloaders_per_trainer() < 1) {
     p.Add("resources.dataloaders_per_trainer",
-          absl::StrCat(r.dataloaders_per_trainer(), " leaves trainers without input; use at least 1"));
+          absl::StrCat(r.dataloaders_per_trainer(),
+                       " leaves trainers without input; use at least 1"));
   } else if (r.dataloaders_per_trainer() > limits.max_dataloaders_per_trainer) {
     p.Add("resources.dataloaders_per_trainer",
           absl::StrCat(r.dataloaders_per_trainer(), " is more than the maximum of ",
                        limits.max_dataloaders_per_trainer));
   }
-  if (r.device() == tecl::v1::DEVICE_UNSPECIFIED) p.Add("resources.device", "missing; set cpu or cuda");
+  if (r.device() == tecl::v1::DEVICE_UNSPECIFIED)
+    p.Add("resources.device", "missing; set cpu or cuda");
   CheckRange(p, "resources.threads_per_trainer", r.threads_per_trainer(), 1, 1024);
   CheckRange(p, "resources.decode_threads", r.decode_threads(), 1, 256);
   CheckRange(p, "resources.prefetch_batches", r.prefetch_batches(), 1, 64);
@@ -637,7 +649,8 @@ void ValidateResources(Problems& p, const JobSpec& spec, const SpecLimits& limit
   CheckRange(p, "restart.collective_timeout_s", rs.collective_timeout_s(), 1.0, 86400.0);
 
   const auto& d = spec.distributed();
-  if (d.backend() == tecl::v1::DistributedSpec::BACKEND_NCCL && r.device() != tecl::v1::DEVICE_CUDA) {
+  if (d.backend() == tecl::v1::DistributedSpec::BACKEND_NCCL &&
+      r.device() != tecl::v1::DEVICE_CUDA) {
     p.Add("distributed.backend", "nccl needs resources.device cuda; use gloo on cpu");
   }
   CheckRange(p, "distributed.bucket_size_mb", d.bucket_size_mb(), 0.01, 1024.0);
@@ -650,8 +663,9 @@ void ValidateEval(Problems& p, const JobSpec& spec, const SpecLimits& limits) {
   if (!e.checkpoint().empty()) sources.push_back("checkpoint");
   if (e.random_init()) sources.push_back("random_init");
   if (sources.empty()) {
-    p.Add("eval", "nothing to evaluate; set one of eval.source_job_id (a pretraining job), "
-                  "eval.checkpoint (a file) or eval.random_init: true (baseline)");
+    p.Add("eval",
+          "nothing to evaluate; set one of eval.source_job_id (a pretraining job), "
+          "eval.checkpoint (a file) or eval.random_init: true (baseline)");
   } else if (sources.size() > 1) {
     p.Add("eval", absl::StrCat("set exactly one of source_job_id, checkpoint, random_init; ",
                                absl::StrJoin(sources, " and "), " are both set"));
@@ -682,8 +696,8 @@ Problems Validate(const JobSpec& spec, const SpecLimits& limits) {
   } else if (!std::all_of(spec.name().begin(), spec.name().end(), [](char c) {
                return absl::ascii_isalnum(c) || c == '.' || c == '_' || c == '-';
              })) {
-    p.Add("name", absl::StrCat(Quote(spec.name()),
-                               " may only hold letters, digits, '.', '_' and '-'"));
+    p.Add("name",
+          absl::StrCat(Quote(spec.name()), " may only hold letters, digits, '.', '_' and '-'"));
   }
   const bool pretrain = spec.kind() == tecl::v1::JOB_KIND_PRETRAIN;
   const bool eval = spec.kind() == tecl::v1::JOB_KIND_EVAL;
@@ -710,15 +724,18 @@ Problems Validate(const JobSpec& spec, const SpecLimits& limits) {
 // ------------------------------------------------------------------------------------------------
 // YAML output.
 
-void EmitScalar(YAML::Emitter& out, const Message& message, const FieldDescriptor* field, int index) {
+void EmitScalar(YAML::Emitter& out, const Message& message, const FieldDescriptor* field,
+                int index) {
   const Reflection* r = message.GetReflection();
   const bool rep = index >= 0;
   switch (field->cpp_type()) {
     case FieldDescriptor::CPPTYPE_INT32:
-      out << absl::StrCat(rep ? r->GetRepeatedInt32(message, field, index) : r->GetInt32(message, field));
+      out << absl::StrCat(rep ? r->GetRepeatedInt32(message, field, index)
+                              : r->GetInt32(message, field));
       break;
     case FieldDescriptor::CPPTYPE_INT64:
-      out << absl::StrCat(rep ? r->GetRepeatedInt64(message, field, index) : r->GetInt64(message, field));
+      out << absl::StrCat(rep ? r->GetRepeatedInt64(message, field, index)
+                              : r->GetInt64(message, field));
       break;
     case FieldDescriptor::CPPTYPE_UINT32:
       out << absl::StrCat(rep ? r->GetRepeatedUInt32(message, field, index)
@@ -931,9 +948,9 @@ absl::Status ParseInto(absl::string_view yaml, const ParseOptions& options, JobS
   try {
     root = YAML::Load(std::string(yaml));
   } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("job spec: not valid YAML at line ", e.mark.line + 1, ", column ",
-                     e.mark.column + 1, ": ", e.msg));
+    return absl::InvalidArgumentError(absl::StrCat("job spec: not valid YAML at line ",
+                                                   e.mark.line + 1, ", column ", e.mark.column + 1,
+                                                   ": ", e.msg));
   }
   if (!root.IsDefined() || root.IsNull()) {
     return absl::InvalidArgumentError("job spec: empty; see examples/cpu-demo.yaml");
@@ -1003,8 +1020,9 @@ absl::StatusOr<std::string> ApplyYamlOverrides(absl::string_view yaml,
     for (const std::string& override : overrides) {
       const size_t eq = override.find('=');
       if (eq == std::string::npos || eq == 0) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "--set ", Quote(override), ": expected path.to.field=value, e.g. resources.trainers=4"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("--set ", Quote(override),
+                         ": expected path.to.field=value, e.g. resources.trainers=4"));
       }
       const std::vector<std::string> parts = absl::StrSplit(override.substr(0, eq), '.');
       YAML::Node value = YAML::Load(override.substr(eq + 1));
@@ -1012,7 +1030,8 @@ absl::StatusOr<std::string> ApplyYamlOverrides(absl::string_view yaml,
       node.reset(root);
       for (size_t i = 0; i + 1 < parts.size(); ++i) {
         if (parts[i].empty()) {
-          return absl::InvalidArgumentError(absl::StrCat("--set ", Quote(override), ": empty field name"));
+          return absl::InvalidArgumentError(
+              absl::StrCat("--set ", Quote(override), ": empty field name"));
         }
         YAML::Node child = node[parts[i]];
         if (!child.IsMap()) {

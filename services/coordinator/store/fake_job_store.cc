@@ -59,8 +59,8 @@ absl::Status FakeJobStore::Apply(const WriteBatch::Op& op, State& state) {
             auto& events = it->second.events;
             for (const auto& e : events) {
               if (e.seq() == o.event.seq()) {
-                return absl::AlreadyExistsError(absl::StrCat("store: event ", o.event.seq(),
-                                                             " of job ", o.event.job_id(), " exists"));
+                return absl::AlreadyExistsError(absl::StrCat(
+                    "store: event ", o.event.seq(), " of job ", o.event.job_id(), " exists"));
               }
             }
             events.push_back(o.event);
@@ -90,8 +90,8 @@ absl::Status FakeJobStore::Apply(const WriteBatch::Op& op, State& state) {
             auto& checkpoints = it->second.checkpoints;
             for (const auto& c : checkpoints) {
               if (c.step() == o.checkpoint.step() && c.attempt() == o.checkpoint.attempt()) {
-                return absl::AlreadyExistsError(absl::StrCat(
-                    "store: checkpoint of job ", o.job_id, " at step ", c.step(), " exists"));
+                return absl::AlreadyExistsError(absl::StrCat("store: checkpoint of job ", o.job_id,
+                                                             " at step ", c.step(), " exists"));
               }
             }
             checkpoints.push_back(o.checkpoint);

@@ -92,13 +92,13 @@ struct StoredJob {
   tecl::v1::Job job;  // With its spec.
   int64_t seq = 0;
   std::string request_id;
-  std::vector<tecl::v1::JobEvent> events;        // By seq.
-  std::vector<tecl::v1::JobAttempt> attempts;    // By attempt.
+  std::vector<tecl::v1::JobEvent> events;         // By seq.
+  std::vector<tecl::v1::JobAttempt> attempts;     // By attempt.
   std::vector<tecl::v1::Checkpoint> checkpoints;  // By step, then attempt.
 };
 
 struct StoreSnapshot {
-  std::vector<StoredJob> jobs;  // By seq.
+  std::vector<StoredJob> jobs;                // By seq.
   std::vector<tecl::v1::WorkerInfo> workers;  // By id.
 };
 

@@ -128,13 +128,15 @@ class Statement {
   int Step() { return sqlite3_step(stmt_); }
   absl::Status Run(absl::string_view what) {
     const int rc = Step();
-    return rc == SQLITE_DONE ? absl::OkStatus() : SqliteStatus(sqlite3_extended_errcode(db_), db_, what);
+    return rc == SQLITE_DONE ? absl::OkStatus()
+                             : SqliteStatus(sqlite3_extended_errcode(db_), db_, what);
   }
   int64_t Int(int column) { return sqlite3_column_int64(stmt_, column); }
   std::string Text(int column) {
     const auto* p = sqlite3_column_blob(stmt_, column);
-    return p == nullptr ? std::string()
-                        : std::string(static_cast<const char*>(p), sqlite3_column_bytes(stmt_, column));
+    return p == nullptr
+               ? std::string()
+               : std::string(static_cast<const char*>(p), sqlite3_column_bytes(stmt_, column));
   }
   bool IsNull(int column) { return sqlite3_column_type(stmt_, column) == SQLITE_NULL; }
 
@@ -167,9 +169,8 @@ absl::Status QueryInt(sqlite3* db, const char* sql, int64_t* out) {
 }
 
 absl::Status OpenConnection(const std::string& path, absl::Duration busy_timeout, sqlite3** db) {
-  const int rc = sqlite3_open_v2(path.c_str(), db,
-                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                                 nullptr);
+  const int rc = sqlite3_open_v2(
+      path.c_str(), db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     absl::Status status = SqliteStatus(rc, *db, absl::StrCat("open ", path));
     sqlite3_close_v2(*db);
@@ -205,13 +206,15 @@ class SqliteJobStore::Statements {
   std::map<const char*, sqlite3_stmt*> cache_;
 };
 
-int SqliteJobStore::LatestSchemaVersion() { return kMigrations[std::size(kMigrations) - 1].version; }
+int SqliteJobStore::LatestSchemaVersion() {
+  return kMigrations[std::size(kMigrations) - 1].version;
+}
 
 SqliteJobStore::SqliteJobStore(std::string path, SqliteJobStoreOptions options)
     : path_(std::move(path)), options_(std::move(options)) {}
 
-absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::string& path,
-                                                                      SqliteJobStoreOptions options) {
+absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(
+    const std::string& path, SqliteJobStoreOptions options) {
   std::unique_ptr<SqliteJobStore> store(new SqliteJobStore(path, std::move(options)));
   TECL_RETURN_IF_ERROR(store->Initialize());
   store->commit_thread_ = std::thread(&SqliteJobStore::CommitLoop, store.get());
@@ -243,8 +246,8 @@ absl::Status SqliteJobStore::Initialize() {
   TECL_RETURN_IF_ERROR(Exec(write_db_, "PRAGMA journal_mode=WAL", "enable WAL on " + path_));
   TECL_RETURN_IF_ERROR(Exec(write_db_, "PRAGMA synchronous=FULL", "set synchronous=FULL"));
   TECL_RETURN_IF_ERROR(Exec(write_db_, "PRAGMA foreign_keys=ON", "enable foreign keys"));
-  TECL_RETURN_IF_ERROR(Migrate(options_.schema_version > 0 ? options_.schema_version
-                                                           : LatestSchemaVersion()));
+  TECL_RETURN_IF_ERROR(
+      Migrate(options_.schema_version > 0 ? options_.schema_version : LatestSchemaVersion()));
   statements_ = std::make_unique<Statements>(write_db_);
   absl::MutexLock lock(&read_mu_);
   return OpenConnection(path_, options_.busy_timeout, &read_db_);
@@ -261,9 +264,9 @@ absl::Status SqliteJobStore::Migrate(int target) {
     TECL_RETURN_IF_ERROR(QueryInt(write_db_, "SELECT version FROM schema_version", &current));
   }
   if (current > LatestSchemaVersion()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        path_, " has schema version ", current, " but this coordinator knows up to ",
-        LatestSchemaVersion(), "; run a newer tecl-coordinator"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(path_, " has schema version ", current, " but this coordinator knows up to ",
+                     LatestSchemaVersion(), "; run a newer tecl-coordinator"));
   }
   for (const Migration& migration : kMigrations) {
     if (migration.version <= current || migration.version > target) continue;
@@ -318,7 +321,8 @@ void SqliteJobStore::CommitLoop() {
     std::vector<Pending> group;
     {
       absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); };
+      auto ready = [this]()
+                       ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); };
       mu_.Await(absl::Condition(&ready));
       if (queue_.empty()) return;  // Stopping with nothing left.
       while (!queue_.empty() && static_cast<int>(group.size()) < options_.max_group_batches) {
@@ -383,9 +387,9 @@ absl::Status SqliteJobStore::ApplyOp(const WriteBatch::Op& op) {
             return s.Run(absl::StrCat("store job ", o.job.id()));
           },
           [&](const WriteBatch::UpdateJobOp& o) -> absl::Status {
-            TECL_ASSIGN_OR_RETURN(Statement s,
-                                  st.Get("UPDATE jobs SET state = ?, updated_unix_ms = ?, status = ? "
-                                         "WHERE id = ?"));
+            TECL_ASSIGN_OR_RETURN(
+                Statement s, st.Get("UPDATE jobs SET state = ?, updated_unix_ms = ?, status = ? "
+                                    "WHERE id = ?"));
             s.Bind(1, o.job.state()).Bind(2, o.job.updated_unix_ms());
             s.BindBlob(3, StatusBlob(o.job)).Bind(4, o.job.id());
             TECL_RETURN_IF_ERROR(s.Run(absl::StrCat("update job ", o.job.id())));
@@ -429,7 +433,8 @@ absl::Status SqliteJobStore::ApplyOp(const WriteBatch::Op& op) {
           [&](const WriteBatch::PutWorkerOp& o) -> absl::Status {
             TECL_ASSIGN_OR_RETURN(
                 Statement s,
-                st.Get("INSERT OR REPLACE INTO workers (id, kind, state, info) VALUES (?, ?, ?, ?)"));
+                st.Get(
+                    "INSERT OR REPLACE INTO workers (id, kind, state, info) VALUES (?, ?, ?, ?)"));
             s.Bind(1, o.worker.id()).Bind(2, o.worker.kind()).Bind(3, o.worker.state());
             s.BindBlob(4, o.worker.SerializeAsString());
             return s.Run(absl::StrCat("store worker ", o.worker.id()));
@@ -472,15 +477,16 @@ absl::StatusOr<StoreSnapshot> SqliteJobStore::Load() {
     }
     return &snapshot.jobs[it->second];
   };
-  absl::Status status = query(
-      "SELECT id, seq, request_id, spec, status FROM jobs ORDER BY seq", [&](Statement& s) {
+  absl::Status status =
+      query("SELECT id, seq, request_id, spec, status FROM jobs ORDER BY seq", [&](Statement& s) {
         StoredJob stored;
         const std::string id = s.Text(0);
         stored.seq = s.Int(1);
         stored.request_id = s.IsNull(2) ? "" : s.Text(2);
         if (!stored.job.ParseFromString(s.Text(4)) ||
             !stored.job.mutable_spec()->ParseFromString(s.Text(3)) || stored.job.id() != id) {
-          return absl::DataLossError(absl::StrCat(path_, ": the record of job ", id, " is corrupt"));
+          return absl::DataLossError(
+              absl::StrCat(path_, ": the record of job ", id, " is corrupt"));
         }
         index[id] = snapshot.jobs.size();
         snapshot.jobs.push_back(std::move(stored));
@@ -511,8 +517,8 @@ absl::StatusOr<StoreSnapshot> SqliteJobStore::Load() {
                      TECL_ASSIGN_OR_RETURN(StoredJob * job, job_of(s.Text(0), "attempt"));
                      tecl::v1::JobAttempt& a = job->attempts.emplace_back();
                      if (!a.ParseFromString(s.Text(2))) {
-                       return absl::DataLossError(absl::StrCat(path_, ": attempt ", s.Int(1),
-                                                               " of job ", s.Text(0), " is corrupt"));
+                       return absl::DataLossError(absl::StrCat(
+                           path_, ": attempt ", s.Int(1), " of job ", s.Text(0), " is corrupt"));
                      }
                      return absl::OkStatus();
                    });
@@ -537,8 +543,8 @@ absl::StatusOr<StoreSnapshot> SqliteJobStore::Load() {
     status = query("SELECT id, info FROM workers ORDER BY id", [&](Statement& s) {
       tecl::v1::WorkerInfo& w = snapshot.workers.emplace_back();
       if (!w.ParseFromString(s.Text(1)) || w.id() != s.Text(0)) {
-        return absl::DataLossError(absl::StrCat(path_, ": the record of worker ", s.Text(0),
-                                                " is corrupt"));
+        return absl::DataLossError(
+            absl::StrCat(path_, ": the record of worker ", s.Text(0), " is corrupt"));
       }
       return absl::OkStatus();
     });

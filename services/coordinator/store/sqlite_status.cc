@@ -11,9 +11,10 @@ absl::Status SqliteStatus(int rc, sqlite3* db, absl::string_view what) {
   }
   // sqlite3_errmsg describes the most recent failure on `db`, which is this one when the code
   // came from it; otherwise fall back to the generic text of the code.
-  const char* detail = db != nullptr && sqlite3_extended_errcode(db) == rc ? sqlite3_errmsg(db)
-                                                                            : sqlite3_errstr(rc);
-  const std::string message = absl::StrCat(what, ": ", detail, " (", sqlite3_errstr(rc), ", code ", rc, ")");
+  const char* detail =
+      db != nullptr && sqlite3_extended_errcode(db) == rc ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  const std::string message =
+      absl::StrCat(what, ": ", detail, " (", sqlite3_errstr(rc), ", code ", rc, ")");
   switch (primary) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED:

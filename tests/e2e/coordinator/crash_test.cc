@@ -64,7 +64,8 @@ class CoordinatorProcess {
     argv.push_back(nullptr);
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_addopen(&actions, 1, log_.c_str(), O_WRONLY | O_CREAT | O_APPEND,
+                                     0644);
     posix_spawn_file_actions_adddup2(&actions, 1, 2);
     EXPECT_EQ(posix_spawn(&pid_, binary.c_str(), &actions, nullptr, argv.data(), environ), 0);
     posix_spawn_file_actions_destroy(&actions);
@@ -179,7 +180,9 @@ TEST(CoordinatorCrashTest, AcknowledgedSubmitsSurviveKillDashNine) {
     }
     {
       absl::MutexLock lock(&mu);
-      auto enough = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu) { return acked >= kAcksBeforeKill + 10 * round; };
+      auto enough = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu) {
+        return acked >= kAcksBeforeKill + 10 * round;
+      };
       ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(60)));
     }
     coordinator.Kill(SIGKILL);  // In the middle of the stream: clients are submitting.
@@ -200,7 +203,8 @@ TEST(CoordinatorCrashTest, AcknowledgedSubmitsSurviveKillDashNine) {
     get.set_job_id(s.job_id);
     tecl::v1::Job job;
     grpc::Status status = stub->GetJob(&context, get, &job);
-    ASSERT_TRUE(status.ok()) << "acknowledged " << s.job_id << " is missing: " << status.error_message();
+    ASSERT_TRUE(status.ok()) << "acknowledged " << s.job_id
+                             << " is missing: " << status.error_message();
     EXPECT_EQ(job.spec().name(), s.name);
     EXPECT_EQ(job.spec().seed(), SpecNamed(s.name).seed());
     EXPECT_EQ(job.state(), tecl::v1::JOB_STATE_PENDING);

@@ -19,7 +19,7 @@ int main(int argc, char** argv) {
   }
   tecl::testing::FakeWorkerOptions options;
   options.kind = absl::EndsWith(argv[0], "dataloader") ? tecl::v1::WORKER_KIND_DATALOADER
-                                                        : tecl::v1::WORKER_KIND_TRAINER;
+                                                       : tecl::v1::WORKER_KIND_TRAINER;
   options.interval = absl::Milliseconds(50);
   options.steps_per_beat = 20;
   auto channel = tecl::MakeChannel(address, tecl::ChannelOptions());

@@ -74,10 +74,11 @@ class LocalClusterTest : public ::testing::Test {
   Result Run(const std::string& args, const std::string& teclctl = "") {
     const std::string out = dir_ + "/out.txt";
     const std::string err = dir_ + "/err.txt";
-    const std::string command =
-        absl::StrCat("(cd ", dir_, " && env -u TECL_COORDINATOR -u TECL_LOCAL_BIN_DIR PATH=/usr/bin:/bin TECL_HOME=",
-                     dir_, "/home ", teclctl.empty() ? bin_ + "/teclctl" : teclctl, " ", args, " >",
-                     out, " 2>", err, ")");
+    const std::string command = absl::StrCat(
+        "(cd ", dir_,
+        " && env -u TECL_COORDINATOR -u TECL_LOCAL_BIN_DIR PATH=/usr/bin:/bin TECL_HOME=", dir_,
+        "/home ", teclctl.empty() ? bin_ + "/teclctl" : teclctl, " ", args, " >", out, " 2>", err,
+        ")");
     Result result;
     result.exit_code = tecl::testing::RunCommand(command).exit_code;
     result.out = ReadFile(out);
@@ -109,7 +110,8 @@ TEST_F(LocalClusterTest, UpSubmitStatusDown) {
   // Later commands find the local coordinator by themselves.
   Result workers = Run("workers");
   ASSERT_EQ(workers.exit_code, 0) << workers.err;
-  EXPECT_EQ(std::count(workers.out.begin(), workers.out.end(), '\n'), 5) << workers.out;  // Header + 4.
+  EXPECT_EQ(std::count(workers.out.begin(), workers.out.end(), '\n'), 5)
+      << workers.out;  // Header + 4.
 
   Result job = Run("submit spec.yaml --wait");
   EXPECT_EQ(job.exit_code, 0) << job.err;

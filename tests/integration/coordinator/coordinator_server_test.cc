@@ -1,6 +1,8 @@
 // The real coordinator server on 127.0.0.1:0 (SQLite store in a temporary folder), driven through
 // its gRPC API with fake workers: job lifecycle, recovery, rendezvous, WatchJob, authentication
 // of every rpc, malformed and oversized requests, restart on the same state folder, metrics.
+#include "services/coordinator/service/coordinator_server.h"
+
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -11,7 +13,6 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "services/coordinator/service/coordinator_server.h"
 #include "tests/integration/coordinator/fake_worker.h"
 #include "tests/integration/coordinator/test_util.h"
 #include "tests/testing/http_get.h"
@@ -21,8 +22,8 @@ namespace {
 
 using ::tecl::testing::FakeWorker;
 using ::tecl::testing::FakeWorkerOptions;
-using ::testing::HasSubstr;
 using tecl::v1::Coordinator;
+using ::testing::HasSubstr;
 
 class CoordinatorServerTest : public ::testing::Test {
  protected:
@@ -61,14 +62,16 @@ class CoordinatorServerTest : public ::testing::Test {
     return context;
   }
 
-  absl::StatusOr<tecl::v1::Job> Submit(const tecl::v1::JobSpec& spec, const std::string& request_id = "") {
+  absl::StatusOr<tecl::v1::Job> Submit(const tecl::v1::JobSpec& spec,
+                                       const std::string& request_id = "") {
     tecl::v1::SubmitJobRequest request;
     *request.mutable_spec() = spec;
     request.set_request_id(request_id);
     tecl::v1::SubmitJobResponse response;
     grpc::Status status = stub_->SubmitJob(Context().get(), request, &response);
     if (!status.ok()) {
-      return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+      return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                          status.error_message());
     }
     return response.job();
   }
@@ -118,9 +121,9 @@ TEST_F(CoordinatorServerTest, AJobRunsToSuccessOnFakeWorkers) {
   for (const auto& e : events.events()) {
     if (e.type() == "state") states.push_back(e.to_state());
   }
-  EXPECT_THAT(states, ::testing::ElementsAre(tecl::v1::JOB_STATE_PENDING, tecl::v1::JOB_STATE_SCHEDULED,
-                                             tecl::v1::JOB_STATE_RUNNING,
-                                             tecl::v1::JOB_STATE_SUCCEEDED));
+  EXPECT_THAT(states,
+              ::testing::ElementsAre(tecl::v1::JOB_STATE_PENDING, tecl::v1::JOB_STATE_SCHEDULED,
+                                     tecl::v1::JOB_STATE_RUNNING, tecl::v1::JOB_STATE_SUCCEEDED));
 }
 
 TEST_F(CoordinatorServerTest, ALostTrainerIsReplacedAndTheJobResumes) {
@@ -133,7 +136,8 @@ TEST_F(CoordinatorServerTest, ALostTrainerIsReplacedAndTheJobResumes) {
   AddWorker(tecl::v1::WORKER_KIND_TRAINER);
   AddWorker(tecl::v1::WORKER_KIND_DATALOADER);
   AddWorker(tecl::v1::WORKER_KIND_DATALOADER);
-  ASSERT_TRUE(tecl::testing::WaitForState(stub_.get(), job->id(), tecl::v1::JOB_STATE_RUNNING).ok());
+  ASSERT_TRUE(
+      tecl::testing::WaitForState(stub_.get(), job->id(), tecl::v1::JOB_STATE_RUNNING).ok());
   doomed.Stop();  // Goes silent.
   absl::StatusOr<tecl::v1::Job> recovering =
       tecl::testing::WaitForState(stub_.get(), job->id(), tecl::v1::JOB_STATE_RECOVERING);
@@ -141,8 +145,8 @@ TEST_F(CoordinatorServerTest, ALostTrainerIsReplacedAndTheJobResumes) {
   EXPECT_THAT(recovering->reason(), HasSubstr("missed heartbeats"));
   EXPECT_EQ(recovering->attempt(), 2);
   AddWorker(tecl::v1::WORKER_KIND_TRAINER);  // The replacement.
-  absl::StatusOr<tecl::v1::Job> running = tecl::testing::WaitForJob(
-      stub_.get(), job->id(), [](const tecl::v1::Job& j) {
+  absl::StatusOr<tecl::v1::Job> running =
+      tecl::testing::WaitForJob(stub_.get(), job->id(), [](const tecl::v1::Job& j) {
         return j.state() == tecl::v1::JOB_STATE_RUNNING && j.attempt() == 2;
       });
   ASSERT_TRUE(running.ok()) << running.status();
@@ -155,7 +159,8 @@ TEST_F(CoordinatorServerTest, RendezvousOverGrpc) {
   ASSERT_TRUE(job.ok());
   AddWorker(tecl::v1::WORKER_KIND_TRAINER, tecl::v1::OUTCOME_UNSPECIFIED);
   AddWorker(tecl::v1::WORKER_KIND_DATALOADER);
-  ASSERT_TRUE(tecl::testing::WaitForState(stub_.get(), job->id(), tecl::v1::JOB_STATE_RUNNING).ok());
+  ASSERT_TRUE(
+      tecl::testing::WaitForState(stub_.get(), job->id(), tecl::v1::JOB_STATE_RUNNING).ok());
   tecl::v1::RendezvousScope scope;
   scope.set_job_id(job->id());
   scope.set_attempt(1);
@@ -260,35 +265,103 @@ TEST_F(CoordinatorServerTest, EveryRpcRefusesACallWithoutTheToken) {
   StartServer({"s3cret"});
   auto anonymous = tecl::testing::MakeStub(server_->address());
   std::vector<std::pair<std::string, std::function<grpc::Status(grpc::ClientContext*)>>> calls = {
-      {"SubmitJob", [&](auto* c) { tecl::v1::SubmitJobResponse r; return anonymous->SubmitJob(c, {}, &r); }},
-      {"GetJob", [&](auto* c) { tecl::v1::Job r; return anonymous->GetJob(c, {}, &r); }},
-      {"ListJobs", [&](auto* c) { tecl::v1::ListJobsResponse r; return anonymous->ListJobs(c, {}, &r); }},
-      {"CancelJob", [&](auto* c) { tecl::v1::Job r; return anonymous->CancelJob(c, {}, &r); }},
-      {"ListEvents", [&](auto* c) { tecl::v1::ListEventsResponse r; return anonymous->ListEvents(c, {}, &r); }},
-      {"WatchJob", [&](auto* c) {
+      {"SubmitJob",
+       [&](auto* c) {
+         tecl::v1::SubmitJobResponse r;
+         return anonymous->SubmitJob(c, {}, &r);
+       }},
+      {"GetJob",
+       [&](auto* c) {
+         tecl::v1::Job r;
+         return anonymous->GetJob(c, {}, &r);
+       }},
+      {"ListJobs",
+       [&](auto* c) {
+         tecl::v1::ListJobsResponse r;
+         return anonymous->ListJobs(c, {}, &r);
+       }},
+      {"CancelJob",
+       [&](auto* c) {
+         tecl::v1::Job r;
+         return anonymous->CancelJob(c, {}, &r);
+       }},
+      {"ListEvents",
+       [&](auto* c) {
+         tecl::v1::ListEventsResponse r;
+         return anonymous->ListEvents(c, {}, &r);
+       }},
+      {"WatchJob",
+       [&](auto* c) {
          auto reader = anonymous->WatchJob(c, {});
          tecl::v1::WatchJobResponse r;
          while (reader->Read(&r)) {
          }
          return reader->Finish();
        }},
-      {"RegisterWorker", [&](auto* c) { tecl::v1::RegisterWorkerResponse r; return anonymous->RegisterWorker(c, {}, &r); }},
-      {"Heartbeat", [&](auto* c) { tecl::v1::HeartbeatResponse r; return anonymous->Heartbeat(c, {}, &r); }},
-      {"ReportOutcome", [&](auto* c) { tecl::v1::ReportOutcomeResponse r; return anonymous->ReportOutcome(c, {}, &r); }},
-      {"RegisterCheckpoint", [&](auto* c) { tecl::v1::RegisterCheckpointResponse r; return anonymous->RegisterCheckpoint(c, {}, &r); }},
-      {"ListWorkers", [&](auto* c) { tecl::v1::ListWorkersResponse r; return anonymous->ListWorkers(c, {}, &r); }},
-      {"StoreSet", [&](auto* c) { tecl::v1::StoreSetResponse r; return anonymous->StoreSet(c, {}, &r); }},
-      {"StoreGet", [&](auto* c) { tecl::v1::StoreGetResponse r; return anonymous->StoreGet(c, {}, &r); }},
-      {"StoreAdd", [&](auto* c) { tecl::v1::StoreAddResponse r; return anonymous->StoreAdd(c, {}, &r); }},
-      {"StoreCompareSet", [&](auto* c) { tecl::v1::StoreCompareSetResponse r; return anonymous->StoreCompareSet(c, {}, &r); }},
-      {"StoreWait", [&](auto* c) { tecl::v1::StoreWaitResponse r; return anonymous->StoreWait(c, {}, &r); }},
-      {"StoreDelete", [&](auto* c) { tecl::v1::StoreDeleteResponse r; return anonymous->StoreDelete(c, {}, &r); }},
-      {"StoreCheck", [&](auto* c) { tecl::v1::StoreCheckResponse r; return anonymous->StoreCheck(c, {}, &r); }},
+      {"RegisterWorker",
+       [&](auto* c) {
+         tecl::v1::RegisterWorkerResponse r;
+         return anonymous->RegisterWorker(c, {}, &r);
+       }},
+      {"Heartbeat",
+       [&](auto* c) {
+         tecl::v1::HeartbeatResponse r;
+         return anonymous->Heartbeat(c, {}, &r);
+       }},
+      {"ReportOutcome",
+       [&](auto* c) {
+         tecl::v1::ReportOutcomeResponse r;
+         return anonymous->ReportOutcome(c, {}, &r);
+       }},
+      {"RegisterCheckpoint",
+       [&](auto* c) {
+         tecl::v1::RegisterCheckpointResponse r;
+         return anonymous->RegisterCheckpoint(c, {}, &r);
+       }},
+      {"ListWorkers",
+       [&](auto* c) {
+         tecl::v1::ListWorkersResponse r;
+         return anonymous->ListWorkers(c, {}, &r);
+       }},
+      {"StoreSet",
+       [&](auto* c) {
+         tecl::v1::StoreSetResponse r;
+         return anonymous->StoreSet(c, {}, &r);
+       }},
+      {"StoreGet",
+       [&](auto* c) {
+         tecl::v1::StoreGetResponse r;
+         return anonymous->StoreGet(c, {}, &r);
+       }},
+      {"StoreAdd",
+       [&](auto* c) {
+         tecl::v1::StoreAddResponse r;
+         return anonymous->StoreAdd(c, {}, &r);
+       }},
+      {"StoreCompareSet",
+       [&](auto* c) {
+         tecl::v1::StoreCompareSetResponse r;
+         return anonymous->StoreCompareSet(c, {}, &r);
+       }},
+      {"StoreWait",
+       [&](auto* c) {
+         tecl::v1::StoreWaitResponse r;
+         return anonymous->StoreWait(c, {}, &r);
+       }},
+      {"StoreDelete",
+       [&](auto* c) {
+         tecl::v1::StoreDeleteResponse r;
+         return anonymous->StoreDelete(c, {}, &r);
+       }},
+      {"StoreCheck",
+       [&](auto* c) {
+         tecl::v1::StoreCheckResponse r;
+         return anonymous->StoreCheck(c, {}, &r);
+       }},
   };
-  EXPECT_EQ(calls.size(),
-            static_cast<size_t>(google::protobuf::DescriptorPool::generated_pool()
-                                    ->FindServiceByName("tecl.v1.Coordinator")
-                                    ->method_count()));
+  EXPECT_EQ(calls.size(), static_cast<size_t>(google::protobuf::DescriptorPool::generated_pool()
+                                                  ->FindServiceByName("tecl.v1.Coordinator")
+                                                  ->method_count()));
   for (auto& [name, call] : calls) {
     grpc::Status status = call(Context().get());
     EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << name;
@@ -484,9 +557,9 @@ TEST_F(CoordinatorServerTest, MetricsAreServed) {
   auto response = tecl::testing::HttpGet("127.0.0.1", server_->metrics_port(), "/metrics");
   ASSERT_TRUE(response.ok()) << response.status();
   for (const char* name :
-       {"tecl_coordinator_jobs{state=\"pending\"} 1", "tecl_coordinator_store_commit_seconds_bucket",
-        "tecl_coordinator_workers{", "tecl_coordinator_restarts_total 0",
-        "tecl_coordinator_scheduling_latency_seconds_count",
+       {"tecl_coordinator_jobs{state=\"pending\"} 1",
+        "tecl_coordinator_store_commit_seconds_bucket", "tecl_coordinator_workers{",
+        "tecl_coordinator_restarts_total 0", "tecl_coordinator_scheduling_latency_seconds_count",
         "tecl_grpc_server_handled_total{code=\"OK\",method=\"/tecl.v1.Coordinator/SubmitJob\"}"}) {
     EXPECT_THAT(response->body, HasSubstr(name));
   }

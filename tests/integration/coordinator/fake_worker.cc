@@ -115,7 +115,7 @@ void FakeWorker::Beat() {
     if (assignment_.spec().kind() == tecl::v1::JOB_KIND_EVAL && assignment_.rank() == 0) {
       auto* e = r.mutable_eval_result();
       e->set_encoder(assignment_.resume_from().path().empty() ? "random init"
-                                                               : assignment_.resume_from().path());
+                                                              : assignment_.resume_from().path());
       for (int k : assignment_.spec().eval().recall_at()) {
         auto* rk = e->add_retrieval();
         rk->set_k(k);

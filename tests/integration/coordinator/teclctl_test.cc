@@ -95,9 +95,9 @@ class TeclctlTest : public ::testing::Test {
   Result Run(const std::string& args, const std::string& env = "") {
     const std::string out = dir_ + "/out.txt";
     const std::string err = dir_ + "/err.txt";
-    const std::string command =
-        absl::StrCat("(cd ", dir_, " && env -u TECL_COORDINATOR TECL_HOME=", dir_, "/home ", env, " ",
-                     teclctl_, " --coordinator=", server_->address(), " ", args, " >", out, " 2>", err, ")");
+    const std::string command = absl::StrCat(
+        "(cd ", dir_, " && env -u TECL_COORDINATOR TECL_HOME=", dir_, "/home ", env, " ", teclctl_,
+        " --coordinator=", server_->address(), " ", args, " >", out, " 2>", err, ")");
     Result result;
     result.exit_code = tecl::testing::RunCommand(command).exit_code;
     result.out = ReadFile(out);
@@ -108,8 +108,9 @@ class TeclctlTest : public ::testing::Test {
   Result RunRaw(const std::string& args, const std::string& env = "") {
     const std::string out = dir_ + "/out.txt";
     const std::string err = dir_ + "/err.txt";
-    const std::string command = absl::StrCat("(cd ", dir_, " && env -u TECL_COORDINATOR TECL_HOME=", dir_,
-                                             "/home ", env, " ", teclctl_, " ", args, " >", out, " 2>", err, ")");
+    const std::string command =
+        absl::StrCat("(cd ", dir_, " && env -u TECL_COORDINATOR TECL_HOME=", dir_, "/home ", env,
+                     " ", teclctl_, " ", args, " >", out, " 2>", err, ")");
     Result result;
     result.exit_code = tecl::testing::RunCommand(command).exit_code;
     result.out = ReadFile(out);
@@ -216,7 +217,8 @@ TEST_F(TeclctlTest, JsonOutputIsProtobufJson) {
   Result status = Run("--output json status " + id);
   ASSERT_EQ(status.exit_code, 0) << status.err;
   tecl::v1::Job from_cli;
-  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(status.out, &from_cli).ok()) << status.out;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(status.out, &from_cli).ok())
+      << status.out;
   grpc::ClientContext context;
   tecl::v1::GetJobRequest get;
   get.set_job_id(id);
@@ -232,12 +234,14 @@ TEST_F(TeclctlTest, JsonOutputIsProtobufJson) {
 
   Result submitted = Run("submit spec.yaml --output json");
   tecl::v1::Job job;
-  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(submitted.out, &job).ok()) << submitted.out;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(submitted.out, &job).ok())
+      << submitted.out;
   EXPECT_EQ(job.id(), "job-000002");
 
   const std::string workers_json = Run("workers --output json").out;
   tecl::v1::ListWorkersResponse workers;
-  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(workers_json, &workers).ok()) << workers_json;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(workers_json, &workers).ok())
+      << workers_json;
   ASSERT_EQ(workers.workers_size(), 1);
   EXPECT_EQ(workers.workers(0).kind(), tecl::v1::WORKER_KIND_DATALOADER);
 
@@ -271,11 +275,13 @@ TEST_F(TeclctlTest, BrokenSpecsAreRefusedNamingTheFieldAndNothingIsStored) {
        "name: x\ndataset: {root: data/synth}\nmethod: {weights: {equivariance: 0, speed: 0, "
        "direction: 0, order: 0, instance: 0}}\n",
        "method.weights: every loss weight is 0"},
-      {"eval without source", "name: x\nkind: eval\ndataset: {root: data/synth, train_list: a, test_list: b}\n",
+      {"eval without source",
+       "name: x\nkind: eval\ndataset: {root: data/synth, train_list: a, test_list: b}\n",
        "eval: nothing to evaluate"},
       {"not yaml", "name: [unclosed\n", "not valid YAML at line"},
       // Only the coordinator knows these: its cluster size, its data roots and its filesystem.
-      {"more trainers than the cluster", "name: x\ndataset: {root: data/synth}\nresources: {trainers: 9}\n",
+      {"more trainers than the cluster",
+       "name: x\ndataset: {root: data/synth}\nresources: {trainers: 9}\n",
        "resources.trainers: 9 is more than this cluster's maximum of 8"},
       {"outside the data roots", "name: x\ndataset: {root: /etc}\n",
        "dataset.root: \"/etc\" is outside the data roots"},
@@ -302,7 +308,8 @@ TEST_F(TeclctlTest, BrokenSpecsAreRefusedNamingTheFieldAndNothingIsStored) {
 }
 
 TEST_F(TeclctlTest, SetOverridesFields) {
-  Result r = Run("submit spec.yaml --set resources.trainers=3 --set=priority=7 --set sampling.speeds=[1,2]");
+  Result r = Run(
+      "submit spec.yaml --set resources.trainers=3 --set=priority=7 --set sampling.speeds=[1,2]");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   Result status = Run("--output=json status job-000001");
   tecl::v1::Job job;
@@ -335,7 +342,8 @@ TEST_F(TeclctlTest, SubmitWaitExitCodesForAFailedAndACancelledJob) {
   // The test submits first with a request id; teclctl, given the same id, waits on that job.
   const std::string id = SubmitLikeTeclctl("spec.yaml", "fixed-request");
   Result cancelled;
-  std::thread waiting([&] { cancelled = Run("submit spec.yaml --wait --request_id=fixed-request"); });
+  std::thread waiting(
+      [&] { cancelled = Run("submit spec.yaml --wait --request_id=fixed-request"); });
   ASSERT_TRUE(tecl::testing::WaitForState(stub_.get(), id, tecl::v1::JOB_STATE_RUNNING).ok());
   grpc::ClientContext context;
   tecl::v1::CancelJobRequest cancel;

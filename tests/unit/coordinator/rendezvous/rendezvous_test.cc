@@ -2,10 +2,9 @@
 #include "services/coordinator/rendezvous/rendezvous.h"
 
 #include <optional>
-
-#include "absl/synchronization/notification.h"
 #include <string>
 
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -158,7 +157,8 @@ TEST_F(RendezvousTest, LimitsOnKeysValuesAndScopeSize) {
   EXPECT_EQ(big.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(big.message()), HasSubstr("more than the limit of 64"));
   EXPECT_EQ(rendezvous_.Set(Scope(), "", "v").code(), absl::StatusCode::kInvalidArgument);
-  for (int i = 0; i < 4; ++i) ASSERT_TRUE(rendezvous_.Set(Scope(), "k" + std::to_string(i), "v").ok());
+  for (int i = 0; i < 4; ++i)
+    ASSERT_TRUE(rendezvous_.Set(Scope(), "k" + std::to_string(i), "v").ok());
   EXPECT_EQ(rendezvous_.Set(Scope(), "k4", "v").code(), absl::StatusCode::kResourceExhausted);
   ASSERT_TRUE(rendezvous_.Set(Scope(), "k0", "replaced").ok());  // Replacing is not a new key.
   for (int i = 0; i < 3; ++i) {

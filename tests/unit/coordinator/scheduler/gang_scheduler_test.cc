@@ -39,9 +39,8 @@ TEST(PlaceGangTest, PlacesTheWholeGangOrNothing) {
 }
 
 TEST(PlaceGangTest, CudaJobsNeedCudaTrainersWithGpus) {
-  std::vector<WorkerSlot> free = {Trainer("cpu", "a"),
-                                  Trainer("nogpu", "a", tecl::v1::DEVICE_CUDA, 0),
-                                  Loader("l", "a")};
+  std::vector<WorkerSlot> free = {
+      Trainer("cpu", "a"), Trainer("nogpu", "a", tecl::v1::DEVICE_CUDA, 0), Loader("l", "a")};
   EXPECT_FALSE(PlaceGang(Gang(1, 1, tecl::v1::DEVICE_CUDA), free).has_value());
   free.push_back(Trainer("gpu", "a", tecl::v1::DEVICE_CUDA, 8));
   auto placement = PlaceGang(Gang(1, 1, tecl::v1::DEVICE_CUDA), free);
@@ -145,8 +144,8 @@ TEST(ScheduleQueueTest, AJobLargerThanTheClusterDoesNotBlockOthers) {
   SchedulerOptions options;
   options.max_bypasses = 0;
   std::vector<WorkerSlot> free = {Trainer("t1", "a"), Loader("l1", "a")};
-  auto d = ScheduleQueue({Job("huge", 0, 1, Gang(8, 1)), Job("small", 0, 2, Gang(1, 1))}, free, free,
-                         options);
+  auto d = ScheduleQueue({Job("huge", 0, 1, Gang(8, 1)), Job("small", 0, 2, Gang(1, 1))}, free,
+                         free, options);
   EXPECT_THAT(Started(d), ElementsAre("small"));
   EXPECT_THAT(d.reserving, IsEmpty());
 }
@@ -155,13 +154,16 @@ TEST(ScheduleQueueTest, AReservationLeavesOtherDevicesAlone) {
   SchedulerOptions options;
   options.max_bypasses = 0;
   std::vector<WorkerSlot> live = {Trainer("g1", "a", tecl::v1::DEVICE_CUDA, 1),
-                                  Trainer("g2", "a", tecl::v1::DEVICE_CUDA, 1), Trainer("c1", "a"),
-                                  Loader("l1", "a"), Loader("l2", "a"), Loader("l3", "a")};
+                                  Trainer("g2", "a", tecl::v1::DEVICE_CUDA, 1),
+                                  Trainer("c1", "a"),
+                                  Loader("l1", "a"),
+                                  Loader("l2", "a"),
+                                  Loader("l3", "a")};
   std::vector<WorkerSlot> free = {Trainer("g1", "a", tecl::v1::DEVICE_CUDA, 1), Trainer("c1", "a"),
                                   Loader("l1", "a"), Loader("l2", "a"), Loader("l3", "a")};
-  auto d = ScheduleQueue({Job("gpu-big", 0, 1, Gang(2, 1, tecl::v1::DEVICE_CUDA)),
-                          Job("cpu-small", 0, 2, Gang(1, 1))},
-                         free, live, options);
+  auto d = ScheduleQueue(
+      {Job("gpu-big", 0, 1, Gang(2, 1, tecl::v1::DEVICE_CUDA)), Job("cpu-small", 0, 2, Gang(1, 1))},
+      free, live, options);
   EXPECT_THAT(Started(d), ElementsAre("cpu-small"));
   EXPECT_THAT(d.reserving, ElementsAre("gpu-big"));
 }

@@ -14,12 +14,12 @@
 namespace tecl::coordinator {
 namespace {
 
-using ::testing::ElementsAre;
-using ::testing::HasSubstr;
-using ::testing::IsEmpty;
 using ::tecl::v1::HeartbeatResponse;
 using ::tecl::v1::Job;
 using ::tecl::v1::JobSpec;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 
 constexpr auto kPending = tecl::v1::JOB_STATE_PENDING;
 constexpr auto kScheduled = tecl::v1::JOB_STATE_SCHEDULED;
@@ -68,8 +68,8 @@ class JobManagerTest : public ::testing::Test {
     manager_.reset();
     rendezvous_ = std::make_unique<Rendezvous>(&clock_, NoTimer());
     registry_ = std::make_unique<metrics::Registry>();
-    manager_ = std::make_unique<JobManager>(options, &store_, &clock_, rendezvous_.get(),
-                                            registry_.get());
+    manager_ =
+        std::make_unique<JobManager>(options, &store_, &clock_, rendezvous_.get(), registry_.get());
     ASSERT_TRUE(manager_->Restore().ok());
   }
 
@@ -94,7 +94,8 @@ class JobManagerTest : public ::testing::Test {
     info.set_gpus(gpus);
     info.set_threads(4);
     static int port = 9000;
-    if (kind == tecl::v1::WORKER_KIND_DATALOADER) info.set_address(host + ":" + std::to_string(++port));
+    if (kind == tecl::v1::WORKER_KIND_DATALOADER)
+      info.set_address(host + ":" + std::to_string(++port));
     std::optional<absl::StatusOr<tecl::v1::RegisterWorkerResponse>> result;
     manager_->RegisterWorker(info, [&](auto r) { result = std::move(r); });
     EXPECT_TRUE(result.has_value() && result->ok());
@@ -108,10 +109,9 @@ class JobManagerTest : public ::testing::Test {
     return Register(tecl::v1::WORKER_KIND_DATALOADER, host);
   }
 
-  absl::StatusOr<HeartbeatResponse> Beat(const std::string& worker,
-                                         tecl::v1::TrainerStatus status = tecl::v1::TRAINER_STATUS_IDLE,
-                                         const std::string& job = "", int attempt = 0, int rank = 0,
-                                         int64_t step = -1) {
+  absl::StatusOr<HeartbeatResponse> Beat(
+      const std::string& worker, tecl::v1::TrainerStatus status = tecl::v1::TRAINER_STATUS_IDLE,
+      const std::string& job = "", int attempt = 0, int rank = 0, int64_t step = -1) {
     tecl::v1::HeartbeatRequest request;
     request.set_worker_id(worker);
     request.set_status(status);
@@ -138,15 +138,15 @@ class JobManagerTest : public ::testing::Test {
   // Takes the assignment and reports RUNNING.
   tecl::v1::Assignment StartRank(const std::string& worker) {
     tecl::v1::Assignment a = TakeAssignment(worker);
-    auto response = Beat(worker, tecl::v1::TRAINER_STATUS_RUNNING, a.job_id(), a.attempt(), a.rank());
+    auto response =
+        Beat(worker, tecl::v1::TRAINER_STATUS_RUNNING, a.job_id(), a.attempt(), a.rank());
     EXPECT_TRUE(response.ok());
     EXPECT_EQ(response->action(), HeartbeatResponse::ACTION_NONE);
     return a;
   }
 
   absl::Status Report(const std::string& worker, const std::string& job, int attempt, int rank,
-                      tecl::v1::Outcome outcome, const std::string& reason = "",
-                      int64_t step = 0) {
+                      tecl::v1::Outcome outcome, const std::string& reason = "", int64_t step = 0) {
     tecl::v1::ReportOutcomeRequest request;
     request.set_worker_id(worker);
     request.set_job_id(job);
@@ -221,7 +221,9 @@ class JobManagerTest : public ::testing::Test {
         tecl::v1::WorkerInfo info = Worker(w);
         if (info.kind() == tecl::v1::WORKER_KIND_TRAINER &&
             info.state() == tecl::v1::WORKER_STATE_BUSY) {
-          EXPECT_TRUE(Beat(w, tecl::v1::TRAINER_STATUS_RUNNING, info.job_id(), info.attempt(), info.rank()).ok());
+          EXPECT_TRUE(
+              Beat(w, tecl::v1::TRAINER_STATUS_RUNNING, info.job_id(), info.attempt(), info.rank())
+                  .ok());
         } else {
           EXPECT_TRUE(Beat(w).ok());
         }
@@ -334,7 +336,8 @@ TEST_F(JobManagerTest, CudaJobsWaitForGpuTrainers) {
   Register(tecl::v1::WORKER_KIND_TRAINER, "gpu-box", tecl::v1::DEVICE_CUDA, 0);
   manager_->Tick();
   EXPECT_EQ(Get(id).state(), kPending);
-  const std::string gpu = Register(tecl::v1::WORKER_KIND_TRAINER, "gpu-box", tecl::v1::DEVICE_CUDA, 8);
+  const std::string gpu =
+      Register(tecl::v1::WORKER_KIND_TRAINER, "gpu-box", tecl::v1::DEVICE_CUDA, 8);
   manager_->Tick();
   EXPECT_EQ(Get(id).state(), kScheduled);
   EXPECT_EQ(Get(id).ranks(0).worker_id(), gpu);
@@ -518,7 +521,8 @@ TEST_F(JobManagerTest, ALostTrainerTriggersRecoveryFromTheNewestCheckpoint) {
   ASSERT_TRUE(Checkpoint(r0, id, 1, 100).ok());
   ASSERT_TRUE(Checkpoint(r0, id, 1, 200).ok());
   std::vector<std::string> alive = {r0};
-  for (const auto& w : manager_->ListWorkers(tecl::v1::WORKER_KIND_DATALOADER)) alive.push_back(w.id());
+  for (const auto& w : manager_->ListWorkers(tecl::v1::WORKER_KIND_DATALOADER))
+    alive.push_back(w.id());
   // The job's restart.heartbeat_timeout_s is 10 s: rank 1 goes silent.
   PassTime(absl::Seconds(9), alive);
   EXPECT_EQ(Get(id).state(), kRunning);
@@ -550,7 +554,8 @@ TEST_F(JobManagerTest, ALostTrainerTriggersRecoveryFromTheNewestCheckpoint) {
   EXPECT_EQ(a.attempt(), 2);
   EXPECT_EQ(a.resume_from().step(), 200);
   EXPECT_EQ(a.resume_from().path(), "/ckpt/step-200");
-  EXPECT_THAT(StateHistory(id), ElementsAre(kPending, kScheduled, kRunning, kRecovering, kScheduled));
+  EXPECT_THAT(StateHistory(id),
+              ElementsAre(kPending, kScheduled, kRunning, kRecovering, kScheduled));
   // Events tell the story, durably.
   StoredJob stored = Stored(id);
   bool lost_event = false;
@@ -627,7 +632,8 @@ TEST_F(JobManagerTest, ATrainerThatDropsItsAssignmentFailsTheAttempt) {
 
 TEST_F(JobManagerTest, AnIdleWorkerStillRunningAnOldAttemptIsStopped) {
   const std::string t = Trainer();
-  absl::StatusOr<HeartbeatResponse> r = Beat(t, tecl::v1::TRAINER_STATUS_RUNNING, "job-000042", 3, 0);
+  absl::StatusOr<HeartbeatResponse> r =
+      Beat(t, tecl::v1::TRAINER_STATUS_RUNNING, "job-000042", 3, 0);
   EXPECT_EQ(r->action(), HeartbeatResponse::ACTION_STOP);
   EXPECT_THAT(r->stop_reason(), HasSubstr("not current"));
 }
@@ -756,6 +762,7 @@ TEST_F(JobManagerTest, AnEvalJobWaitsForItsSourceAndEvaluatesItsNewestCheckpoint
   EXPECT_THAT(std::string(Submit(eval).status().message()), HasSubstr("eval.source_job_id"));
   eval.mutable_eval()->set_source_job_id(pretrain);
   const std::string evaluation = SubmitOk(eval);
+  EXPECT_THAT(Get(evaluation).reason(), HasSubstr("waiting for job " + pretrain + " to finish"));
   const std::string t = Trainer();
   Loader();
   manager_->Tick();

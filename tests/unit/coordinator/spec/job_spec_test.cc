@@ -80,8 +80,7 @@ TEST(JobSpecDefaults, Tiny3dGetsTheCpuPreset) {
 }
 
 TEST(JobSpecDefaults, EvalDefaults) {
-  tecl::v1::JobSpec spec =
-      Parse(std::string(kMinimal) + "kind: eval\neval: {random_init: true}\n");
+  tecl::v1::JobSpec spec = Parse(std::string(kMinimal) + "kind: eval\neval: {random_init: true}\n");
   EXPECT_EQ(spec.kind(), tecl::v1::JOB_KIND_EVAL);
   EXPECT_EQ(spec.eval().clips_per_video(), 10);
   EXPECT_THAT(spec.eval().recall_at(), ElementsAre(1, 5, 10, 20, 50));
@@ -105,8 +104,8 @@ TEST(JobSpecParse, RelativePathsResolveAgainstTheBaseDir) {
   ParseOptions options;
   options.base_dir = "/home/me/tecl";
   options.default_name = "from-file";
-  absl::StatusOr<tecl::v1::JobSpec> spec = ParseJobSpecYaml(
-      "dataset: {root: data/synth}\ncheckpoint: {dir: ./ckpt}\n", options);
+  absl::StatusOr<tecl::v1::JobSpec> spec =
+      ParseJobSpecYaml("dataset: {root: data/synth}\ncheckpoint: {dir: ./ckpt}\n", options);
   ASSERT_TRUE(spec.ok()) << spec.status();
   EXPECT_EQ(spec->name(), "from-file");
   EXPECT_EQ(spec->dataset().root(), "/home/me/tecl/data/synth");
@@ -135,9 +134,9 @@ eval: {checkpoint: /ckpt/a.pt, recall_at: [1, 3]}
 }
 
 TEST(JobSpecParse, OverridesSetNestedFields) {
-  absl::StatusOr<std::string> yaml = ApplyYamlOverrides(
-      kMinimal, {"resources.trainers=4", "eval.source_job_id=job-000007", "sampling.speeds=[1, 2]",
-                 "kind=eval"});
+  absl::StatusOr<std::string> yaml =
+      ApplyYamlOverrides(kMinimal, {"resources.trainers=4", "eval.source_job_id=job-000007",
+                                    "sampling.speeds=[1, 2]", "kind=eval"});
   ASSERT_TRUE(yaml.ok()) << yaml.status();
   tecl::v1::JobSpec spec = Parse(*yaml);
   EXPECT_EQ(spec.resources().trainers(), 4);
@@ -160,9 +159,9 @@ TEST(JobSpecParse, ClosestMatch) {
 // One broken spec and what its message must say.
 struct BrokenSpec {
   const char* label;
-  const char* yaml;        // Appended to kMinimal (later keys given twice are separate cases).
-  const char* path;        // The field path the message names.
-  const char* message;     // And what it says about it.
+  const char* yaml;     // Appended to kMinimal (later keys given twice are separate cases).
+  const char* path;     // The field path the message names.
+  const char* message;  // And what it says about it.
 };
 
 class BrokenSpecTest : public ::testing::TestWithParam<BrokenSpec> {};
@@ -171,8 +170,7 @@ TEST_P(BrokenSpecTest, IsRefusedNamingTheField) {
   const BrokenSpec& c = GetParam();
   SpecLimits limits;
   limits.max_trainers = 16;
-  absl::StatusOr<tecl::v1::JobSpec> spec =
-      LoadJobSpec(std::string(c.yaml), ParseOptions(), limits);
+  absl::StatusOr<tecl::v1::JobSpec> spec = LoadJobSpec(std::string(c.yaml), ParseOptions(), limits);
   ASSERT_FALSE(spec.ok()) << c.label;
   EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument) << c.label;
   EXPECT_THAT(std::string(spec.status().message()), AllOf(HasSubstr(c.path), HasSubstr(c.message)))
@@ -193,10 +191,12 @@ std::vector<BrokenSpec> BrokenSpecs() {
   storage.reserve(100);
   std::vector<BrokenSpec> c;
   const std::string r = kRoot;
-  add(&c, "unknown top key", r + "sampleing: {clip_length: 8}\n", "sampleing", "did you mean sampling?");
+  add(&c, "unknown top key", r + "sampleing: {clip_length: 8}\n", "sampleing",
+      "did you mean sampling?");
   add(&c, "unknown nested key", r + "sampling: {clip_lenght: 8}\n", "sampling.clip_lenght",
       "did you mean clip_length?");
-  add(&c, "unknown key far from any", r + "zzzzzzzz: 1\n", "zzzzzzzz", "the fields here are name, kind");
+  add(&c, "unknown key far from any", r + "zzzzzzzz: 1\n", "zzzzzzzz",
+      "the fields here are name, kind");
   add(&c, "string for int", r + "sampling: {clip_length: sixteen}\n", "sampling.clip_length",
       "expected an integer, got \"sixteen\"");
   add(&c, "float for int", r + "resources: {trainers: 1.5}\n", "resources.trainers",
@@ -217,7 +217,8 @@ std::vector<BrokenSpec> BrokenSpecs() {
       "given twice");
   add(&c, "unknown backbone", r + "model: {backbone: r50}\n", "model.backbone",
       "\"r50\" is not one of r2plus1d_18, r3d_18, tiny3d");
-  add(&c, "backbone typo", r + "model: {backbone: r3d18}\n", "model.backbone", "did you mean r3d_18?");
+  add(&c, "backbone typo", r + "model: {backbone: r3d18}\n", "model.backbone",
+      "did you mean r3d_18?");
   add(&c, "missing root", "name: x\n", "dataset.root", "missing; set it to the folder");
   add(&c, "relative root at the coordinator", "name: x\ndataset: {root: data/synth}\n",
       "dataset.root", "is relative");
@@ -227,7 +228,8 @@ std::vector<BrokenSpec> BrokenSpecs() {
       "dataset.class_index", "missing");
   add(&c, "bad split", "name: x\ndataset: {root: /d, split: test}\n", "dataset.split",
       "is not one of train, all");
-  add(&c, "zero trainers", r + "resources: {trainers: 0}\n", "resources.trainers", "use at least 1");
+  add(&c, "zero trainers", r + "resources: {trainers: 0}\n", "resources.trainers",
+      "use at least 1");
   add(&c, "too many trainers", r + "resources: {trainers: 17}\n", "resources.trainers",
       "more than this cluster's maximum of 16");
   add(&c, "zero dataloaders", r + "resources: {dataloaders_per_trainer: 0}\n",
@@ -246,11 +248,13 @@ std::vector<BrokenSpec> BrokenSpecs() {
       "augment.crop_area_max", "below crop_area_min");
   add(&c, "nan lr", r + "optimizer: {lr: .nan}\n", "optimizer.lr", "out of range");
   add(&c, "negative lr", r + "optimizer: {lr: -1}\n", "optimizer.lr", "out of range");
-  add(&c, "unknown optimizer", r + "optimizer: {name: sgd}\n", "optimizer.name", "is not one of adamw");
+  add(&c, "unknown optimizer", r + "optimizer: {name: sgd}\n", "optimizer.name",
+      "is not one of adamw");
   add(&c, "warmup beyond total", r + "schedule: {total_steps: 10, warmup_steps: 20}\n",
       "schedule.warmup_steps", "must be in [0, total_steps = 10]");
-  add(&c, "all weights zero", r + "method: {weights: {equivariance: 0, speed: 0, direction: 0, "
-                                  "order: 0, instance: 0}}\n",
+  add(&c, "all weights zero",
+      r + "method: {weights: {equivariance: 0, speed: 0, direction: 0, "
+          "order: 0, instance: 0}}\n",
       "method.weights", "every loss weight is 0");
   add(&c, "negative weight", r + "method: {weights: {speed: -1}}\n", "method.weights.speed",
       "out of range");
@@ -262,8 +266,9 @@ std::vector<BrokenSpec> BrokenSpecs() {
   add(&c, "eval with nothing to evaluate", r + "kind: eval\n", "eval", "nothing to evaluate");
   add(&c, "eval with two sources", r + "kind: eval\neval: {random_init: true, source_job_id: j}\n",
       "eval", "set exactly one of source_job_id, checkpoint, random_init");
-  add(&c, "eval recall not ascending", r + "kind: eval\neval: {random_init: true, recall_at: [5, 1]}\n",
-      "eval.recall_at", "strictly ascending");
+  add(&c, "eval recall not ascending",
+      r + "kind: eval\neval: {random_init: true, recall_at: [5, 1]}\n", "eval.recall_at",
+      "strictly ascending");
   add(&c, "eval of class folders without splits",
       "name: x\nkind: eval\ndataset: {root: /d}\neval: {random_init: true}\n", "dataset.train_list",
       "evaluation needs both splits");
@@ -334,8 +339,8 @@ TEST(JobSpecValidate, DataRootsAndExistingPaths) {
   EXPECT_THAT(LoadJobSpec(yaml(dir + "/data/synth", "nolist.txt"), {}, limits).status().message(),
               AllOf(HasSubstr("dataset.train_list"), HasSubstr("does not exist")));
   // The checkpoint folder need not exist yet (rank 0 creates it), but must be absolute.
-  EXPECT_TRUE(LoadJobSpec(yaml(dir + "/data/synth", "trainlist.txt") +
-                              "checkpoint: {dir: " + dir + "/not-yet}\n",
+  EXPECT_TRUE(LoadJobSpec(yaml(dir + "/data/synth", "trainlist.txt") + "checkpoint: {dir: " + dir +
+                              "/not-yet}\n",
                           {}, limits)
                   .ok());
   EXPECT_THAT(LoadJobSpec(yaml(dir + "/data/synth", "trainlist.txt") + "checkpoint: {dir: ckpt}\n",
@@ -390,12 +395,14 @@ TEST(JobSpecExamples, CpuDemoIsTheCpuPreset) {
 }
 
 TEST(JobSpecEnums, ShortNames) {
-  EXPECT_EQ(EnumValueShortName(*tecl::v1::JobKind_descriptor()->FindValueByName("JOB_KIND_PRETRAIN")),
-            "pretrain");
-  EXPECT_EQ(EnumValueShortName(*tecl::v1::JobState_descriptor()->FindValueByName("JOB_STATE_RUNNING")),
-            "running");
-  EXPECT_EQ(EnumValueShortName(
-                *tecl::v1::DatasetSpec::Format_descriptor()->FindValueByName("FORMAT_CLASS_FOLDERS")),
+  EXPECT_EQ(
+      EnumValueShortName(*tecl::v1::JobKind_descriptor()->FindValueByName("JOB_KIND_PRETRAIN")),
+      "pretrain");
+  EXPECT_EQ(
+      EnumValueShortName(*tecl::v1::JobState_descriptor()->FindValueByName("JOB_STATE_RUNNING")),
+      "running");
+  EXPECT_EQ(EnumValueShortName(*tecl::v1::DatasetSpec::Format_descriptor()->FindValueByName(
+                "FORMAT_CLASS_FOLDERS")),
             "class_folders");
 }
 

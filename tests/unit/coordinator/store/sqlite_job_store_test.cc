@@ -94,9 +94,10 @@ TEST_F(SqliteJobStoreTest, UpgradesAVersion1File) {
     }
     return out;
   };
-  RawExec("INSERT INTO jobs (id, seq, name, kind, state, priority, created_unix_ms, "
-          "updated_unix_ms, spec, status) VALUES ('job-000001', 1, 'job-000001', 1, 1, 0, 5, 5, x'" +
-          hex(job.spec().SerializeAsString()) + "', x'" + hex(status.SerializeAsString()) + "')");
+  RawExec(
+      "INSERT INTO jobs (id, seq, name, kind, state, priority, created_unix_ms, "
+      "updated_unix_ms, spec, status) VALUES ('job-000001', 1, 'job-000001', 1, 1, 0, 5, 5, x'" +
+      hex(job.spec().SerializeAsString()) + "', x'" + hex(status.SerializeAsString()) + "')");
   EXPECT_EQ(RawQuery("SELECT count(*) FROM sqlite_master WHERE name='attempts'"), "0");
 
   auto store = SqliteJobStore::Open(path_);
@@ -224,7 +225,8 @@ TEST(SqliteStatusTest, MapsCodesByWhatTheCallerShouldDo) {
   EXPECT_EQ(SqliteStatus(SQLITE_CANTOPEN, nullptr, "x").code(),
             absl::StatusCode::kPermissionDenied);
   absl::Status status = SqliteStatus(SQLITE_FULL, nullptr, "store job job-1");
-  EXPECT_THAT(std::string(status.message()), HasSubstr("store job job-1: database or disk is full"));
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("store job job-1: database or disk is full"));
 }
 
 }  // namespace
