@@ -303,6 +303,7 @@ void JobManager::SubmitJob(const tecl::v1::JobSpec& spec, const std::string& req
     jobs_by_seq_[seq] = job.id();
     waiting_.insert(seq);
     if (!request_id.empty()) request_ids_[request_id] = job.id();
+    if (rendezvous_ != nullptr) rendezvous_->EndAttempt(job.id(), 0);  // Known, nothing open.
     needs_scheduling_ = true;
 
     Mutation m;
@@ -1023,8 +1024,14 @@ absl::Status JobManager::Restore() {
     if (state == tecl::v1::JOB_STATE_RUNNING) {
       for (const auto& rank : entry.job.ranks()) entry.running_ranks.insert(rank.rank());
     }
-    if (rendezvous_ != nullptr && IsActive(state))
-      rendezvous_->BeginAttempt(id, entry.job.attempt());
+    if (rendezvous_ != nullptr) {
+      // Known to the rendezvous: calls of any attempt but the open one get ABORTED.
+      if (IsActive(state)) {
+        rendezvous_->BeginAttempt(id, entry.job.attempt());
+      } else {
+        rendezvous_->EndAttempt(id, entry.job.attempt());
+      }
+    }
   }
   Mutation m;
   for (tecl::v1::WorkerInfo& info : snapshot->workers) {

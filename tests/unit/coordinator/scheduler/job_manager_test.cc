@@ -658,6 +658,14 @@ TEST_F(JobManagerTest, StaleAttemptsAreAbortedEverywhere) {
   EXPECT_EQ(rendezvous_->Set({id, 1}, "master", "c").code(), absl::StatusCode::kAborted);
 }
 
+TEST_F(JobManagerTest, RendezvousCallsForJobsWithoutARunningAttemptAreAborted) {
+  const std::string id = SubmitOk(Spec(1, 1));
+  EXPECT_EQ(rendezvous_->Set({id, 1}, "k", "v").code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(rendezvous_->Set({"job-404", 1}, "k", "v").code(), absl::StatusCode::kNotFound);
+  Start();  // After a restart too.
+  EXPECT_EQ(rendezvous_->Set({id, 1}, "k", "v").code(), absl::StatusCode::kAborted);
+}
+
 TEST_F(JobManagerTest, UnknownWorkersAndJobsAreNotFound) {
   EXPECT_EQ(Beat("trainer-nobody").status().code(), absl::StatusCode::kNotFound);
   const std::string t = Trainer();
