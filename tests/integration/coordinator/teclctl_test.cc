@@ -331,6 +331,26 @@ TEST_F(TeclctlTest, SubmitWaitShowsProgressAndSucceeds) {
   EXPECT_THAT(events.out, HasSubstr("checkpoint at step 100"));
 }
 
+TEST_F(TeclctlTest, StatusShowsTheResultsOfAnEvaluation) {
+  WriteSpec("eval.yaml", R"(kind: eval
+dataset: {root: data/synth, train_list: trainlist.txt, test_list: testlist.txt}
+model: {backbone: tiny3d}
+eval: {random_init: true, recall_at: [1, 5]}
+)");
+  AddWorker(tecl::v1::WORKER_KIND_TRAINER);
+  AddWorker(tecl::v1::WORKER_KIND_DATALOADER);
+  Result r = Run("submit eval.yaml --wait");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("evaluation finished"));
+  Result status = Run("status job-000001");
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_THAT(status.out, HasSubstr("Evaluation of random init (10 queries, 40 gallery videos"));
+  EXPECT_THAT(status.out, HasSubstr("recall@1"));
+  EXPECT_THAT(status.out, HasSubstr("recall@5"));
+  EXPECT_THAT(status.out, HasSubstr("linear probe top-1  0.5000"));
+  EXPECT_THAT(status.out, HasSubstr("random_init: true"));
+}
+
 TEST_F(TeclctlTest, SubmitWaitExitCodesForAFailedAndACancelledJob) {
   AddWorker(tecl::v1::WORKER_KIND_TRAINER, tecl::v1::OUTCOME_FATAL);
   AddWorker(tecl::v1::WORKER_KIND_DATALOADER);
