@@ -11,10 +11,19 @@
 // from the clip's crop rectangle (a swscale source rectangle) to the clip's output size. Reversal
 // and striding happen in memory by frame order; there is no backward seeking.
 //
-// Errors: every FFmpeg AVERROR is turned into an absl::Status in one helper. A missing file is
-// NOT_FOUND; an empty, truncated, corrupt or non-video file is DATA_LOSS or INVALID_ARGUMENT with
-// the path and FFmpeg's reason; a decode that exceeds DecodeOptions::budget is DEADLINE_EXCEEDED;
-// a frame index past the end is OUT_OF_RANGE.
+// Errors: every FFmpeg AVERROR is turned into an absl::Status in one helper; every message starts
+// with the path. A missing file is NOT_FOUND; a file that is not a video (text, audio only, no
+// recognisable container) is INVALID_ARGUMENT; an empty (0-byte), truncated or corrupt file is
+// DATA_LOSS with FFmpeg's reason; a call that exceeds DecodeOptions::budget (a slow or endless
+// stream) is DEADLINE_EXCEEDED; a frame index past the end is OUT_OF_RANGE; a malformed request
+// (crop outside the frame, output size < 1) is INVALID_ARGUMENT. A truncated file whose start is
+// readable is indexed up to the damage and decodes; a single frame the decoder cannot produce is
+// replaced by its clip's nearest decoded frame (DecodeStats::frames_substituted) rather than
+// failing the call.
+//
+// Output geometry: frames are in the displayed orientation (rotation metadata applied); the crop
+// is in displayed, normalised coordinates; pixels are storage pixels (sample aspect ratio is not
+// applied). See frame_writer.h for the exact pixel rectangle and scaler.
 //
 // Thread-safety: the free functions are thread-safe (each call owns its FFmpeg contexts);
 // VideoIndexCache is thread-safe.
@@ -78,6 +87,7 @@ struct DecodeStats {
   int64_t seeks = 0;
   int64_t packets_skipped = 0;  // Non-reference packets discarded without decoding.
   double seconds = 0;
+  int64_t frames_substituted = 0;  // Needed frames that could not be decoded (see above).
 };
 
 // Per-video timestamps and keyframes.
