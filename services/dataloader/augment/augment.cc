@@ -69,10 +69,6 @@ absl::Status CheckRange(const char* field, double value, double lo, double hi) {
       absl::StrCat("augment.", field, ": ", value, " is outside [", lo, ", ", hi, "]"));
 }
 
-inline uint8_t Clamp255(int32_t v) {
-  return static_cast<uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v));
-}
-
 }  // namespace
 
 AugmentParams AugmentParams::FromSpec(const tecl::v1::AugmentSpec& spec) {
@@ -263,22 +259,65 @@ std::array<double, 3> MeanRgb(const uint8_t* rgb, size_t pixels) {
   return {sum[0] / n, sum[1] / n, sum[2] / n};
 }
 
-void ApplyColorTransform(const ColorTransform& t, const uint8_t* src,
-                         uint8_t* dst, size_t pixels) {
+namespace {
+
+// out = clamp((m * rgb + bias) >> shift) over blocks of planar lanes: the interleaved bytes are
+// split and joined by short scalar loops, the arithmetic runs on contiguous arrays of a fixed
+// length, which vectorises. Lane is int16_t when every coefficient fits (widening 16x16->32-bit
+// multiplies), int32_t otherwise.
+template <typename Lane>
+void ApplyBlocks(const ColorTransform& t, const uint8_t* src, uint8_t* dst, size_t pixels) {
+  const Lane m00 = static_cast<Lane>(t.m[0][0]), m01 = static_cast<Lane>(t.m[0][1]),
+             m02 = static_cast<Lane>(t.m[0][2]), m10 = static_cast<Lane>(t.m[1][0]),
+             m11 = static_cast<Lane>(t.m[1][1]), m12 = static_cast<Lane>(t.m[1][2]),
+             m20 = static_cast<Lane>(t.m[2][0]), m21 = static_cast<Lane>(t.m[2][1]),
+             m22 = static_cast<Lane>(t.m[2][2]);
+  const int32_t b0 = t.bias[0], b1 = t.bias[1], b2 = t.bias[2];
+  constexpr int kShift = ColorTransform::kColorShift;
+  constexpr size_t kBlock = 64;
+  alignas(64) Lane r[kBlock], g[kBlock], b[kBlock];
+  alignas(64) int32_t o0[kBlock], o1[kBlock], o2[kBlock];
+  for (size_t start = 0; start < pixels; start += kBlock) {
+    const size_t n = std::min(kBlock, pixels - start);
+    const uint8_t* in = src + 3 * start;
+    for (size_t i = 0; i < n; ++i) {
+      r[i] = in[3 * i];
+      g[i] = in[3 * i + 1];
+      b[i] = in[3 * i + 2];
+    }
+    for (size_t i = 0; i < kBlock; ++i) {
+      const int32_t v0 = (int32_t{m00} * r[i] + int32_t{m01} * g[i] + int32_t{m02} * b[i] + b0) >> kShift;
+      const int32_t v1 = (int32_t{m10} * r[i] + int32_t{m11} * g[i] + int32_t{m12} * b[i] + b1) >> kShift;
+      const int32_t v2 = (int32_t{m20} * r[i] + int32_t{m21} * g[i] + int32_t{m22} * b[i] + b2) >> kShift;
+      o0[i] = v0 < 0 ? 0 : (v0 > 255 ? 255 : v0);
+      o1[i] = v1 < 0 ? 0 : (v1 > 255 ? 255 : v1);
+      o2[i] = v2 < 0 ? 0 : (v2 > 255 ? 255 : v2);
+    }
+    uint8_t* out = dst + 3 * start;
+    for (size_t i = 0; i < n; ++i) {
+      out[3 * i] = static_cast<uint8_t>(o0[i]);
+      out[3 * i + 1] = static_cast<uint8_t>(o1[i]);
+      out[3 * i + 2] = static_cast<uint8_t>(o2[i]);
+    }
+  }
+}
+
+}  // namespace
+
+void ApplyColorTransform(const ColorTransform& t, const uint8_t* src, uint8_t* dst,
+                         size_t pixels) {
   if (t.identity) {
     if (src != dst) std::memcpy(dst, src, pixels * 3);
     return;
   }
-  const int32_t m00 = t.m[0][0], m01 = t.m[0][1], m02 = t.m[0][2];
-  const int32_t m10 = t.m[1][0], m11 = t.m[1][1], m12 = t.m[1][2];
-  const int32_t m20 = t.m[2][0], m21 = t.m[2][1], m22 = t.m[2][2];
-  const int32_t b0 = t.bias[0], b1 = t.bias[1], b2 = t.bias[2];
-  constexpr int kShift = ColorTransform::kColorShift;
-  for (size_t p = 0; p < pixels; ++p) {
-    const int32_t r = src[3 * p], g = src[3 * p + 1], b = src[3 * p + 2];
-    dst[3 * p] = Clamp255((m00 * r + m01 * g + m02 * b + b0) >> kShift);
-    dst[3 * p + 1] = Clamp255((m10 * r + m11 * g + m12 * b + b1) >> kShift);
-    dst[3 * p + 2] = Clamp255((m20 * r + m21 * g + m22 * b + b2) >> kShift);
+  bool fits_int16 = true;
+  for (const auto& row : t.m) {
+    for (int32_t v : row) fits_int16 = fits_int16 && v >= INT16_MIN && v <= INT16_MAX;
+  }
+  if (fits_int16) {
+    ApplyBlocks<int16_t>(t, src, dst, pixels);
+  } else {
+    ApplyBlocks<int32_t>(t, src, dst, pixels);
   }
 }
 

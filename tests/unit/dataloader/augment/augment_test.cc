@@ -2,6 +2,7 @@
 // clip's draw is the same function for every frame.
 #include "services/dataloader/augment/augment.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -168,6 +169,39 @@ TEST(ColorTest, SingleOperations) {
   for (size_t c = 6; c < 9; ++c) EXPECT_NEAR(out[c], 128, 1);
   EXPECT_NE(std::vector<uint8_t>(out.begin(), out.begin() + 3),
             std::vector<uint8_t>(pixels.begin(), pixels.begin() + 3));
+}
+
+// The blocked, vectorised kernel (16-bit lanes for small coefficients, 32-bit otherwise) gives
+// exactly the per-pixel formula, for any length (partial last block).
+TEST(ColorTest, KernelMatchesThePerPixelFormula) {
+  ColorDraw draw;
+  draw.jitter = true;
+  draw.brightness = 1.3;
+  draw.contrast = 0.7;
+  draw.saturation = 1.4;
+  draw.hue = 0.07;
+  ColorTransform wide;  // Coefficients beyond 16 bits (32-bit lanes).
+  wide.identity = false;
+  const int32_t big[3][3] = {{40000, -5000, 100}, {-35000, 9000, 30000}, {700, 800, -33000}};
+  for (int i = 0; i < 3; ++i) {
+    for (int j = 0; j < 3; ++j) wide.m[i][j] = big[i][j];
+    wide.bias[i] = -1000000 * (i - 1);
+  }
+  for (const ColorTransform& t : {MakeColorTransform(draw, {90.0, 120.0, 60.0}), wide}) {
+    const size_t pixels = 1000 + 37;
+    std::vector<uint8_t> in = RandomPixels(pixels, 9), out(in.size());
+    ApplyColorTransform(t, in.data(), out.data(), pixels);
+    int distinct = 0;
+    for (size_t p = 0; p < pixels; ++p) {
+      for (int c = 0; c < 3; ++c) {
+        const int32_t v = (t.m[c][0] * in[3 * p] + t.m[c][1] * in[3 * p + 1] +
+                           t.m[c][2] * in[3 * p + 2] + t.bias[c]) >> ColorTransform::kColorShift;
+        ASSERT_EQ(out[3 * p + c], std::clamp(v, 0, 255)) << "pixel " << p << " channel " << c;
+        distinct += out[3 * p + c] != 0 && out[3 * p + c] != 255;
+      }
+    }
+    EXPECT_GT(distinct, 100);  // Not all clamped.
+  }
 }
 
 TEST(ParamsTest, ValidateNamesTheField) {
