@@ -239,9 +239,11 @@ def build():
          (f"histogram_quantile(0.9, sum by (le) (rate(tecl_coordinator_scheduling_latency_seconds_bucket[{RATE}])))", "p90")],
         unit="s"), 12, 8)
     layout.add(timeseries(
-        "Worker heartbeat failures and registrations", "Heartbeats that did not reach the "
-        "coordinator, and registrations (more than one per worker after losses), per worker.",
+        "Worker heartbeat failures and registrations", "Heartbeats of trainers and dataloaders "
+        "that did not reach the coordinator, and trainer registrations (more than one per trainer "
+        "after losses).",
         [(f"sum by (instance) (rate(tecl_worker_heartbeat_failures_total[{RATE}]))", "{{instance}} failures/s"),
+         (f"sum by (instance) (rate(tecl_dataloader_heartbeat_failures_total[{RATE}]))", "{{instance}} failures/s"),
          (f"sum by (instance) (increase(tecl_worker_registrations_total[{RATE}]))", "{{instance}} registrations")]),
         12, 8)
 

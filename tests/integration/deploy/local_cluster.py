@@ -85,7 +85,8 @@ class Process:
         return self.popen.poll() is None
 
     def log_tail(self, lines=40):
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         text = self.log_path.read_text(errors="replace").splitlines()
         return f"--- {self.name} (exit {self.popen.poll()}), last lines of {self.log_path}:\n" + "\n".join(text[-lines:])
 
