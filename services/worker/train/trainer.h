@@ -1,0 +1,135 @@
+// Trainer: one rank's model, objective, AdamW optimiser and schedule, and the training step.
+//
+//   Trainer trainer(options);                  // validates, seeds, builds the model on the device
+//   StepResult r = trainer.TrainStep(batch);   // normalise, forward, losses, backward, step
+//
+// Extension point for data-parallel training (services/worker/dist/): TrainStep is exactly
+// ForwardBackward followed by ApplyGradients, and the gradient all-reduce goes in between:
+//
+//   GradientReducer reducer(<trainer.NamedParameters() as dist::NamedParameter>, comm, ...);
+//   LossValues local = trainer.ForwardBackward(batch);  // this rank's gradients; the reducer's
+//                                                       // hooks start bucket all-reduces while
+//                                                       // backward still runs
+//   reducer.Finalize();                                 // averaged gradients in param.grad()
+//   StepInfo info = trainer.ApplyGradients();           // clip (global norm), set lr, AdamW step
+//
+// ForwardBackward runs exactly one backward per call and leaves every parameter's gradient set
+// (it first resets them to undefined, so no gradient accumulates across calls). NamedParameters()
+// is the registration order ("backbone.*", then psi, speed, direction, order, projection for the
+// heads that exist): identical on every rank built from the same options, which is what the
+// reducer's bucket assignment relies on. Only heads with a loss weight > 0 exist, so every
+// parameter receives a gradient each step (the reducer's UnusedParameters::kError holds).
+// Gradient clipping happens in ApplyGradients, i.e. on the averaged gradients, so every rank
+// clips identically. BatchNorm buffers stay local to each rank.
+//
+// Errors: Error(kInvalidArgument) for bad options or an inconsistent batch (nothing changed);
+// Error(kFailedPrecondition) when the loss is not finite (ForwardBackward; the step is
+// discarded) or ApplyGradients is called without gradients. LibTorch's c10::Error (e.g. out of
+// memory) passes through.
+//
+// Thread-safety: not thread-safe; one training thread (the dist reducer's hooks run on the
+// autograd threads during backward, which ForwardBackward waits for). Ownership: owns the model and
+// the optimiser; NamedParameters() shares the parameter tensors.
+#ifndef TECL_SERVICES_WORKER_TRAIN_TRAINER_H_
+#define TECL_SERVICES_WORKER_TRAIN_TRAINER_H_
+
+#include <ATen/Tensor.h>
+#include <c10/core/Device.h>
+#include <torch/optim/adamw.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "services/worker/loss/batch.h"
+#include "services/worker/loss/objective.h"
+#include "services/worker/model/model.h"
+#include "services/worker/train/schedule.h"
+
+namespace tecl::worker::core {
+
+// Everything a trainer needs, converted by the runner from the JobSpec.
+struct TrainerOptions {
+  ModelOptions model;          // JobSpec.model (+ num_speeds = sampling.speeds size).
+  LossOptions loss;            // JobSpec.method.
+  OptimizerOptions optimizer;  // JobSpec.optimizer.
+  ScheduleOptions schedule;    // JobSpec.schedule.
+  // Clips per optimiser step over all ranks (trainers x clips per rank batch); scales lr when
+  // optimizer.scale_lr.
+  int64_t global_batch_clips = 64;
+  // Where the model lives and computes (CPU or a CUDA device). JobSpec.resources.device.
+  c10::Device device = c10::Device(c10::kCPU);
+  // Seeds LibTorch's global generators before the model is initialised. JobSpec.seed.
+  uint64_t seed = 1;
+
+  // Throws Error(kInvalidArgument) naming the first bad field.
+  void Validate() const;
+};
+
+struct StepInfo {
+  int64_t step = 0;            // The optimiser step just taken (0-based).
+  double learning_rate = 0;    // Used by this step.
+  std::optional<double> grad_norm;  // Global gradient norm before clipping (when clipping is on).
+};
+
+struct StepResult {
+  LossValues loss;
+  StepInfo info;
+};
+
+class Trainer {
+ public:
+  // Validates the options, seeds LibTorch's generators with options.seed, builds the model with
+  // HeadsFor(loss.weights) on options.device and the AdamW optimiser over NamedParameters().
+  explicit Trainer(const TrainerOptions& options);
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  // Validates the batch, resets the gradients, normalises the clips (NormalizeClips), runs the
+  // backbone and the objective in train mode and backward. Returns this batch's terms (one device
+  // synchronisation). Blocks until backward is done.
+  LossValues ForwardBackward(const Batch& batch);
+
+  // Clips the gradients (optimizer.grad_clip_norm), sets the scheduled learning rate of step(),
+  // takes the AdamW step and advances step().
+  StepInfo ApplyGradients();
+
+  // ForwardBackward + ApplyGradients.
+  StepResult TrainStep(const Batch& batch);
+
+  // Every trainable parameter in registration order (stable across ranks and runs).
+  std::vector<std::pair<std::string, torch::Tensor>> NamedParameters() const;
+
+  TeclModel& model() { return model_; }
+  const TeclModel& model() const { return model_; }
+  torch::optim::AdamW& optimizer() { return *optimizer_; }
+  const TrainerOptions& options() const { return options_; }
+
+  // Optimiser steps taken so far (= the 0-based index of the next step).
+  int64_t step() const { return step_; }
+  // The data epoch, kept for checkpoints (the runner sets it from ClipBatch.epoch).
+  int64_t epoch() const { return epoch_; }
+  void set_epoch(int64_t epoch) { epoch_ = epoch; }
+  // The learning rate the next ApplyGradients uses.
+  double NextLearningRate() const;
+
+  // Sets the counters; used by LoadCheckpoint.
+  void RestoreCounters(int64_t step, int64_t epoch);
+
+ private:
+  TrainerOptions options_;
+  TeclModel model_{nullptr};
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::vector<torch::Tensor> parameters_;
+  BatchLayoutOptions layout_;
+  int64_t step_ = 0;
+  int64_t epoch_ = 0;
+  bool gradients_ready_ = false;
+};
+
+}  // namespace tecl::worker::core
+
+#endif  // TECL_SERVICES_WORKER_TRAIN_TRAINER_H_
