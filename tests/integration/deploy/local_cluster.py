@@ -199,7 +199,9 @@ class LocalCluster:
     # -- data and jobs -----------------------------------------------------------------------
     def write_dataset(self):
         self.data_dir = self.root / "data"
-        result = lib.run([str(BIN_DIR / "tecl-synth"), f"--out={self.data_dir}"], timeout=300,
+        # Small, so that the corrupt video is sampled within seconds.
+        result = lib.run([str(BIN_DIR / "tecl-synth"), f"--out={self.data_dir}", "--classes=3",
+                          "--videos_per_class=6", "--frames=32", "--jobs=1"], timeout=300,
                          env=self._env())
         if result.returncode != 0:
             raise AssertionError(f"tecl-synth failed:\n{result.stdout}{result.stderr}")
