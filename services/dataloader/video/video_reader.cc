@@ -321,6 +321,11 @@ absl::Status ClipDecoder::Decode(const DecodeSpan& span, bool skip_nonref) {
         continue;
       }
     }
+    // The decision is per packet, from the packet's own pts: a packet whose frame is not needed
+    // may be dropped if nothing references it (AVDISCARD_NONREF); a needed one never is. With
+    // one decoder thread the setting applies to exactly this packet. Should a packet carry
+    // another frame than its pts says (packed B-frames), the frame would come out missing and
+    // DecodeWithRetries decodes the stretch again without discarding (and remembers the file).
     const AVDiscard want = (skip_nonref && !needed) ? AVDISCARD_NONREF : AVDISCARD_DEFAULT;
     if (want != skip_) {
       decoder_->skip_frame = want;
