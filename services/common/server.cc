@@ -1,6 +1,7 @@
 #include "services/common/server.h"
 
 #include <grpcpp/ext/health_check_service_server_builder_option.h>
+#include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/support/server_interceptor.h>
@@ -106,6 +107,20 @@ std::string DialableAddress(const std::string& listen_address, int port) {
   return absl::StrCat(host, ":", port);
 }
 
+class GrpcServer::UnimplementedGenericService final : public grpc::CallbackGenericService {
+  grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext* context) override {
+    class Reject final : public grpc::ServerGenericBidiReactor {
+     public:
+      explicit Reject(const std::string& method) {
+        Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                            absl::StrCat(method, " is not served here")));
+      }
+      void OnDone() override { delete this; }
+    };
+    return new Reject(context->method());
+  }
+};
+
 absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
     const ServerOptions& options, const std::vector<grpc::Service*>& services,
     metrics::Registry* registry) {
@@ -143,6 +158,12 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   for (grpc::Service* service : services) builder.RegisterService(service);
+  if (services.empty()) {
+    // A server whose only service is health (a trainer) needs one method of its own to run its
+    // callback threads; unknown methods get UNIMPLEMENTED.
+    server->unknown_methods_ = std::make_unique<UnimplementedGenericService>();
+    builder.RegisterCallbackGenericService(server->unknown_methods_.get());
+  }
   if (registry != nullptr) {
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> factories;
     factories.push_back(std::make_unique<RpcMetricsInterceptorFactory>(*registry));

@@ -59,8 +59,10 @@ class GrpcServer {
   void Shutdown(absl::Duration grace);
 
  private:
+  class UnimplementedGenericService;
   GrpcServer() = default;
 
+  std::unique_ptr<UnimplementedGenericService> unknown_methods_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<metrics::MetricsHttpServer> metrics_;
   int port_ = 0;

@@ -133,6 +133,31 @@ TEST_F(ServerTest, HealthServiceAnswersAndGoesNotServingOnShutdown) {
   EXPECT_FALSE(health->Check(&after, request, &response).ok());
 }
 
+// A process that serves nothing but health (a trainer) still starts, answers health checks and
+// refuses other methods with UNIMPLEMENTED.
+TEST(HealthOnlyServerTest, ServesHealthAndRefusesEverythingElse) {
+  metrics::Registry registry;
+  ServerOptions options;
+  options.address = "127.0.0.1:0";
+  options.metrics_address = "";
+  auto server = GrpcServer::Start(options, {}, &registry);
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto channel = MakeChannel((*server)->local_address(), {});
+  ASSERT_TRUE(channel.ok());
+  auto health = grpc::health::v1::Health::NewStub(*channel);
+  grpc::ClientContext context;
+  grpc::health::v1::HealthCheckRequest request;
+  grpc::health::v1::HealthCheckResponse response;
+  ASSERT_TRUE(health->Check(&context, request, &response).ok());
+  EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  auto stub = tecl::v1::Coordinator::NewStub(*channel);
+  grpc::ClientContext call;
+  tecl::v1::GetJobRequest get;
+  tecl::v1::Job job;
+  EXPECT_EQ(stub->GetJob(&call, get, &job).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  (*server)->Shutdown(absl::Seconds(1));
+}
+
 TEST_F(ServerTest, MetricsEndpointPassesPromtoolAndCountsRpcs) {
   StartServer({"s3cret"});
   tecl::v1::Job job;
