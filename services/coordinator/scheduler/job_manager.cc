@@ -559,6 +559,7 @@ void JobManager::RegisterWorker(const tecl::v1::WorkerInfo& worker,
   entry.info.clear_rank();
   entry.info.set_registered_unix_ms(NowMs());
   entry.last_heartbeat = clock_->Now();
+  entry.restored = false;
   needs_scheduling_ = true;
   TECL_LOG(INFO) << "registered " << DescribeWorker(entry.info)
                  << (worker.address().empty() ? "" : absl::StrCat(" at ", worker.address()));
@@ -637,6 +638,8 @@ void JobManager::Heartbeat(const tecl::v1::HeartbeatRequest& request,
     }
     WorkerEntry& worker = it->second;
     worker.last_heartbeat = clock_->Now();
+    if (worker.restored) needs_scheduling_ = true;  // Free again for new work.
+    worker.restored = false;
     tecl::v1::HeartbeatResponse response;
     response.set_heartbeat_interval_ms(absl::ToInt64Milliseconds(options_.heartbeat_interval));
     Mutation m;
@@ -932,7 +935,7 @@ void JobManager::Schedule(Mutation& m) {
     if (info.state() == tecl::v1::WORKER_STATE_LOST) continue;
     WorkerSlot slot{id, info.kind(), info.device(), info.gpus(), info.hostname()};
     live.push_back(slot);
-    if (info.state() == tecl::v1::WORKER_STATE_IDLE) {
+    if (info.state() == tecl::v1::WORKER_STATE_IDLE && !worker.restored) {
       free_trainer = free_trainer || info.kind() == tecl::v1::WORKER_KIND_TRAINER;
       free.push_back(std::move(slot));
     }
@@ -1038,6 +1041,7 @@ absl::Status JobManager::Restore() {
     WorkerEntry& worker = workers_[info.id()];
     worker.info = std::move(info);
     worker.last_heartbeat = now;  // A full timeout to show up again.
+    worker.restored = true;       // Not given new work until it does.
     worker.lost_at = now;
     if (worker.info.state() != tecl::v1::WORKER_STATE_BUSY) continue;
     const JobEntry* entry = FindJob(worker.info.job_id());

@@ -162,6 +162,9 @@ class JobManager {
     absl::Time lost_at;
     bool acknowledged = false;  // Heartbeats show it runs its assignment.
     bool stopping = false;      // Told to stop (job, attempt); busy until it acknowledges.
+    // Known from the store after a coordinator restart and not heard from since: it may be gone,
+    // so it gets no new work until its first heartbeat or registration.
+    bool restored = false;
     std::string stop_reason;
   };
   // The changes one operation makes, turned into one store batch.

@@ -891,6 +891,23 @@ TEST_F(JobManagerTest, RestoreRebuildsJobsWorkersAndAttempts) {
   EXPECT_EQ(Get(id).state(), kSucceeded);
 }
 
+// Idle workers known only from the store after a restart may be gone (a local cluster restarted
+// with new processes): a job is not placed on them until they show up again.
+TEST_F(JobManagerTest, RestoredIdleWorkersGetWorkOnlyAfterTheyShowUp) {
+  const std::string t = Trainer();
+  const std::string l = Loader();
+  Start();  // A coordinator restart: t and l are restored, not heard from.
+  const std::string id = SubmitOk(Spec(1, 1));
+  manager_->Tick();
+  EXPECT_EQ(Get(id).state(), kPending) << "placed on workers that have not shown up";
+  ASSERT_TRUE(Beat(t).ok());
+  manager_->Tick();
+  EXPECT_EQ(Get(id).state(), kPending) << "the dataloader has not shown up yet";
+  ASSERT_TRUE(Beat(l).ok());
+  manager_->Tick();
+  EXPECT_EQ(Get(id).state(), kScheduled);
+}
+
 TEST_F(JobManagerTest, MetricsCountJobsAndWorkers) {
   SubmitOk(Spec(2, 1));
   Trainer();
