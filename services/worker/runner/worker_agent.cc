@@ -255,7 +255,9 @@ void WorkerAgent::ReportOutcome(const tecl::v1::Assignment& assignment, const Jo
   request.set_outcome(outcome.outcome);
   request.set_reason(outcome.reason);
   request.set_step(outcome.step);
-  *request.mutable_eval_result() = outcome.eval_result;
+  if (assignment.spec().kind() == tecl::v1::JOB_KIND_EVAL) {
+    *request.mutable_eval_result() = outcome.eval_result;
+  }
   *request.mutable_progress() = outcome.progress;
   absl::Duration backoff = options_.retry_backoff;
   for (int attempt = 0; attempt < 8; ++attempt) {

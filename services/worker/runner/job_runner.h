@@ -1,0 +1,76 @@
+// Runs one assignment on this trainer: a pretraining rank (RunTrainingJob) or an evaluation
+// (RunEvalJob). MakeJobExecutor wraps both for the WorkerAgent and is the seam where the core's
+// exceptions become outcomes.
+//
+// Pretraining rank (docs/distributed.md "The training loop"):
+//   1. Build the trainer from the spec (seeded; identical on every rank), load the newest
+//      checkpoint when the assignment resumes one (every rank reads it: checkpoint.dir must be
+//      storage all trainers can read).
+//   2. World size > 1: form the process group through the coordinator's rendezvous (scoped by job
+//      and attempt), broadcast rank 0's parameters and buffers, verify every rank agrees, and
+//      attach a GradientReducer (buckets of distributed.bucket_size_mb, all-reduce overlapped
+//      with backward).
+//   3. Stream this rank's batches from its dataloaders from the resumed step (a batch is a pure
+//      function of (seed, rank, world, step), so the stream continues exactly where the
+//      checkpoint left it), prefetching the next batches during the current step.
+//   4. Each step: wait for the batch, ForwardBackward, Finalize the reducer (averaged gradients),
+//      ApplyGradients; metrics per rank; progress in the heartbeats; a log line every
+//      schedule.log_interval steps.
+//   5. Rank 0 writes a checkpoint every checkpoint.interval_steps steps and at the end (atomic,
+//      checksummed), registers it with the coordinator once complete, keeps the newest
+//      checkpoint.keep, and exports the encoder at the end.
+// Outcomes: SUCCEEDED at total_steps; STOPPED when the coordinator ordered a stop; FAILED for
+// what a restart can fix (a peer died or timed out in a collective, a coordinator/loader error
+// that persisted, an internal error); FATAL for what it cannot (a bad spec or data set, a
+// corrupt checkpoint, a diverged loss).
+//
+// Evaluation (rank 0 does the work; other ranks succeed at once): load the encoder (the source
+// job's newest checkpoint, an explicit file, or random init with the job's seed), extract one
+// feature per video from the EVAL stream (the mean of eval.clips_per_video centre clips,
+// L2-normalised), then recall@k (queries: test split, gallery: train split, cosine) and a linear
+// probe (train -> test top-1). The result goes back in the outcome.
+//
+// Thread-safety: one job at a time per process (LibTorch's intra-op thread count is global).
+#ifndef TECL_SERVICES_WORKER_RUNNER_JOB_RUNNER_H_
+#define TECL_SERVICES_WORKER_RUNNER_JOB_RUNNER_H_
+
+#include <chrono>
+#include <string>
+
+#include "services/common/metrics.h"
+#include "services/worker/runner/batch_stream.h"
+#include "services/worker/runner/worker_agent.h"
+#include "tecl/v1/job.pb.h"
+
+namespace tecl::worker {
+
+struct JobRunnerOptions {
+  metrics::Registry* registry = nullptr;  // Required; outlives the runner.
+  // Channels to dataloaders (auth token and TLS of this process).
+  BatchStream::ChannelFactory loader_channels;
+  // Gloo transport: network interface ("eth0"; else $GLOO_SOCKET_IFNAME) or the address to bind
+  // when none is named ("127.0.0.1" on one machine; empty = this host's name).
+  std::string gloo_interface;
+  std::string gloo_hostname;
+  // Intra-op threads when the spec leaves resources.threads_per_trainer unset.
+  int default_threads = 1;
+  // The CUDA device of this trainer (resources.device: cuda).
+  int cuda_device = 0;
+};
+
+JobOutcome RunTrainingJob(const tecl::v1::Assignment& assignment, RunContext* context,
+                          const JobRunnerOptions& options);
+JobOutcome RunEvalJob(const tecl::v1::Assignment& assignment, RunContext* context,
+                      const JobRunnerOptions& options);
+
+// Dispatches on spec.kind; never throws (an escaped exception becomes OUTCOME_FAILED).
+JobExecutor MakeJobExecutor(JobRunnerOptions options);
+
+// The outcome a failed run reports: FATAL for codes a restart cannot fix (INVALID_ARGUMENT,
+// FAILED_PRECONDITION, NOT_FOUND, DATA_LOSS, PERMISSION_DENIED, UNAUTHENTICATED,
+// OUT_OF_RANGE), FAILED otherwise.
+tecl::v1::Outcome OutcomeForStatus(const absl::Status& status);
+
+}  // namespace tecl::worker
+
+#endif  // TECL_SERVICES_WORKER_RUNNER_JOB_RUNNER_H_
