@@ -50,6 +50,7 @@ ABSL_FLAG(std::string, home, "",
 ABSL_FLAG(int, trainers, 1, "local up: trainer worker processes");
 ABSL_FLAG(int, dataloaders, 1, "local up: dataloader processes");
 ABSL_FLAG(int, threads, 2, "local up: threads of each trainer and dataloader");
+ABSL_FLAG(bool, random_init, false, "eval: evaluate a randomly initialised encoder of the job's backbone (the baseline)");
 
 namespace tecl::teclctl {
 namespace {
@@ -63,6 +64,7 @@ Usage: teclctl [--coordinator HOST:PORT] [--output text|json] COMMAND [ARGS] [FL
 
 Commands:
   submit FILE [--wait] [--set path=value]...  validate a YAML job spec and submit it
+  eval JOB_ID [--random_init] [--wait]        evaluate a pretraining job's encoder (or random init)
   list [--state S,...] [--limit N]            jobs, newest first
   status ID                                   one job: state, progress, placement, results, spec
   cancel ID [--reason TEXT]                   stop a job and free its workers
@@ -97,6 +99,15 @@ default, checks it, and submits it. Prints the new job's id on stdout.
   --timeout D        with --wait: give up after D (exit 1)
 Relative paths in the spec (dataset.root, checkpoint.dir, eval.checkpoint) are resolved against the
 current directory. The job's name defaults to the file's name.
+)"},
+      {"eval", R"(teclctl eval JOB_ID [--random_init] [--wait] [--set path=value]...
+
+Submits an evaluation of pretraining job JOB_ID: its newest checkpoint's encoder (once the job has
+finished), or with --random_init a randomly initialised encoder of the same backbone (the
+baseline). Features of eval.clips_per_video centre clips per video, averaged; retrieval recall@k
+(test split as queries, train split as gallery, cosine) and a linear probe. Uses the job's data
+set, backbone, device and seed; --set overrides any field (e.g. --set eval.clips_per_video=5).
+Prints the evaluation job's id; --wait follows it and prints the results (also in teclctl status).
 )"},
       {"list", R"(teclctl list [--state running,pending,...] [--limit N]
 
@@ -190,6 +201,9 @@ class Cli {
   }
 
   int Submit(const std::vector<std::string>& args, const std::vector<std::string>& overrides);
+  // Submits a parsed spec (and with --wait follows it); shared by submit and eval.
+  int SubmitSpec(const tecl::v1::JobSpec& spec, const std::string& what);
+  int Eval(const std::string& source_id, const std::vector<std::string>& overrides);
   int List();
   int Status(const std::string& id);
   int Cancel(const std::string& id);
@@ -238,7 +252,13 @@ int Cli::Dispatch(const std::vector<std::string>& args, const std::vector<std::s
   auto need = [&](size_t n, const char* what) {
     return args.size() == n + 2 ? 0 : Usage(absl::StrCat(command, " takes ", what));
   };
-  if (!overrides.empty() && command != "submit") return Usage("--set is for submit");
+  if (!overrides.empty() && command != "submit" && command != "eval") {
+    return Usage("--set is for submit and eval");
+  }
+  if (command == "eval") {
+    if (int rc = need(1, "the id of a pretraining job: teclctl eval JOB_ID"); rc) return rc;
+    return Eval(args[2], overrides);
+  }
   if (command == "submit") {
     if (int rc = need(1, "one job spec file: teclctl submit FILE.yaml"); rc) return rc;
     return Submit(args, overrides);
@@ -285,10 +305,59 @@ int Cli::Submit(const std::vector<std::string>& args, const std::vector<std::str
     std::cerr << "teclctl: " << file << ": " << spec.status().message() << "\n";
     return kExitInvalid;
   }
+  return SubmitSpec(*spec, file);
+}
+
+int Cli::Eval(const std::string& source_id, const std::vector<std::string>& overrides) {
+  if (stub() == nullptr)
+    return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "eval");
+  tecl::v1::GetJobRequest get;
+  get.set_job_id(source_id);
+  tecl::v1::Job source;
+  grpc::Status status = stub()->GetJob(Context().get(), get, &source);
+  if (!status.ok()) return Fail(status, absl::StrCat("eval ", source_id));
+  if (source.spec().kind() != tecl::v1::JOB_KIND_PRETRAIN) {
+    std::cerr << "teclctl: " << source_id << " is not a pretraining job; evaluate a pretraining job "
+              << "(or submit an eval spec with teclctl submit)\n";
+    return kExitInvalid;
+  }
+  const bool random = absl::GetFlag(FLAGS_random_init);
+  // The source job's data set and backbone, evaluated on its train (gallery) and test (query)
+  // splits by one trainer of its device kind.
+  tecl::v1::JobSpec spec =
+      coordinator::DefaultJobSpec(tecl::v1::JOB_KIND_EVAL, source.spec().model().backbone());
+  spec.set_name(absl::StrCat(source.spec().name(), random ? "-random-init" : "-eval"));
+  spec.set_seed(source.spec().seed());
+  *spec.mutable_dataset() = source.spec().dataset();
+  *spec.mutable_model() = source.spec().model();
+  spec.mutable_resources()->set_device(source.spec().resources().device());
+  spec.mutable_resources()->set_threads_per_trainer(source.spec().resources().threads_per_trainer());
+  if (random) {
+    spec.mutable_eval()->set_random_init(true);
+  } else {
+    spec.mutable_eval()->set_source_job_id(source_id);
+  }
+  absl::StatusOr<std::string> yaml =
+      coordinator::ApplyYamlOverrides(coordinator::JobSpecToYaml(spec), overrides);
+  if (!yaml.ok()) {
+    std::cerr << "teclctl: eval " << source_id << ": " << yaml.status().message() << "\n";
+    return kExitInvalid;
+  }
+  coordinator::SpecLimits limits;
+  limits.max_trainers = 1 << 20;
+  absl::StatusOr<tecl::v1::JobSpec> parsed = coordinator::LoadJobSpec(*yaml, {}, limits);
+  if (!parsed.ok()) {
+    std::cerr << "teclctl: eval " << source_id << ": " << parsed.status().message() << "\n";
+    return kExitInvalid;
+  }
+  return SubmitSpec(*parsed, absl::StrCat("eval ", source_id));
+}
+
+int Cli::SubmitSpec(const tecl::v1::JobSpec& spec, const std::string& what) {
   if (stub() == nullptr)
     return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "submit");
   tecl::v1::SubmitJobRequest request;
-  *request.mutable_spec() = *spec;
+  *request.mutable_spec() = spec;
   request.set_request_id(absl::GetFlag(FLAGS_request_id).empty() ? RandomRequestId()
                                                                  : absl::GetFlag(FLAGS_request_id));
   tecl::v1::SubmitJobResponse response;
@@ -298,7 +367,7 @@ int Cli::Submit(const std::vector<std::string>& args, const std::vector<std::str
     status = stub()->SubmitJob(Context().get(), request, &response);
     if (status.error_code() != grpc::StatusCode::UNAVAILABLE) break;
   }
-  if (!status.ok()) return Fail(status, absl::StrCat("submit ", file));
+  if (!status.ok()) return Fail(status, absl::StrCat("submit ", what));
   const tecl::v1::Job& job = response.job();
   if (!absl::GetFlag(FLAGS_wait)) {
     if (json_) {

@@ -351,6 +351,38 @@ eval: {random_init: true, recall_at: [1, 5]}
   EXPECT_THAT(status.out, HasSubstr("random_init: true"));
 }
 
+TEST_F(TeclctlTest, EvalSubmitsAnEvaluationOfAPretrainingJobOrItsRandomInit) {
+  const std::string source = SubmitOk();
+  Result r = Run("eval " + source + " --set eval.clips_per_video=3");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Result status = Run("--output=json status job-000002");
+  tecl::v1::Job job;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(status.out, &job).ok()) << status.out;
+  Result source_status = Run("--output=json status " + source);
+  tecl::v1::Job pretrain;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(source_status.out, &pretrain).ok());
+  EXPECT_EQ(job.spec().kind(), tecl::v1::JOB_KIND_EVAL);
+  EXPECT_EQ(job.spec().eval().source_job_id(), source);
+  EXPECT_EQ(job.spec().eval().clips_per_video(), 3);
+  EXPECT_EQ(job.spec().dataset().root(), pretrain.spec().dataset().root());
+  EXPECT_EQ(job.spec().model().backbone(), pretrain.spec().model().backbone());
+  EXPECT_EQ(job.spec().resources().trainers(), 1);
+  EXPECT_EQ(job.spec().name(), pretrain.spec().name() + "-eval");
+
+  ASSERT_EQ(Run("eval " + source + " --random_init").exit_code, 0);
+  Result random = Run("--output=json status job-000003");
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(random.out, &job).ok());
+  EXPECT_TRUE(job.spec().eval().random_init());
+  EXPECT_TRUE(job.spec().eval().source_job_id().empty());
+  EXPECT_EQ(job.spec().seed(), pretrain.spec().seed());
+
+  Result of_eval = Run("eval job-000002");
+  EXPECT_EQ(of_eval.exit_code, 4) << of_eval.err;
+  EXPECT_THAT(of_eval.err, HasSubstr("not a pretraining job"));
+  EXPECT_EQ(Run("eval job-424242").exit_code, 5);
+  EXPECT_EQ(Run("eval").exit_code, 2);
+}
+
 TEST_F(TeclctlTest, SubmitWaitExitCodesForAFailedAndACancelledJob) {
   AddWorker(tecl::v1::WORKER_KIND_TRAINER, tecl::v1::OUTCOME_FATAL);
   AddWorker(tecl::v1::WORKER_KIND_DATALOADER);
