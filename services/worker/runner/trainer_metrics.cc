@@ -10,7 +10,9 @@ using metrics::BuildGauge;
 using metrics::BuildHistogram;
 using metrics::Histogram;
 
-metrics::Labels RankLabels(const std::string& job_id, int rank) { return RankLabels(job_id, rank); }
+metrics::Labels RankLabels(const std::string& job_id, int rank) {
+  return {{"job_id", job_id}, {"rank", absl::StrCat(rank)}};
+}
 
 // 18 doubling buckets from `start` seconds.
 Histogram::BucketBoundaries Seconds(double start) {
