@@ -60,19 +60,23 @@ MetricsHttpServer::~MetricsHttpServer() {
 }
 
 int MetricsHttpServer::HandleMetrics(mg_connection* connection, void* self) {
-  const std::string body = static_cast<MetricsHttpServer*>(self)->registry_->Serialize();
-  mg_printf(connection,
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
-            "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-            body.size());
-  mg_write(connection, body.data(), body.size());
+  // Header and body in one heap buffer, written with mg_write: civetweb's handler threads have a
+  // small stack, and in processes with a large static TLS (LibTorch) mg_printf's stack buffer
+  // overflows it.
+  std::string response = static_cast<MetricsHttpServer*>(self)->registry_->Serialize();
+  response.insert(0, absl::StrCat(
+                         "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; "
+                         "charset=utf-8\r\nContent-Length: ",
+                         response.size(), "\r\nConnection: close\r\n\r\n"));
+  mg_write(connection, response.data(), response.size());
   return 200;
 }
 
 int MetricsHttpServer::HandleHealth(mg_connection* connection, void*) {
-  mg_printf(connection,
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n"
-            "Connection: close\r\n\r\nok\n");
+  static constexpr char kResponse[] =
+      "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n"
+      "Connection: close\r\n\r\nok\n";
+  mg_write(connection, kResponse, sizeof(kResponse) - 1);
   return 200;
 }
 
