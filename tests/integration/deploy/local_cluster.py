@@ -7,6 +7,7 @@ examples/cpu-demo.yaml shortened with teclctl --set overrides.
 
 Skips the test (exit 77) when a binary is missing, naming it and the build command.
 """
+import http.client
 import json
 import os
 import pathlib
@@ -95,8 +96,8 @@ class Process:
         for port in sorted(listening_ports(self.popen.pid) - set(exclude)):
             try:
                 status, body = http_get(f"http://127.0.0.1:{port}/metrics", timeout=1.0)
-            except (OSError, urllib.error.URLError, ValueError):
-                continue
+            except (OSError, urllib.error.URLError, ValueError, http.client.HTTPException):
+                continue  # Not HTTP (e.g. the gRPC port).
             if status == 200 and "# TYPE " in body:
                 self.metrics_port = port
                 return port
