@@ -59,10 +59,14 @@ std::string ProgressLine(const tecl::v1::Job& job, int bar_width) {
   const double fraction =
       total > 0 ? std::clamp(static_cast<double>(p.step()) / total, 0.0, 1.0) : 0.0;
   const int filled = static_cast<int>(fraction * bar_width);
-  std::string line = absl::StrFormat("%-10s [%s%s] %d/%d %3.0f%%", StateText(job.state()),
+  const bool eval = job.spec().kind() == tecl::v1::JOB_KIND_EVAL;
+  std::string line = absl::StrFormat("%-10s [%s%s] %d/%d%s %3.0f%%", StateText(job.state()),
                                      std::string(filled, '#'), std::string(bar_width - filled, '-'),
-                                     p.step(), total, fraction * 100);
-  if (p.updated_unix_ms() > 0) {
+                                     p.step(), total, eval ? " videos" : "", fraction * 100);
+  if (p.updated_unix_ms() > 0 && eval) {
+    absl::StrAppend(&line, absl::StrFormat("  %.1f clips/s  ETA %s", p.clips_per_second(),
+                                           ShortDuration(p.eta_s())));
+  } else if (p.updated_unix_ms() > 0) {
     absl::StrAppend(&line, absl::StrFormat("  loss %.4f  %.1f clips/s  ETA %s", p.loss().total(),
                                            p.clips_per_second(), ShortDuration(p.eta_s())));
   }

@@ -2,6 +2,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <utility>
@@ -19,6 +20,7 @@
 #include "services/worker/runner/job_runner.h"
 #include "services/worker/runner/trainer_metrics.h"
 #include "services/worker/train/checkpoint.h"
+#include "tecl/v1/dataloader.grpc.pb.h"
 
 namespace tecl::worker {
 namespace {
@@ -170,8 +172,11 @@ class EvalRun {
                        std::vector<std::string>(a_.dataloader_addresses().begin(),
                                                 a_.dataloader_addresses().end()),
                        options_.loader_channels);
+    progress_.set_total_steps(CountVideos());
     torch::NoGradGuard no_grad;
     int64_t videos = 0;
+    int64_t clips = 0;
+    const absl::Time start = absl::Now();
     while (true) {
       if (context_->StopRequested()) return absl::CancelledError(context_->StopReason());
       absl::StatusOr<tecl::v1::ClipBatch> next = stream.Next();
@@ -214,10 +219,33 @@ class EvalRun {
         split->labels.push_back(video.label());
       }
       metrics_.RecordEvalVideos(message->eval_videos_size());
+      clips += features.defined() ? features.size(0) : 0;
       progress_.set_step(videos);
+      const double elapsed = absl::ToDoubleSeconds(absl::Now() - start);
+      if (elapsed > 0) progress_.set_clips_per_second(static_cast<double>(clips) / elapsed);
+      if (progress_.total_steps() > videos && videos > 0) {
+        progress_.set_eta_s(elapsed / videos *
+                            static_cast<double>(progress_.total_steps() - videos));
+      }
       context_->ReportProgress(tecl::v1::TRAINER_STATUS_RUNNING, progress_, 0, 0, 0);
     }
     return absl::OkStatus();
+  }
+
+  // Videos in the data set (both splits), from a dataloader's DescribeDataset; 0 when unknown.
+  int64_t CountVideos() const {
+    for (const std::string& address : a_.dataloader_addresses()) {
+      std::shared_ptr<grpc::Channel> channel = options_.loader_channels(address);
+      if (channel == nullptr) continue;
+      auto stub = tecl::v1::DataLoader::NewStub(channel);
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+      tecl::v1::DescribeDatasetRequest request;
+      *request.mutable_dataset() = spec_.dataset();
+      tecl::v1::DatasetInfo info;
+      if (stub->DescribeDataset(&context, request, &info).ok()) return info.num_videos();
+    }
+    return 0;
   }
 
   const Assignment& a_;
