@@ -1,0 +1,293 @@
+// Trainer core benchmark: the full training step of services/worker/train (Trainer::TrainStep:
+// NormalizeClips on uint8 clips, backbone forward, the five losses, backward, AdamW step) against
+// the same step written in PyTorch Python (bench/core/core_step.py, run as a subprocess), in one
+// run on one machine. Both sides use one thread, start from the same weights (the C++ trainer's
+// SaveCheckpoint, loaded by Python with strict names and shapes) and train on the same batches
+// (synthetic motion batches, written once with torch::pickle_save); the per-step total losses of
+// the two are compared as a check that they compute the same thing.
+//
+// Presets (docs/benchmarks.md "Trainer core"):
+//   tiny      tiny3d, G=4 groups = 16 clips of 8 frames 64x64 (the CPU preset of job-spec.md and
+//             examples/cpu-demo.yaml); 2 warm-up + 10 timed steps per round
+//   standard  r2plus1d_18, G=1 group = 4 clips of 16 frames 112x112 (the GPU clip geometry; one
+//             group keeps a CPU step near half a minute); 1 warm-up + 3 timed steps per round
+// Per round and preset, C++ and Python alternate which runs first; each runs its warm-up steps
+// (left out of the timing) and its timed steps. The table reports the median of all timed steps.
+//
+//   tecl_core_bench [--presets=tiny,standard] [--rounds=2] [--warmup=N] [--steps=N]
+//                   [--python=/usr/bin/python3] [--script=<source>/bench/core/core_step.py]
+//                   [--work_dir=/tmp/tecl_core_bench]
+// --warmup and --steps replace every preset's own counts.
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "services/worker/train/checkpoint.h"
+#include "services/worker/train/synthetic_batches.h"
+#include "services/worker/train/trainer.h"
+
+namespace tecl::worker::core {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Flags = std::map<std::string, std::string>;
+
+std::string Flag(const Flags& flags, const std::string& name, const std::string& fallback) {
+  const auto it = flags.find(name);
+  return it == flags.end() ? fallback : it->second;
+}
+
+int IntFlag(const Flags& flags, const std::string& name, int fallback) {
+  return std::stoi(Flag(flags, name, std::to_string(fallback)));
+}
+
+struct Preset {
+  std::string name;
+  std::string backbone;
+  int64_t groups;
+  int64_t clip_length;
+  int64_t size;
+  int warmup;  // Untimed steps per round.
+  int steps;   // Timed steps per round.
+};
+
+const std::vector<Preset>& Presets() {
+  static const std::vector<Preset> presets = {{"tiny", "tiny3d", 4, 8, 64, 2, 10},
+                                              {"standard", "r2plus1d_18", 1, 16, 112, 1, 3}};
+  return presets;
+}
+
+// One implementation's run: seconds and total loss of every step (warm-up included).
+struct Run {
+  int64_t parameters = 0;
+  std::vector<double> seconds;
+  std::vector<double> total;
+};
+
+struct Workload {
+  Preset preset;
+  TrainerOptions options;
+  std::vector<Batch> batches;
+  std::filesystem::path dir;
+};
+
+void WritePickle(const std::filesystem::path& path, const c10::IValue& value) {
+  const std::vector<char> bytes = torch::pickle_save(value);
+  std::ofstream out(path, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!out) throw std::runtime_error("cannot write " + path.string());
+}
+
+// The batches and the initial model state, in memory and in `dir` for the Python side.
+Workload MakeWorkload(const Preset& preset, int num_batches, const std::filesystem::path& dir) {
+  Workload workload;
+  workload.preset = preset;
+  workload.dir = dir;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  SyntheticMotionOptions data;
+  data.groups = preset.groups;
+  data.clip_length = preset.clip_length;
+  data.size = preset.size;
+  data.video_frames = 2 * ((preset.clip_length - 1) * 8 + 1) + 32;  // Room for speed 8.
+  for (int i = 0; i < num_batches; ++i) {
+    Batch batch = MakeSyntheticMotionBatch(data, 1000 + i);
+    c10::impl::GenericDict dict(c10::StringType::get(), c10::TensorType::get());
+    dict.insert("clips", batch.clips);
+    dict.insert("video", batch.video);
+    dict.insert("group", batch.group);
+    dict.insert("role", batch.role);
+    dict.insert("speed_index", batch.speed_index);
+    dict.insert("reversed", batch.reversed);
+    dict.insert("relation", batch.relation);
+    char name[32];
+    std::snprintf(name, sizeof(name), "batch-%03d.pt", i);
+    WritePickle(dir / name, dict);
+    workload.batches.push_back(std::move(batch));
+  }
+  workload.options.model.backbone = preset.backbone;
+  workload.options.global_batch_clips = 4 * preset.groups;
+  workload.options.seed = 1;
+  Trainer trainer(workload.options);
+  SaveCheckpoint((dir / "state.tecl").string(), trainer, "");
+  return workload;
+}
+
+Run RunCpp(const Workload& workload, int total_steps) {
+  Trainer trainer(workload.options);
+  LoadCheckpoint((workload.dir / "state.tecl").string(), trainer);
+  Run run;
+  for (const auto& [name, parameter] : trainer.NamedParameters()) run.parameters += parameter.numel();
+  for (int step = 0; step < total_steps; ++step) {
+    const Batch& batch = workload.batches[step % workload.batches.size()];
+    const auto start = Clock::now();
+    const StepResult result = trainer.TrainStep(batch);
+    run.seconds.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+    run.total.push_back(result.loss.total);
+  }
+  return run;
+}
+
+std::vector<double> Numbers(std::istringstream& in) {
+  std::vector<double> out;
+  for (double x; in >> x;) out.push_back(x);
+  return out;
+}
+
+Run RunPython(const Workload& workload, const Flags& flags, int warmup, int steps) {
+  const ScheduleOptions& schedule = workload.options.schedule;
+  std::ostringstream command;
+  command << Flag(flags, "python", "/usr/bin/python3") << " "
+          << Flag(flags, "script", TECL_SOURCE_DIR "/bench/core/core_step.py")
+          << " --workload " << workload.dir << " --warmup " << warmup << " --steps " << steps
+          << " --threads 1 --peak_lr "
+          << PeakLearningRate(workload.options.optimizer, workload.options.global_batch_clips)
+          << " --warmup_steps " << schedule.warmup_steps << " --total_steps " << schedule.total_steps
+          << " --final_lr_ratio " << schedule.final_lr_ratio;
+  FILE* pipe = popen(command.str().c_str(), "r");
+  if (pipe == nullptr) throw std::runtime_error("cannot start: " + command.str());
+  std::string output;
+  char buffer[4096];
+  for (size_t n; (n = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0;) output.append(buffer, n);
+  if (pclose(pipe) != 0) throw std::runtime_error("failed: " + command.str());
+  Run run;
+  std::istringstream lines(output);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream in(line);
+    std::string key;
+    in >> key;
+    if (key == "parameters") in >> run.parameters;
+    if (key == "seconds") run.seconds = Numbers(in);
+    if (key == "total") run.total = Numbers(in);
+  }
+  if (run.seconds.size() != static_cast<size_t>(warmup + steps) || run.total.size() != run.seconds.size()) {
+    throw std::runtime_error("unexpected output of " + command.str() + ":\n" + output);
+  }
+  return run;
+}
+
+double Median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
+
+// The timed steps of a run (warm-up left out) appended to `into`; returns their median.
+double AddTimed(const Run& run, int warmup, std::vector<double>& into) {
+  const std::vector<double> timed(run.seconds.begin() + warmup, run.seconds.end());
+  into.insert(into.end(), timed.begin(), timed.end());
+  return Median(timed);
+}
+
+double MaxRelativeDifference(const Run& a, const Run& b) {
+  double worst = 0;
+  for (size_t i = 0; i < a.total.size(); ++i) {
+    worst = std::max(worst, std::abs(a.total[i] - b.total[i]) / std::max(1e-12, std::abs(b.total[i])));
+  }
+  return worst;
+}
+
+int Main(const Flags& flags) {
+  setenv("OMP_NUM_THREADS", "1", 1);
+  setenv("MKL_NUM_THREADS", "1", 1);
+  torch::set_num_threads(1);
+  const int rounds = IntFlag(flags, "rounds", 2);
+  const std::filesystem::path work_dir = Flag(flags, "work_dir", "/tmp/tecl_core_bench");
+  const std::string wanted = "," + Flag(flags, "presets", "tiny,standard") + ",";
+
+  std::vector<Workload> workloads;
+  for (Preset preset : Presets()) {
+    if (wanted.find("," + preset.name + ",") == std::string::npos) continue;
+    preset.warmup = IntFlag(flags, "warmup", preset.warmup);
+    preset.steps = IntFlag(flags, "steps", preset.steps);
+    workloads.push_back(MakeWorkload(preset, preset.warmup + preset.steps, work_dir / preset.name));
+  }
+  std::printf("threads: C++ %d (LibTorch %s), Python 1 (OMP_NUM_THREADS=1); %d rounds\n",
+              torch::get_num_threads(), TORCH_VERSION, rounds);
+
+  struct Totals {
+    int64_t cpp_parameters = 0, python_parameters = 0;
+    std::vector<double> cpp, python, round_ratios;
+    double loss_difference = 0;
+  };
+  std::vector<Totals> totals(workloads.size());
+  for (int round = 0; round < rounds; ++round) {
+    for (size_t w = 0; w < workloads.size(); ++w) {
+      const int warmup = workloads[w].preset.warmup, steps = workloads[w].preset.steps;
+      Run cpp, python;
+      if (round % 2 == 0) {
+        cpp = RunCpp(workloads[w], warmup + steps);
+        python = RunPython(workloads[w], flags, warmup, steps);
+      } else {
+        python = RunPython(workloads[w], flags, warmup, steps);
+        cpp = RunCpp(workloads[w], warmup + steps);
+      }
+      Totals& t = totals[w];
+      t.cpp_parameters = cpp.parameters;
+      t.python_parameters = python.parameters;
+      const double cpp_median = AddTimed(cpp, warmup, t.cpp);
+      const double python_median = AddTimed(python, warmup, t.python);
+      t.round_ratios.push_back(cpp_median / python_median);
+      t.loss_difference = std::max(t.loss_difference, MaxRelativeDifference(cpp, python));
+      std::printf("round %d %-8s C++ %.3f s  Python %.3f s  ratio %.3f  loss C++ %.6f Python %.6f\n",
+                  round, workloads[w].preset.name.c_str(), cpp_median, python_median,
+                  cpp_median / python_median, cpp.total.back(), python.total.back());
+      std::fflush(stdout);
+    }
+  }
+
+  std::printf("\n| preset | backbone | clips x frames x size | parameters C++ / Python | timed steps | "
+              "C++ s/step | Python s/step | C++/Python | per-round ratios | max relative loss difference |\n"
+              "|---|---|---|---|---|---|---|---|---|---|\n");
+  for (size_t w = 0; w < workloads.size(); ++w) {
+    const Preset& p = workloads[w].preset;
+    const Totals& t = totals[w];
+    const double cpp = Median(t.cpp), python = Median(t.python);
+    std::ostringstream ratios;
+    for (size_t i = 0; i < t.round_ratios.size(); ++i) {
+      ratios << (i ? ", " : "") << std::fixed;
+      ratios.precision(3);
+      ratios << t.round_ratios[i];
+    }
+    std::printf("| %s | %s | %lld x %lld x %lldx%lld | %lld / %lld | %zu | %.3f | %.3f | %.3f | %s | %.1e |\n",
+                p.name.c_str(), p.backbone.c_str(), static_cast<long long>(4 * p.groups),
+                static_cast<long long>(p.clip_length), static_cast<long long>(p.size),
+                static_cast<long long>(p.size), static_cast<long long>(t.cpp_parameters),
+                static_cast<long long>(t.python_parameters), t.cpp.size(), cpp, python, cpp / python,
+                ratios.str().c_str(), t.loss_difference);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace tecl::worker::core
+
+int main(int argc, char** argv) {
+  std::map<std::string, std::string> flags;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    const auto eq = arg.find('=');
+    if (arg.rfind("--", 0) != 0 || eq == std::string::npos) {
+      std::cerr << "tecl_core_bench: argument \"" << arg << "\" is not --name=value\n";
+      return 2;
+    }
+    flags[arg.substr(2, eq - 2)] = arg.substr(eq + 1);
+  }
+  try {
+    return tecl::worker::core::Main(flags);
+  } catch (const std::exception& e) {
+    std::cerr << "tecl_core_bench: " << e.what() << "\n";
+    return 1;
+  }
+}
