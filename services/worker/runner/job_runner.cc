@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "services/common/logging.h"
 #include "services/worker/runner/job_options.h"
+#include "services/worker/train/host_allocator.h"
 
 namespace tecl::worker {
 
@@ -28,6 +29,11 @@ tecl::v1::Outcome OutcomeForStatus(const absl::Status& status) {
 JobExecutor MakeJobExecutor(JobRunnerOptions options) {
   return [options = std::move(options)](const tecl::v1::Assignment& assignment,
                                         RunContext* context) -> JobOutcome {
+    // The job's freed host tensors go back to the OS when it ends, whatever the outcome: the
+    // next job's working set may be of other sizes.
+    struct EmptyCacheAtEnd {
+      ~EmptyCacheAtEnd() { core::EmptyHostCache(); }
+    } empty_cache_at_end;
     try {
       switch (assignment.spec().kind()) {
         case tecl::v1::JOB_KIND_PRETRAIN:

@@ -1,6 +1,7 @@
 #include "services/worker/runner/trainer_metrics.h"
 
 #include "absl/strings/str_cat.h"
+#include "services/worker/train/host_allocator.h"
 
 namespace tecl::worker {
 namespace {
@@ -125,6 +126,33 @@ void JobMetrics::RecordCheckpoint(double seconds) {
 
 void JobMetrics::RecordEvalVideos(int64_t videos) {
   eval_videos_.Increment(static_cast<double>(videos));
+}
+
+void RegisterHostCacheMetrics(metrics::Registry& registry) {
+  const auto counter = [&](const char* name, const char* help) -> metrics::Counter& {
+    return BuildCounter().Name(name).Help(help).Register(registry).Add({});
+  };
+  const auto gauge = [&](const char* name, const char* help) -> metrics::Gauge& {
+    return BuildGauge().Name(name).Help(help).Register(registry).Add({});
+  };
+  metrics::Counter& hits = counter("tecl_worker_host_cache_hits_total",
+                                   "Large host tensors served from the host caching allocator");
+  metrics::Counter& misses = counter("tecl_worker_host_cache_misses_total",
+                                     "Large host tensors for which the cache mapped new memory");
+  metrics::Counter& releases = counter("tecl_worker_host_cache_releases_total",
+                                       "Cached host blocks given back to the operating system");
+  metrics::Gauge& cached = gauge("tecl_worker_host_cache_cached_bytes",
+                                 "Bytes the host caching allocator holds free for reuse");
+  metrics::Gauge& live =
+      gauge("tecl_worker_host_cache_live_bytes", "Bytes of large host tensors in use");
+  registry.AddCollectCallback([&hits, &misses, &releases, &cached, &live] {
+    const core::HostAllocatorStats stats = core::GetHostAllocatorStats();
+    hits.Increment(static_cast<double>(stats.hits) - hits.Value());
+    misses.Increment(static_cast<double>(stats.misses) - misses.Value());
+    releases.Increment(static_cast<double>(stats.releases) - releases.Value());
+    cached.Set(static_cast<double>(stats.cached_bytes));
+    live.Set(static_cast<double>(stats.live_bytes));
+  });
 }
 
 }  // namespace tecl::worker

@@ -16,6 +16,13 @@
 //   tecl_worker_checkpoint_seconds     histogram  time to write one
 //   tecl_worker_eval_videos_total      counter    videos whose features an eval job extracted
 //
+// and, per process (RegisterHostCacheMetrics, read from train/host_allocator.h at each scrape):
+//   tecl_worker_host_cache_hits_total      counter  large host tensors served from the cache
+//   tecl_worker_host_cache_misses_total    counter  large host tensors that mapped new memory
+//   tecl_worker_host_cache_releases_total  counter  cached blocks given back to the OS
+//   tecl_worker_host_cache_cached_bytes    gauge    bytes held free for reuse
+//   tecl_worker_host_cache_live_bytes      gauge    bytes of large host tensors in use
+//
 // Thread-safety: the metric objects are thread-safe; one JobMetrics per running job.
 #ifndef TECL_SERVICES_WORKER_RUNNER_TRAINER_METRICS_H_
 #define TECL_SERVICES_WORKER_RUNNER_TRAINER_METRICS_H_
@@ -53,6 +60,9 @@ class JobMetrics {
   metrics::Family<metrics::Gauge>& loss_;
   const metrics::Labels labels_;
 };
+
+// The host caching allocator's counters as metrics of `registry` (once per process).
+void RegisterHostCacheMetrics(metrics::Registry& registry);
 
 }  // namespace tecl::worker
 

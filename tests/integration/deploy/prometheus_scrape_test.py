@@ -2,7 +2,7 @@
 """A real Prometheus server (the Debian package's /usr/bin/prometheus) on 127.0.0.1 scrapes the
 three metrics ports of a local cluster every second while the CPU demo job trains, with the alert
 rules of deploy/prometheus loaded. Its HTTP API must then report a positive step rate for the job,
-every rule group evaluating without error on the real series, and every dashboard query executing
+host-cache hits of the trainer's caching allocator, every rule group evaluating without error on the real series, and every dashboard query executing
 without error.
 """
 import json
@@ -100,6 +100,13 @@ class PrometheusScrapeTest(unittest.TestCase):
                 on_timeout=lambda: f"{self.query(rate_query)}\n{cluster.diagnostics()}")
             self.assertEqual(result[0]["metric"], {"job_id": job_id})
             self.assertGreater(float(result[0]["value"][1]), 0)
+
+            # The trainer's host caching allocator serves the repeating step's tensors.
+            def cache_hits():
+                result = self.query("tecl_worker_host_cache_hits_total")
+                return result and float(result[0]["value"][1]) > 0 and result
+            local_cluster.wait_for(cache_hits, "host cache hits in Prometheus", 30, interval=1.0,
+                                   on_timeout=lambda: self.query("tecl_worker_host_cache_hits_total"))
 
             # The rules evaluate on the real series without errors (e.g. label matching).
             def rules_evaluated():
