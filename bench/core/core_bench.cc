@@ -10,11 +10,16 @@
 //   tiny      tiny3d, G=4 groups = 16 clips of 8 frames 64x64 (the CPU preset of job-spec.md and
 //             examples/cpu-demo.yaml); 2 warm-up + 10 timed steps per round
 //   standard  r2plus1d_18, G=1 group = 4 clips of 16 frames 112x112 (the GPU clip geometry; one
-//             group keeps a CPU step near half a minute); 1 warm-up + 3 timed steps per round
-// Per round and preset, C++ and Python alternate which runs first; each runs its warm-up steps
-// (left out of the timing) and its timed steps. The table reports the median of all timed steps.
+//             group keeps a CPU step near a minute); 1 warm-up + 3 timed steps per round
+// Four implementations run per round and preset (see Variant below): the C++ trainer as shipped
+// (host caching allocator), the C++ trainer on LibTorch's default allocator, Python as users run
+// it, and Python with glibc keeping freed memory, each in a fresh process (the C++ ones are this
+// binary with --child). The order rotates each round; each runs its warm-up steps (left out of the
+// timing) and its timed steps. The table reports the median of all timed steps and the ratios; the
+// headline is C++ as shipped / Python as users run it.
 //
 //   tecl_core_bench [--presets=tiny,standard] [--rounds=2] [--warmup=N] [--steps=N]
+//                   [--variants=cpp,cpp_default,python,python_keep]
 //                   [--python=/usr/bin/python3] [--script=<source>/bench/core/core_step.py]
 //                   [--work_dir=/tmp/tecl_core_bench]
 // --warmup and --steps replace every preset's own counts.
@@ -34,6 +39,7 @@
 #include <vector>
 
 #include "services/worker/train/checkpoint.h"
+#include "services/worker/train/host_allocator.h"
 #include "services/worker/train/synthetic_batches.h"
 #include "services/worker/train/trainer.h"
 
@@ -90,12 +96,17 @@ void WritePickle(const std::filesystem::path& path, const c10::IValue& value) {
 }
 
 // The batches and the initial model state, in memory and in `dir` for the Python side.
-Workload MakeWorkload(const Preset& preset, int num_batches, const std::filesystem::path& dir) {
+// With write = false (a child process), the same batches are regenerated (they are a function of
+// their seeds) and `dir` is only read.
+Workload MakeWorkload(const Preset& preset, int num_batches, const std::filesystem::path& dir,
+                      bool write = true) {
   Workload workload;
   workload.preset = preset;
   workload.dir = dir;
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
+  if (write) {
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+  }
   SyntheticMotionOptions data;
   data.groups = preset.groups;
   data.clip_length = preset.clip_length;
@@ -103,6 +114,10 @@ Workload MakeWorkload(const Preset& preset, int num_batches, const std::filesyst
   data.video_frames = 2 * ((preset.clip_length - 1) * 8 + 1) + 32;  // Room for speed 8.
   for (int i = 0; i < num_batches; ++i) {
     Batch batch = MakeSyntheticMotionBatch(data, 1000 + i);
+    if (!write) {
+      workload.batches.push_back(std::move(batch));
+      continue;
+    }
     c10::impl::GenericDict dict(c10::StringType::get(), c10::TensorType::get());
     dict.insert("clips", batch.clips);
     dict.insert("video", batch.video);
@@ -119,8 +134,10 @@ Workload MakeWorkload(const Preset& preset, int num_batches, const std::filesyst
   workload.options.model.backbone = preset.backbone;
   workload.options.global_batch_clips = 4 * preset.groups;
   workload.options.seed = 1;
-  Trainer trainer(workload.options);
-  SaveCheckpoint((dir / "state.tecl").string(), trainer, "");
+  if (write) {
+    Trainer trainer(workload.options);
+    SaveCheckpoint((dir / "state.tecl").string(), trainer, "");
+  }
   return workload;
 }
 
@@ -128,7 +145,8 @@ Run RunCpp(const Workload& workload, int total_steps) {
   Trainer trainer(workload.options);
   LoadCheckpoint((workload.dir / "state.tecl").string(), trainer);
   Run run;
-  for (const auto& [name, parameter] : trainer.NamedParameters()) run.parameters += parameter.numel();
+  for (const auto& [name, parameter] : trainer.NamedParameters())
+    run.parameters += parameter.numel();
   for (int step = 0; step < total_steps; ++step) {
     const Batch& batch = workload.batches[step % workload.batches.size()];
     const auto start = Clock::now();
@@ -145,22 +163,14 @@ std::vector<double> Numbers(std::istringstream& in) {
   return out;
 }
 
-Run RunPython(const Workload& workload, const Flags& flags, int warmup, int steps) {
-  const ScheduleOptions& schedule = workload.options.schedule;
-  std::ostringstream command;
-  command << Flag(flags, "python", "/usr/bin/python3") << " "
-          << Flag(flags, "script", TECL_SOURCE_DIR "/bench/core/core_step.py")
-          << " --workload " << workload.dir << " --warmup " << warmup << " --steps " << steps
-          << " --threads 1 --peak_lr "
-          << PeakLearningRate(workload.options.optimizer, workload.options.global_batch_clips)
-          << " --warmup_steps " << schedule.warmup_steps << " --total_steps " << schedule.total_steps
-          << " --final_lr_ratio " << schedule.final_lr_ratio;
-  FILE* pipe = popen(command.str().c_str(), "r");
-  if (pipe == nullptr) throw std::runtime_error("cannot start: " + command.str());
+// Runs `command` (a fresh process) and reads its "parameters", "seconds" and "total" lines.
+Run RunProcess(const std::string& command, int total_steps) {
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) throw std::runtime_error("cannot start: " + command);
   std::string output;
   char buffer[4096];
   for (size_t n; (n = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0;) output.append(buffer, n);
-  if (pclose(pipe) != 0) throw std::runtime_error("failed: " + command.str());
+  if (pclose(pipe) != 0) throw std::runtime_error("failed: " + command);
   Run run;
   std::istringstream lines(output);
   for (std::string line; std::getline(lines, line);) {
@@ -171,10 +181,67 @@ Run RunPython(const Workload& workload, const Flags& flags, int warmup, int step
     if (key == "seconds") run.seconds = Numbers(in);
     if (key == "total") run.total = Numbers(in);
   }
-  if (run.seconds.size() != static_cast<size_t>(warmup + steps) || run.total.size() != run.seconds.size()) {
-    throw std::runtime_error("unexpected output of " + command.str() + ":\n" + output);
+  if (run.seconds.size() != static_cast<size_t>(total_steps) ||
+      run.total.size() != run.seconds.size()) {
+    throw std::runtime_error("unexpected output of " + command + ":\n" + output);
   }
   return run;
+}
+
+Run RunPython(const Workload& workload, const Flags& flags, int warmup, int steps) {
+  const ScheduleOptions& schedule = workload.options.schedule;
+  std::ostringstream command;
+  command << Flag(flags, "python", "/usr/bin/python3") << " "
+          << Flag(flags, "script", TECL_SOURCE_DIR "/bench/core/core_step.py") << " --workload "
+          << workload.dir << " --warmup " << warmup << " --steps " << steps
+          << " --threads 1 --peak_lr "
+          << PeakLearningRate(workload.options.optimizer, workload.options.global_batch_clips)
+          << " --warmup_steps " << schedule.warmup_steps << " --total_steps "
+          << schedule.total_steps << " --final_lr_ratio " << schedule.final_lr_ratio;
+  return RunProcess(command.str(), warmup + steps);
+}
+
+// The C++ trainer in a fresh process of this binary (--child), like the Python side: glibc
+// adapts its mmap and trim thresholds to what a process has freed before, so an in-process run
+// would inherit the allocator history of the runs before it.
+Run RunCppChild(const Workload& workload, const Flags& flags, bool host_cache) {
+  std::ostringstream command;
+  command << std::filesystem::read_symlink("/proc/self/exe").string()
+          << " --child=" << (host_cache ? "cpp" : "cpp_default")
+          << " --presets=" << workload.preset.name << " --warmup=" << workload.preset.warmup
+          << " --steps=" << workload.preset.steps
+          << " --work_dir=" << workload.dir.parent_path().string();
+  return RunProcess(command.str(), workload.preset.warmup + workload.preset.steps);
+}
+
+// --child: one C++ run of one preset on the parent's workload; prints what core_step.py prints.
+int ChildMain(const Flags& flags) {
+  const std::string child = Flag(flags, "child", "");
+  if (child != "cpp" && child != "cpp_default") throw std::runtime_error("--child=" + child);
+  for (Preset preset : Presets()) {
+    if (preset.name != Flag(flags, "presets", "")) continue;
+    preset.warmup = IntFlag(flags, "warmup", preset.warmup);
+    preset.steps = IntFlag(flags, "steps", preset.steps);
+    const Workload workload =
+        MakeWorkload(preset, preset.warmup + preset.steps,
+                     std::filesystem::path(Flag(flags, "work_dir", "")) / preset.name, false);
+    if (child == "cpp") InstallHostCachingAllocator();
+    const Run run = RunCpp(workload, preset.warmup + preset.steps);
+    std::printf("parameters %lld\nseconds", static_cast<long long>(run.parameters));
+    for (double x : run.seconds) std::printf(" %.6f", x);
+    std::printf("\ntotal");
+    for (double x : run.total) std::printf(" %.17g", x);
+    std::printf("\n");
+    const HostAllocatorStats cache = GetHostAllocatorStats();
+    std::fprintf(stderr,
+                 "%s: host cache hits %lld misses %lld releases %lld peak live %.1f MiB, cached "
+                 "%.1f MiB\n",
+                 child.c_str(), static_cast<long long>(cache.hits),
+                 static_cast<long long>(cache.misses), static_cast<long long>(cache.releases),
+                 cache.peak_live_bytes / 1048576.0, cache.cached_bytes / 1048576.0);
+    return 0;
+  }
+  throw std::runtime_error("--child: unknown preset " + Flag(flags, "presets", ""));
 }
 
 double Median(std::vector<double> values) {
@@ -193,15 +260,51 @@ double AddTimed(const Run& run, int warmup, std::vector<double>& into) {
 double MaxRelativeDifference(const Run& a, const Run& b) {
   double worst = 0;
   for (size_t i = 0; i < a.total.size(); ++i) {
-    worst = std::max(worst, std::abs(a.total[i] - b.total[i]) / std::max(1e-12, std::abs(b.total[i])));
+    worst =
+        std::max(worst, std::abs(a.total[i] - b.total[i]) / std::max(1e-12, std::abs(b.total[i])));
   }
   return worst;
+}
+
+// The implementations timed side by side. C++ as shipped runs on the host caching allocator
+// (train/host_allocator.h); the other three isolate what the allocator and the language each
+// contribute: C++ on LibTorch's default allocator, Python as users run it, and Python with glibc
+// told to keep freed memory (GLIBC_TUNABLES, the C library's nearest equivalent of the cache).
+enum Variant { kCpp, kCppDefault, kPython, kPythonKeep, kVariants };
+const char* const kVariantNames[kVariants] = {"C++", "C++ default allocator", "Python",
+                                              "Python glibc keep"};
+const char* const kKeepTunables = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736";
+
+Run RunVariant(Variant v, const Workload& workload, const Flags& flags) {
+  const int warmup = workload.preset.warmup, steps = workload.preset.steps;
+  switch (v) {
+    case kCpp:
+    case kCppDefault:
+      return RunCppChild(workload, flags, v == kCpp);
+    case kPython:
+      unsetenv("GLIBC_TUNABLES");
+      return RunPython(workload, flags, warmup, steps);
+    default:
+      setenv("GLIBC_TUNABLES", kKeepTunables, 1);
+      Run run = RunPython(workload, flags, warmup, steps);
+      unsetenv("GLIBC_TUNABLES");
+      return run;
+  }
+}
+
+std::string Ratios(const std::vector<double>& values) {
+  std::ostringstream out;
+  out << std::fixed;
+  out.precision(3);
+  for (size_t i = 0; i < values.size(); ++i) out << (i ? ", " : "") << values[i];
+  return out.str();
 }
 
 int Main(const Flags& flags) {
   setenv("OMP_NUM_THREADS", "1", 1);
   setenv("MKL_NUM_THREADS", "1", 1);
   torch::set_num_threads(1);
+  if (flags.count("child")) return ChildMain(flags);
   const int rounds = IntFlag(flags, "rounds", 2);
   const std::filesystem::path work_dir = Flag(flags, "work_dir", "/tmp/tecl_core_bench");
   const std::string wanted = "," + Flag(flags, "presets", "tiny,standard") + ",";
@@ -213,59 +316,82 @@ int Main(const Flags& flags) {
     preset.steps = IntFlag(flags, "steps", preset.steps);
     workloads.push_back(MakeWorkload(preset, preset.warmup + preset.steps, work_dir / preset.name));
   }
+  // --variants=cpp,python (say) runs only those; the others' columns are then NaN.
+  const std::string variants =
+      "," + Flag(flags, "variants", "cpp,cpp_default,python,python_keep") + ",";
+  const char* const kVariantFlags[kVariants] = {"cpp", "cpp_default", "python", "python_keep"};
+  bool enabled[kVariants];
+  for (int v = 0; v < kVariants; ++v) {
+    enabled[v] = variants.find(std::string(",") + kVariantFlags[v] + ",") != std::string::npos;
+  }
   std::printf("threads: C++ %d (LibTorch %s), Python 1 (OMP_NUM_THREADS=1); %d rounds\n",
               torch::get_num_threads(), TORCH_VERSION, rounds);
 
   struct Totals {
-    int64_t cpp_parameters = 0, python_parameters = 0;
-    std::vector<double> cpp, python, round_ratios;
+    int64_t parameters[kVariants] = {};
+    std::vector<double> seconds[kVariants];
+    std::vector<double> shipped_ratios, same_allocator_ratios;  // Per round.
     double loss_difference = 0;
   };
   std::vector<Totals> totals(workloads.size());
   for (int round = 0; round < rounds; ++round) {
     for (size_t w = 0; w < workloads.size(); ++w) {
-      const int warmup = workloads[w].preset.warmup, steps = workloads[w].preset.steps;
-      Run cpp, python;
-      if (round % 2 == 0) {
-        cpp = RunCpp(workloads[w], warmup + steps);
-        python = RunPython(workloads[w], flags, warmup, steps);
-      } else {
-        python = RunPython(workloads[w], flags, warmup, steps);
-        cpp = RunCpp(workloads[w], warmup + steps);
+      const int warmup = workloads[w].preset.warmup;
+      Run runs[kVariants];
+      double medians[kVariants];
+      // Rotate the order each round so that no variant always runs first or last.
+      for (int k = 0; k < kVariants; ++k) {
+        const auto v = static_cast<Variant>((k + round) % kVariants);
+        if (enabled[v]) runs[v] = RunVariant(v, workloads[w], flags);
       }
       Totals& t = totals[w];
-      t.cpp_parameters = cpp.parameters;
-      t.python_parameters = python.parameters;
-      const double cpp_median = AddTimed(cpp, warmup, t.cpp);
-      const double python_median = AddTimed(python, warmup, t.python);
-      t.round_ratios.push_back(cpp_median / python_median);
-      t.loss_difference = std::max(t.loss_difference, MaxRelativeDifference(cpp, python));
-      std::printf("round %d %-8s C++ %.3f s  Python %.3f s  ratio %.3f  loss C++ %.6f Python %.6f\n",
-                  round, workloads[w].preset.name.c_str(), cpp_median, python_median,
-                  cpp_median / python_median, cpp.total.back(), python.total.back());
+      std::printf("round %d %-8s", round, workloads[w].preset.name.c_str());
+      for (int v = 0; v < kVariants; ++v) {
+        if (enabled[v]) continue;
+        runs[v].seconds.assign(warmup + workloads[w].preset.steps, std::nan(""));
+        runs[v].total = runs[v].seconds;
+      }
+      for (int v = 0; v < kVariants; ++v) {
+        t.parameters[v] = runs[v].parameters;
+        medians[v] = AddTimed(runs[v], warmup, t.seconds[v]);
+        t.loss_difference =
+            std::max(t.loss_difference, MaxRelativeDifference(runs[v], runs[kPython]));
+        std::printf("  %s %.3f s", kVariantNames[v], medians[v]);
+      }
+      t.shipped_ratios.push_back(medians[kCpp] / medians[kPython]);
+      t.same_allocator_ratios.push_back(medians[kCppDefault] / medians[kPython]);
+      std::printf("  loss %.6f\n", runs[kCpp].total.back());
       std::fflush(stdout);
     }
   }
 
-  std::printf("\n| preset | backbone | clips x frames x size | parameters C++ / Python | timed steps | "
-              "C++ s/step | Python s/step | C++/Python | per-round ratios | max relative loss difference |\n"
-              "|---|---|---|---|---|---|---|---|---|---|\n");
+  std::printf(
+      "\nMedian seconds per step over all timed steps (the loss of every step of every variant "
+      "checked against Python's):\n\n"
+      "| preset | backbone | clips x frames x size | parameters | timed steps | C++ | "
+      "C++ default allocator | Python | Python glibc keep | C++ / Python | per-round | "
+      "C++ default / Python | per-round | C++ / Python glibc keep | max relative loss "
+      "difference |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (size_t w = 0; w < workloads.size(); ++w) {
     const Preset& p = workloads[w].preset;
     const Totals& t = totals[w];
-    const double cpp = Median(t.cpp), python = Median(t.python);
-    std::ostringstream ratios;
-    for (size_t i = 0; i < t.round_ratios.size(); ++i) {
-      ratios << (i ? ", " : "") << std::fixed;
-      ratios.precision(3);
-      ratios << t.round_ratios[i];
+    double m[kVariants];
+    for (int v = 0; v < kVariants; ++v) m[v] = Median(t.seconds[v]);
+    for (int v = 0; v < kVariants; ++v) {
+      if (enabled[v] && t.parameters[v] != t.parameters[kCpp]) {
+        throw std::runtime_error(std::string(kVariantNames[v]) +
+                                 " has a different parameter count");
+      }
     }
-    std::printf("| %s | %s | %lld x %lld x %lldx%lld | %lld / %lld | %zu | %.3f | %.3f | %.3f | %s | %.1e |\n",
-                p.name.c_str(), p.backbone.c_str(), static_cast<long long>(4 * p.groups),
-                static_cast<long long>(p.clip_length), static_cast<long long>(p.size),
-                static_cast<long long>(p.size), static_cast<long long>(t.cpp_parameters),
-                static_cast<long long>(t.python_parameters), t.cpp.size(), cpp, python, cpp / python,
-                ratios.str().c_str(), t.loss_difference);
+    std::printf(
+        "| %s | %s | %lld x %lld x %lldx%lld | %lld | %zu | %.3f | %.3f | %.3f | %.3f | "
+        "**%.3f** | %s | %.3f | %s | %.3f | %.1e |\n",
+        p.name.c_str(), p.backbone.c_str(), static_cast<long long>(4 * p.groups),
+        static_cast<long long>(p.clip_length), static_cast<long long>(p.size),
+        static_cast<long long>(p.size), static_cast<long long>(t.parameters[kCpp]),
+        t.seconds[kCpp].size(), m[kCpp], m[kCppDefault], m[kPython], m[kPythonKeep],
+        m[kCpp] / m[kPython], Ratios(t.shipped_ratios).c_str(), m[kCppDefault] / m[kPython],
+        Ratios(t.same_allocator_ratios).c_str(), m[kCpp] / m[kPythonKeep], t.loss_difference);
   }
   return 0;
 }

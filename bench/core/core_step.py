@@ -416,7 +416,7 @@ def main():
     print("threads", torch.get_num_threads())
     print("parameters", parameters)
     print("seconds", *(f"{s:.6f}" for s in seconds))
-    print("total", *(f"{v['total']:.9g}" for v in losses))
+    print("total", *(f"{v['total']:.17g}" for v in losses))
 
 
 if __name__ == "__main__":
