@@ -84,7 +84,7 @@ struct Run {
 struct Workload {
   Preset preset;
   TrainerOptions options;
-  std::vector<Batch> batches;
+  std::vector<Batch> batches;  // In memory in the --child that trains on them only.
   std::filesystem::path dir;
 };
 
@@ -95,9 +95,9 @@ void WritePickle(const std::filesystem::path& path, const c10::IValue& value) {
   if (!out) throw std::runtime_error("cannot write " + path.string());
 }
 
-// The batches and the initial model state, in memory and in `dir` for the Python side.
-// With write = false (a child process), the same batches are regenerated (they are a function of
-// their seeds) and `dir` is only read.
+// The parent writes the batches and the initial model state to `dir` (write = true); a --child
+// regenerates the same batches in memory (they are a function of their seeds) and reads the state
+// from `dir`.
 Workload MakeWorkload(const Preset& preset, int num_batches, const std::filesystem::path& dir,
                       bool write = true) {
   Workload workload;
@@ -129,7 +129,6 @@ Workload MakeWorkload(const Preset& preset, int num_batches, const std::filesyst
     char name[32];
     std::snprintf(name, sizeof(name), "batch-%03d.pt", i);
     WritePickle(dir / name, dict);
-    workload.batches.push_back(std::move(batch));
   }
   workload.options.model.backbone = preset.backbone;
   workload.options.global_batch_clips = 4 * preset.groups;
