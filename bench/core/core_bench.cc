@@ -203,7 +203,7 @@ Run RunPython(const Workload& workload, const Flags& flags, int warmup, int step
 // The C++ trainer in a fresh process of this binary (--child), like the Python side: glibc
 // adapts its mmap and trim thresholds to what a process has freed before, so an in-process run
 // would inherit the allocator history of the runs before it.
-Run RunCppChild(const Workload& workload, const Flags& flags, bool host_cache) {
+Run RunCppChild(const Workload& workload, bool host_cache) {
   std::ostringstream command;
   command << std::filesystem::read_symlink("/proc/self/exe").string()
           << " --child=" << (host_cache ? "cpp" : "cpp_default")
@@ -279,9 +279,8 @@ Run RunVariant(Variant v, const Workload& workload, const Flags& flags) {
   switch (v) {
     case kCpp:
     case kCppDefault:
-      return RunCppChild(workload, flags, v == kCpp);
+      return RunCppChild(workload, v == kCpp);
     case kPython:
-      unsetenv("GLIBC_TUNABLES");
       return RunPython(workload, flags, warmup, steps);
     default:
       setenv("GLIBC_TUNABLES", kKeepTunables, 1);
@@ -316,13 +315,19 @@ int Main(const Flags& flags) {
     workloads.push_back(MakeWorkload(preset, preset.warmup + preset.steps, work_dir / preset.name));
   }
   // --variants=cpp,python (say) runs only those; the others' columns are then NaN.
-  const std::string variants =
-      "," + Flag(flags, "variants", "cpp,cpp_default,python,python_keep") + ",";
   const char* const kVariantFlags[kVariants] = {"cpp", "cpp_default", "python", "python_keep"};
-  bool enabled[kVariants];
-  for (int v = 0; v < kVariants; ++v) {
-    enabled[v] = variants.find(std::string(",") + kVariantFlags[v] + ",") != std::string::npos;
+  bool enabled[kVariants] = {};
+  std::istringstream variants(Flag(flags, "variants", "cpp,cpp_default,python,python_keep"));
+  for (std::string name; std::getline(variants, name, ',');) {
+    const auto* it = std::find(kVariantFlags, kVariantFlags + kVariants, name);
+    if (it == kVariantFlags + kVariants) {
+      throw std::runtime_error("--variants: \"" + name +
+                               "\" is not one of cpp, cpp_default, python, python_keep");
+    }
+    enabled[it - kVariantFlags] = true;
   }
+  // Only the python_keep variant runs with glibc tunables; the others get glibc's defaults.
+  unsetenv("GLIBC_TUNABLES");
   std::printf("threads: C++ %d (LibTorch %s), Python 1 (OMP_NUM_THREADS=1); %d rounds\n",
               torch::get_num_threads(), TORCH_VERSION, rounds);
 
