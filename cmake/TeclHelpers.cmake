@@ -3,7 +3,13 @@
 #   tecl_library(NAME SRCS <files> [DEPS <targets>] [TORCH])
 #   tecl_binary(NAME SRCS <files> [DEPS <targets>] [TORCH])
 #   tecl_test(NAME SRCS <files> [DEPS <targets>] [TORCH] [LABELS <labels>] [TIMEOUT <s>]
-#             [RESOURCE_LOCK <name>])
+#             [RESOURCE_LOCK <name>] [RUNS <binary targets the test starts>])
+#
+# Tests are sized: a unit test (the default label) gets 60 s unless it says otherwise; every other
+# label must give its TIMEOUT (a few times what it takes on a 2-core machine). Tests that load the
+# whole machine (local clusters, multi-process groups, convergence) take RESOURCE_LOCK cpu_heavy,
+# so ctest -j never runs two of them at once. Labels: unit, integration, e2e, deploy, slow;
+# `scripts/test --fast` runs everything but e2e and slow.
 #   tecl_proto_library(NAME PROTOS <files relative to proto/> [GRPC] [DEPS <targets>])
 #
 # TORCH links LibTorch and reuses one precompiled <torch/torch.h>, which turns a 20-second
@@ -54,8 +60,11 @@ function(tecl_test name)
   if(NOT TECL_BUILD_TESTS)
     return()
   endif()
-  cmake_parse_arguments(ARG "TORCH" "TIMEOUT;RESOURCE_LOCK" "SRCS;DEPS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "TORCH" "TIMEOUT;RESOURCE_LOCK" "SRCS;DEPS;LABELS;RUNS" ${ARGN})
   add_executable(${name} ${ARG_SRCS})
+  if(ARG_RUNS)
+    add_dependencies(${name} ${ARG_RUNS})
+  endif()
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gmock GTest::gtest_main)
   _tecl_common(${name} ${ARG_TORCH})
@@ -64,7 +73,10 @@ function(tecl_test name)
     set(ARG_LABELS unit)
   endif()
   if(NOT ARG_TIMEOUT)
-    set(ARG_TIMEOUT 300)
+    if(NOT ARG_LABELS STREQUAL "unit")
+      message(FATAL_ERROR "tecl_test(${name}): a ${ARG_LABELS} test gives its TIMEOUT")
+    endif()
+    set(ARG_TIMEOUT 60)
   endif()
   set_tests_properties(${name} PROPERTIES
     LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT}

@@ -41,7 +41,7 @@
 #include "absl/time/clock.h"
 #include "services/common/auth.h"
 #include "services/coordinator/spec/job_spec.h"
-#include "tecl/v1/coordinator.grpc.pb.h"
+#include "services/client/grpc_coordinator_client.h"
 
 extern char** environ;
 
@@ -181,14 +181,14 @@ RunResult Drive(const std::string& address, int clients, double seconds, Call ca
   const auto end = start + std::chrono::duration<double>(seconds);
   for (int c = 0; c < clients; ++c) {
     threads.emplace_back([&, c] {
-      tecl::ChannelOptions options;
-      auto channel = tecl::MakeChannel(address, options);
-      auto stub = tecl::v1::Coordinator::NewStub(*channel);
+      tecl::ClientOptions options;
+      options.max_attempts = 1;  // A failed call counts as failed.
+      auto client = tecl::NewCoordinatorClient(*tecl::MakeChannel(address, {}), options);
       std::mt19937 random(c);
       for (int64_t i = 0; SteadyClock::now() < end; ++i) {
         const auto t0 = SteadyClock::now();
         std::string id;
-        const bool ok = call(stub.get(), c, i, random, &id);
+        const bool ok = call(client.get(), c, i, random, &id);
         const double ms =
             std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count();
         if (ok) {
@@ -217,15 +217,10 @@ RunResult Submits(const std::string& address, int clients, double seconds) {
   const tecl::v1::JobSpec spec = BenchSpec();
   return Drive(
       address, clients, seconds,
-      [&](tecl::v1::Coordinator::Stub* stub, int c, int64_t i, std::mt19937&, std::string* id) {
-        tecl::v1::SubmitJobRequest request;
-        *request.mutable_spec() = spec;
-        request.set_request_id(absl::StrCat("bench-", c, "-", i));
-        tecl::v1::SubmitJobResponse response;
-        grpc::ClientContext context;
-        context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-        if (!stub->SubmitJob(&context, request, &response).ok()) return false;
-        *id = response.job().id();
+      [&](tecl::CoordinatorClient* client, int c, int64_t i, std::mt19937&, std::string* id) {
+        absl::StatusOr<tecl::v1::Job> job = client->SubmitJob(spec, absl::StrCat("bench-", c, "-", i));
+        if (!job.ok()) return false;
+        *id = job->id();
         return true;
       });
 }
@@ -234,13 +229,8 @@ RunResult Gets(const std::string& address, int clients, double seconds,
                const std::vector<std::string>& ids) {
   return Drive(
       address, clients, seconds,
-      [&](tecl::v1::Coordinator::Stub* stub, int, int64_t, std::mt19937& random, std::string*) {
-        tecl::v1::GetJobRequest request;
-        request.set_job_id(ids[random() % ids.size()]);
-        tecl::v1::Job job;
-        grpc::ClientContext context;
-        context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-        return stub->GetJob(&context, request, &job).ok();
+      [&](tecl::CoordinatorClient* client, int, int64_t, std::mt19937& random, std::string*) {
+        return client->GetJob(ids[random() % ids.size()]).ok();
       });
 }
 

@@ -208,7 +208,7 @@ def build():
          ("sum by (instance) (tecl_dataloader_active_streams)", "{{instance}} streams")]), 8, 8)
 
     layout.row("Coordinator")
-    coordinator = 'method=~"/tecl.v1.Coordinator/.*"'
+    coordinator = 'method=~"/tecl.v1.(JobService|MembershipService|RendezvousService)/.*"'
     layout.add(timeseries(
         "Coordinator RPC rate", "RPCs per second by method and status code.",
         [(f"sum by (method, code) (rate(tecl_grpc_server_handled_total{{{coordinator}}}[{RATE}]))",

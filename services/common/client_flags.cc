@@ -1,5 +1,5 @@
 #include "absl/flags/flag.h"
-#include "services/common/service_flags.h"
+#include "services/common/client_flags.h"
 
 ABSL_FLAG(std::string, coordinator, "127.0.0.1:7070", "Coordinator address host:port");
 ABSL_FLAG(std::string, token_file, "",

@@ -1,5 +1,5 @@
 #include "absl/flags/flag.h"
-#include "services/common/service_flags.h"
+#include "services/common/server_flags.h"
 
 ABSL_FLAG(std::string, listen, "",
           "gRPC listen address host:port (port 0 picks a free port and logs it)");

@@ -5,18 +5,30 @@
 #include "absl/strings/str_split.h"
 #include "services/common/flags.h"
 #include "services/common/logging.h"
-#include "services/common/service_flags.h"
+#include "services/common/client_flags.h"
+#include "services/common/server_flags.h"
 #include "services/coordinator/service/coordinator_server.h"
 
-ABSL_FLAG(std::string, state_dir, "./tecl-state", "Folder of coordinator.db and checkpoints/");
-ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(1), "Interval workers heartbeat at");
-ABSL_FLAG(absl::Duration, heartbeat_timeout, absl::Seconds(30), "Idle worker silence limit");
-ABSL_FLAG(int, max_trainers, 64, "Largest number of trainers one job may ask for");
+namespace {
+// The defaults of every flag below are the config's own.
+const tecl::coordinator::CoordinatorConfig kDefaults;
+}  // namespace
+
+ABSL_FLAG(std::string, state_dir, kDefaults.state_dir, "Folder of coordinator.db and checkpoints/");
+ABSL_FLAG(absl::Duration, heartbeat_interval, kDefaults.coordinator.membership.heartbeat_interval,
+          "Interval workers heartbeat at");
+ABSL_FLAG(absl::Duration, heartbeat_timeout, kDefaults.coordinator.membership.heartbeat_timeout,
+          "Idle worker silence limit");
+ABSL_FLAG(int, max_trainers, kDefaults.coordinator.jobs.limits.max_trainers,
+          "Largest number of trainers one job may ask for");
 ABSL_FLAG(std::string, data_roots, "", "Folders dataset paths must lie under (comma-separated)");
-ABSL_FLAG(bool, check_dataset_paths, true, "Refuse specs whose dataset paths do not exist here");
-ABSL_FLAG(int, max_bypasses, 8, "Starts ahead of a blocked job before it reserves (0 = FIFO)");
+ABSL_FLAG(bool, check_dataset_paths, kDefaults.coordinator.jobs.limits.check_paths_exist,
+          "Refuse specs whose dataset paths do not exist here");
+ABSL_FLAG(int, max_bypasses, kDefaults.coordinator.attempts.scheduler.max_bypasses,
+          "Starts ahead of a blocked job before it reserves (0 = FIFO)");
 ABSL_FLAG(std::string, advertise_address, "", "host:port of the rendezvous given to trainers");
-ABSL_FLAG(int, store_max_group, 4096, "Most writes sharing one fsync'ed commit (1 = no grouping)");
+ABSL_FLAG(int, store_max_group, kDefaults.store.max_group_batches,
+          "Most writes sharing one fsync'ed commit (1 = no grouping)");
 ABSL_FLAG(std::string, port_file, "", "Write the bound host:port here once serving");
 
 int main(int argc, char** argv) {
@@ -32,14 +44,15 @@ int main(int argc, char** argv) {
   }
   config.tokens = *tokens;
   config.state_dir = absl::GetFlag(FLAGS_state_dir);
-  config.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
-  config.heartbeat_timeout = absl::GetFlag(FLAGS_heartbeat_timeout);
-  config.max_trainers = absl::GetFlag(FLAGS_max_trainers);
-  config.data_roots = absl::StrSplit(absl::GetFlag(FLAGS_data_roots), ',', absl::SkipEmpty());
-  config.check_dataset_paths = absl::GetFlag(FLAGS_check_dataset_paths);
-  config.max_bypasses = absl::GetFlag(FLAGS_max_bypasses);
-  config.advertise_address = absl::GetFlag(FLAGS_advertise_address);
-  config.store_max_group = absl::GetFlag(FLAGS_store_max_group);
+  config.coordinator.membership.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
+  config.coordinator.membership.heartbeat_timeout = absl::GetFlag(FLAGS_heartbeat_timeout);
+  config.coordinator.jobs.limits.max_trainers = absl::GetFlag(FLAGS_max_trainers);
+  config.coordinator.jobs.limits.data_roots =
+      absl::StrSplit(absl::GetFlag(FLAGS_data_roots), ',', absl::SkipEmpty());
+  config.coordinator.jobs.limits.check_paths_exist = absl::GetFlag(FLAGS_check_dataset_paths);
+  config.coordinator.attempts.scheduler.max_bypasses = absl::GetFlag(FLAGS_max_bypasses);
+  config.coordinator.attempts.coordinator_address = absl::GetFlag(FLAGS_advertise_address);
+  config.store.max_group_batches = absl::GetFlag(FLAGS_store_max_group);
   auto server = tecl::coordinator::CoordinatorServer::Start(config);
   if (!server.ok()) {
     TECL_LOG(ERROR) << "cannot start: " << server.status().message();

@@ -4,7 +4,8 @@
 #include "absl/flags/flag.h"
 #include "services/common/flags.h"
 #include "services/common/logging.h"
-#include "services/common/service_flags.h"
+#include "services/common/client_flags.h"
+#include "services/common/server_flags.h"
 #include "services/dataloader/service/dataloader_server.h"
 
 ABSL_FLAG(std::vector<std::string>, data_root, {}, "Comma-separated folders data sets must lie under (empty = any)");

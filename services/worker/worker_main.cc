@@ -12,12 +12,14 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "services/client/grpc_coordinator_client.h"
 #include "services/common/auth.h"
 #include "services/common/flags.h"
 #include "services/common/logging.h"
 #include "services/common/metrics.h"
 #include "services/common/server.h"
-#include "services/common/service_flags.h"
+#include "services/common/client_flags.h"
+#include "services/common/server_flags.h"
 #include "services/worker/runner/job_runner.h"
 #include "services/worker/runner/trainer_metrics.h"
 #include "services/worker/runner/worker_agent.h"
@@ -135,10 +137,9 @@ int main(int argc, char** argv) {
   info.set_threads(threads);
   info.set_version(TECL_VERSION);
 
-  auto stub = std::shared_ptr<tecl::v1::Coordinator::StubInterface>(
-      tecl::v1::Coordinator::NewStub(*channel));
-  tecl::worker::WorkerAgent agent(agent_options, stub, tecl::worker::MakeJobExecutor(runner),
-                                  &registry);
+  agent_options.coordinator_address = coordinator_address;
+  tecl::worker::WorkerAgent agent(agent_options, tecl::NewCoordinatorClient(*channel),
+                                  tecl::worker::MakeJobExecutor(runner), &registry);
   agent.Start();
   TECL_LOG(INFO) << "trainer serving health on " << (*server)->address() << ", metrics on port "
                  << (*server)->metrics_port() << ", coordinator " << coordinator_address << ", "

@@ -23,12 +23,13 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "services/client/backoff.h"
+#include "services/client/grpc_coordinator_client.h"
 #include "services/common/auth.h"
+#include "services/common/client_flags.h"
 #include "services/common/flags.h"
-#include "services/common/service_flags.h"
-#include "services/coordinator/scheduler/job_state.h"
 #include "services/coordinator/spec/job_spec.h"
-#include "tecl/v1/coordinator.grpc.pb.h"
+#include "services/coordinator/state/job_state.h"
 #include "tools/teclctl/format.h"
 #include "tools/teclctl/local_cluster.h"
 
@@ -54,8 +55,6 @@ ABSL_FLAG(bool, random_init, false, "eval: evaluate a randomly initialised encod
 
 namespace tecl::teclctl {
 namespace {
-
-using tecl::v1::Coordinator;
 
 constexpr char kOverview[] =
     R"(teclctl: submit and watch TECL pretraining and evaluation jobs, run a local cluster.
@@ -175,26 +174,25 @@ class Cli {
   int Dispatch(const std::vector<std::string>& args, const std::vector<std::string>& overrides);
 
  private:
-  std::unique_ptr<grpc::ClientContext> Context(absl::Duration timeout) const {
-    auto context = std::make_unique<grpc::ClientContext>();
-    if (timeout > absl::ZeroDuration()) {
-      context->set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
-    }
-    return context;
-  }
-  std::unique_ptr<grpc::ClientContext> Context() const {
-    return Context(absl::GetFlag(FLAGS_rpc_timeout));
-  }
-  Coordinator::Stub* stub() {
-    if (stub_ == nullptr) {
+  // The coordinator's client (made on first use); null when the channel cannot be built (the
+  // reason is in client_error_).
+  CoordinatorClient* client() {
+    if (client_ == nullptr && client_error_.ok()) {
       absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
           MakeChannel(address_, channel_options_);
-      if (channel.ok()) stub_ = Coordinator::NewStub(*channel);
+      if (!channel.ok()) {
+        client_error_ = channel.status();
+        return nullptr;
+      }
+      ClientOptions options;
+      options.rpc_timeout = absl::GetFlag(FLAGS_rpc_timeout);
+      options.max_attempts = 3;  // Submits carry a request id: retrying them is safe.
+      client_ = NewCoordinatorClient(*channel, options);
     }
-    return stub_.get();
+    return client_.get();
   }
   // Prints why a call failed and returns the exit code.
-  int Fail(const grpc::Status& status, absl::string_view what) const;
+  int Fail(const absl::Status& status, absl::string_view what) const;
   int Usage(const std::string& message) const {
     std::cerr << "teclctl: " << message << "\n(see `teclctl --help`)\n";
     return kExitUsage;
@@ -219,26 +217,27 @@ class Cli {
   const std::string address_;
   const ChannelOptions channel_options_;
   bool json_ = false;
-  std::unique_ptr<Coordinator::Stub> stub_;
+  std::shared_ptr<CoordinatorClient> client_;
+  absl::Status client_error_;
 };
 
-int Cli::Fail(const grpc::Status& status, absl::string_view what) const {
-  const std::string message = status.error_message();
-  switch (status.error_code()) {
-    case grpc::StatusCode::UNAVAILABLE:
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
+int Cli::Fail(const absl::Status& status, absl::string_view what) const {
+  const std::string message(status.message());
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
       std::cerr << "teclctl: " << what << ": cannot reach the coordinator at " << address_ << " ("
                 << message << "): is it running? Start one with `teclctl local up`, or pass "
                 << "--coordinator HOST:PORT (or set TECL_COORDINATOR)\n";
       return kExitUnreachable;
-    case grpc::StatusCode::UNAUTHENTICATED:
+    case absl::StatusCode::kUnauthenticated:
       std::cerr << "teclctl: " << what << ": " << message
                 << " (pass --token_file FILE or set TECL_AUTH_TOKEN)\n";
       return kExitFailure;
-    case grpc::StatusCode::INVALID_ARGUMENT:
+    case absl::StatusCode::kInvalidArgument:
       std::cerr << "teclctl: " << what << ": " << message << "\n";
       return kExitInvalid;
-    case grpc::StatusCode::NOT_FOUND:
+    case absl::StatusCode::kNotFound:
       std::cerr << "teclctl: " << what << ": " << message << "\n";
       return kExitNotFound;
     default:
@@ -309,13 +308,10 @@ int Cli::Submit(const std::vector<std::string>& args, const std::vector<std::str
 }
 
 int Cli::Eval(const std::string& source_id, const std::vector<std::string>& overrides) {
-  if (stub() == nullptr)
-    return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "eval");
-  tecl::v1::GetJobRequest get;
-  get.set_job_id(source_id);
-  tecl::v1::Job source;
-  grpc::Status status = stub()->GetJob(Context().get(), get, &source);
-  if (!status.ok()) return Fail(status, absl::StrCat("eval ", source_id));
+  if (client() == nullptr) return Fail(client_error_, "eval");
+  absl::StatusOr<tecl::v1::Job> found = client()->GetJob(source_id);
+  if (!found.ok()) return Fail(found.status(), absl::StrCat("eval ", source_id));
+  const tecl::v1::Job& source = *found;
   if (source.spec().kind() != tecl::v1::JOB_KIND_PRETRAIN) {
     std::cerr << "teclctl: " << source_id << " is not a pretraining job; evaluate a pretraining job "
               << "(or submit an eval spec with teclctl submit)\n";
@@ -354,21 +350,12 @@ int Cli::Eval(const std::string& source_id, const std::vector<std::string>& over
 }
 
 int Cli::SubmitSpec(const tecl::v1::JobSpec& spec, const std::string& what) {
-  if (stub() == nullptr)
-    return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "submit");
-  tecl::v1::SubmitJobRequest request;
-  *request.mutable_spec() = spec;
-  request.set_request_id(absl::GetFlag(FLAGS_request_id).empty() ? RandomRequestId()
-                                                                 : absl::GetFlag(FLAGS_request_id));
-  tecl::v1::SubmitJobResponse response;
-  grpc::Status status;
-  for (int attempt = 0; attempt < 3; ++attempt) {  // The request id makes retries safe.
-    if (attempt > 0) absl::SleepFor(absl::Milliseconds(500) * attempt);
-    status = stub()->SubmitJob(Context().get(), request, &response);
-    if (status.error_code() != grpc::StatusCode::UNAVAILABLE) break;
-  }
-  if (!status.ok()) return Fail(status, absl::StrCat("submit ", what));
-  const tecl::v1::Job& job = response.job();
+  if (client() == nullptr) return Fail(client_error_, "submit");
+  const std::string request_id =
+      absl::GetFlag(FLAGS_request_id).empty() ? RandomRequestId() : absl::GetFlag(FLAGS_request_id);
+  absl::StatusOr<tecl::v1::Job> submitted = client()->SubmitJob(spec, request_id);
+  if (!submitted.ok()) return Fail(submitted.status(), absl::StrCat("submit ", what));
+  const tecl::v1::Job& job = *submitted;
   if (!absl::GetFlag(FLAGS_wait)) {
     if (json_) {
       std::cout << ToJson(job);
@@ -429,31 +416,25 @@ int Cli::SubmitSpec(const tecl::v1::JobSpec& spec, const std::string& what) {
 int Cli::Watch(const std::string& id, int64_t after_seq,
                const std::function<void(const tecl::v1::WatchJobResponse&)>& on_update,
                tecl::v1::Job* final_job) {
+  if (client() == nullptr) return Fail(client_error_, absl::StrCat("watch ", id));
   const absl::Duration timeout = absl::GetFlag(FLAGS_timeout);
   const absl::Time deadline =
       timeout > absl::ZeroDuration() ? absl::Now() + timeout : absl::InfiniteFuture();
-  absl::Duration backoff = absl::Milliseconds(500);
+  Backoff backoff(BackoffOptions{absl::Milliseconds(500), absl::Seconds(5), 2.0, 0.2});
   bool warned = false;
   while (true) {
-    auto context =
-        Context(deadline == absl::InfiniteFuture() ? absl::ZeroDuration() : deadline - absl::Now());
-    tecl::v1::WatchJobRequest request;
-    request.set_job_id(id);
-    request.set_after_seq(after_seq);
-    if (stub() == nullptr)
-      return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "watch");
-    std::unique_ptr<grpc::ClientReader<tecl::v1::WatchJobResponse>> reader =
-        stub()->WatchJob(context.get(), request);
-    tecl::v1::WatchJobResponse update;
-    while (reader->Read(&update)) {
-      backoff = absl::Milliseconds(500);
-      if (warned) std::cerr << "reconnected to the coordinator\n";
-      warned = false;
-      for (const auto& event : update.events()) after_seq = std::max(after_seq, event.seq());
-      *final_job = update.job();
-      on_update(update);
-    }
-    grpc::Status status = reader->Finish();
+    const absl::Status status = client()->WatchJob(
+        id, after_seq,
+        deadline == absl::InfiniteFuture() ? absl::ZeroDuration() : deadline - absl::Now(),
+        [&](const tecl::v1::WatchJobResponse& update) {
+          backoff.Reset();
+          if (warned) std::cerr << "reconnected to the coordinator\n";
+          warned = false;
+          for (const auto& event : update.events()) after_seq = std::max(after_seq, event.seq());
+          *final_job = update.job();
+          on_update(update);
+          return true;
+        });
     if (coordinator::IsTerminal(final_job->state())) return kExitOk;
     if (absl::Now() >= deadline) {
       std::cerr << "teclctl: gave up waiting for " << id << " after "
@@ -461,18 +442,16 @@ int Cli::Watch(const std::string& id, int64_t after_seq,
                 << StateText(final_job->state()) << "\n";
       return kExitFailure;
     }
-    if (status.error_code() != grpc::StatusCode::UNAVAILABLE &&
-        status.error_code() != grpc::StatusCode::CANCELLED &&
-        status.error_code() != grpc::StatusCode::OK) {
+    if (status.code() != absl::StatusCode::kUnavailable &&
+        status.code() != absl::StatusCode::kCancelled && !status.ok()) {
       return Fail(status, absl::StrCat("watch ", id));
     }
     if (!warned) {
-      std::cerr << "\nlost the coordinator at " << address_ << " (" << status.error_message()
+      std::cerr << "\nlost the coordinator at " << address_ << " (" << status.message()
                 << "); reconnecting...\n";
       warned = true;
     }
-    absl::SleepFor(backoff);
-    backoff = std::min(backoff * 2, absl::Seconds(5));
+    absl::SleepFor(backoff.Next());
   }
 }
 
@@ -495,15 +474,14 @@ int Cli::List() {
   }
   const int limit = absl::GetFlag(FLAGS_limit);
   if (limit < 0) return Usage("--limit must be >= 0");
-  if (stub() == nullptr)
-    return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "list");
+  if (client() == nullptr) return Fail(client_error_, "list");
   tecl::v1::ListJobsResponse all;
   while (true) {
     const int remaining = limit == 0 ? 1000 : limit - all.jobs_size();
     request.set_page_size(std::min(remaining, 1000));
-    tecl::v1::ListJobsResponse page;
-    grpc::Status status = stub()->ListJobs(Context().get(), request, &page);
-    if (!status.ok()) return Fail(status, "list");
+    absl::StatusOr<tecl::v1::ListJobsResponse> listed = client()->ListJobs(request);
+    if (!listed.ok()) return Fail(listed.status(), "list");
+    tecl::v1::ListJobsResponse& page = *listed;
     for (auto& job : *page.mutable_jobs()) *all.add_jobs() = std::move(job);
     if (page.next_page_token().empty() || (limit > 0 && all.jobs_size() >= limit)) {
       all.set_next_page_token(page.next_page_token());
@@ -540,13 +518,10 @@ int Cli::List() {
 }
 
 int Cli::Status(const std::string& id) {
-  if (stub() == nullptr)
-    return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "status");
-  tecl::v1::GetJobRequest request;
-  request.set_job_id(id);
-  tecl::v1::Job job;
-  grpc::Status status = stub()->GetJob(Context().get(), request, &job);
-  if (!status.ok()) return Fail(status, absl::StrCat("status ", id));
+  if (client() == nullptr) return Fail(client_error_, "status");
+  absl::StatusOr<tecl::v1::Job> found = client()->GetJob(id);
+  if (!found.ok()) return Fail(found.status(), absl::StrCat("status ", id));
+  const tecl::v1::Job& job = *found;
   if (json_) {
     std::cout << ToJson(job);
     return kExitOk;
@@ -560,14 +535,10 @@ int Cli::Status(const std::string& id) {
 }
 
 int Cli::Cancel(const std::string& id) {
-  if (stub() == nullptr)
-    return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "cancel");
-  tecl::v1::CancelJobRequest request;
-  request.set_job_id(id);
-  request.set_reason(absl::GetFlag(FLAGS_reason));
-  tecl::v1::Job job;
-  grpc::Status status = stub()->CancelJob(Context().get(), request, &job);
-  if (!status.ok()) return Fail(status, absl::StrCat("cancel ", id));
+  if (client() == nullptr) return Fail(client_error_, "cancel");
+  absl::StatusOr<tecl::v1::Job> cancelled = client()->CancelJob(id, absl::GetFlag(FLAGS_reason));
+  if (!cancelled.ok()) return Fail(cancelled.status(), absl::StrCat("cancel ", id));
+  const tecl::v1::Job& job = *cancelled;
   if (json_) {
     std::cout << ToJson(job);
   } else {
@@ -577,15 +548,11 @@ int Cli::Cancel(const std::string& id) {
 }
 
 int Cli::Events(const std::string& id) {
-  if (stub() == nullptr)
-    return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "events");
-  tecl::v1::ListEventsRequest request;
-  request.set_job_id(id);
-  tecl::v1::ListEventsResponse response;
-  grpc::Status status = stub()->ListEvents(Context().get(), request, &response);
-  if (!status.ok()) return Fail(status, absl::StrCat("events ", id));
+  if (client() == nullptr) return Fail(client_error_, "events");
+  absl::StatusOr<std::vector<tecl::v1::JobEvent>> events = client()->ListEvents(id, 0, 0);
+  if (!events.ok()) return Fail(events.status(), absl::StrCat("events ", id));
   int64_t last = 0;
-  for (const auto& event : response.events()) {
+  for (const auto& event : *events) {
     last = std::max(last, event.seq());
     if (json_) {
       std::cout << ToJson(event);
@@ -612,12 +579,12 @@ int Cli::Events(const std::string& id) {
 }
 
 int Cli::Workers() {
-  if (stub() == nullptr)
-    return Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE, "bad channel"), "workers");
-  tecl::v1::ListWorkersRequest request;
+  if (client() == nullptr) return Fail(client_error_, "workers");
+  absl::StatusOr<std::vector<tecl::v1::WorkerInfo>> workers =
+      client()->ListWorkers(tecl::v1::WORKER_KIND_UNSPECIFIED);
+  if (!workers.ok()) return Fail(workers.status(), "workers");
   tecl::v1::ListWorkersResponse response;
-  grpc::Status status = stub()->ListWorkers(Context().get(), request, &response);
-  if (!status.ok()) return Fail(status, "workers");
+  for (auto& worker : *workers) *response.add_workers() = std::move(worker);
   if (json_) {
     std::cout << ToJson(response);
     return kExitOk;

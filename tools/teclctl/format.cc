@@ -8,7 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "google/protobuf/util/json_util.h"
-#include "services/coordinator/scheduler/job_state.h"
+#include "services/coordinator/state/job_state.h"
 #include "services/coordinator/spec/job_spec.h"
 
 namespace tecl::teclctl {

@@ -24,7 +24,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "grpc/health/v1/health.grpc.pb.h"
-#include "tecl/v1/coordinator.grpc.pb.h"
+#include "services/client/grpc_coordinator_client.h"
 
 extern char** environ;
 
@@ -179,16 +179,14 @@ absl::StatusOr<std::vector<tecl::v1::WorkerInfo>> ListWorkers(const std::string&
                                                               const ChannelOptions& options) {
   auto channel = MakeChannel(address, options);
   if (!channel.ok()) return channel.status();
-  auto stub = tecl::v1::Coordinator::NewStub(*channel);
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  tecl::v1::ListWorkersRequest request;
-  tecl::v1::ListWorkersResponse response;
-  grpc::Status status = stub->ListWorkers(&context, request, &response);
-  if (!status.ok()) {
-    return absl::UnavailableError(absl::StrCat("list workers: ", status.error_message()));
+  ClientOptions client_options;
+  client_options.rpc_timeout = absl::Seconds(2);
+  absl::StatusOr<std::vector<tecl::v1::WorkerInfo>> workers =
+      NewCoordinatorClient(*channel, client_options)->ListWorkers(tecl::v1::WORKER_KIND_UNSPECIFIED);
+  if (!workers.ok()) {
+    return absl::UnavailableError(absl::StrCat("list workers: ", workers.status().message()));
   }
-  return std::vector<tecl::v1::WorkerInfo>(response.workers().begin(), response.workers().end());
+  return workers;
 }
 
 absl::Status Died(const Managed& m, const std::string& home) {

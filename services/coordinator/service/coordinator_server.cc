@@ -12,22 +12,30 @@ namespace tecl::coordinator {
 
 absl::Status CoordinatorConfig::Validate() const {
   if (state_dir.empty()) return absl::InvalidArgumentError("--state_dir is empty; give a folder");
-  if (heartbeat_interval <= absl::ZeroDuration()) {
+  const MembershipOptions& m = coordinator.membership;
+  if (m.heartbeat_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--heartbeat_interval must be positive");
   }
-  if (heartbeat_timeout < 2 * heartbeat_interval) {
+  if (m.heartbeat_timeout < 2 * m.heartbeat_interval) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--heartbeat_timeout (", absl::FormatDuration(heartbeat_timeout),
+        absl::StrCat("--heartbeat_timeout (", absl::FormatDuration(m.heartbeat_timeout),
                      ") must be at least twice --heartbeat_interval (",
-                     absl::FormatDuration(heartbeat_interval), ")"));
+                     absl::FormatDuration(m.heartbeat_interval), ")"));
   }
-  if (max_trainers < 1) return absl::InvalidArgumentError("--max_trainers must be at least 1");
-  if (max_bypasses < 0) return absl::InvalidArgumentError("--max_bypasses must be >= 0");
-  if (store_max_group < 1) return absl::InvalidArgumentError("--store_max_group must be >= 1");
+  const SpecLimits& limits = coordinator.jobs.limits;
+  if (limits.max_trainers < 1) {
+    return absl::InvalidArgumentError("--max_trainers must be at least 1");
+  }
+  if (coordinator.attempts.scheduler.max_bypasses < 0) {
+    return absl::InvalidArgumentError("--max_bypasses must be >= 0");
+  }
+  if (store.max_group_batches < 1) {
+    return absl::InvalidArgumentError("--store_max_group must be >= 1");
+  }
   if (tick_interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("the tick interval must be positive");
   }
-  for (const std::string& root : data_roots) {
+  for (const std::string& root : limits.data_roots) {
     if (!std::filesystem::path(root).is_absolute()) {
       return absl::InvalidArgumentError(
           absl::StrCat("--data_roots: \"", root, "\" is relative; give absolute folders"));
@@ -60,41 +68,42 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
                              .Help("Write batches grouped into one store commit.")
                              .Register(server->registry_)
                              .Add({}, metrics::Histogram::ExponentialBuckets(1, 2, 12));
-  SqliteJobStoreOptions store_options;
-  store_options.max_group_batches = config.store_max_group;
-  store_options.on_commit = [&commit_seconds, &commit_batches](absl::Duration d, int batches) {
+  config.store.on_commit = [&commit_seconds, &commit_batches](absl::Duration d, int batches) {
     commit_seconds.Observe(absl::ToDoubleSeconds(d));
     commit_batches.Observe(batches);
   };
   TECL_ASSIGN_OR_RETURN(
-      server->store_, SqliteJobStore::Open((state_dir / "coordinator.db").string(), store_options));
+      server->store_, SqliteJobStore::Open((state_dir / "coordinator.db").string(), config.store));
+  server->rendezvous_ = std::make_unique<Rendezvous>(clock, config.rendezvous);
 
-  RendezvousOptions rendezvous_options;
-  server->rendezvous_ = std::make_unique<Rendezvous>(clock, rendezvous_options);
+  CoordinatorOptions& options = config.coordinator;
+  if (options.checkpoints.checkpoint_root.empty()) {
+    options.checkpoints.checkpoint_root = (state_dir / "checkpoints").string();
+  }
+  const bool advertise_listen_address = options.attempts.coordinator_address.empty();
+  server->coordinator_ = std::make_unique<Coordinator>(options, server->store_.get(), clock,
+                                                       server->rendezvous_.get(),
+                                                       &server->registry_);
+  TECL_RETURN_IF_ERROR(server->coordinator_->Restore());
 
-  JobManagerOptions options;
-  options.checkpoint_root = (state_dir / "checkpoints").string();
-  options.heartbeat_interval = config.heartbeat_interval;
-  options.heartbeat_timeout = config.heartbeat_timeout;
-  options.progress_persist_interval = config.progress_persist_interval;
-  options.limits.max_trainers = config.max_trainers;
-  options.limits.data_roots = config.data_roots;
-  options.limits.check_paths_exist = config.check_dataset_paths;
-  options.scheduler.max_bypasses = config.max_bypasses;
-  options.coordinator_address = config.advertise_address;
-  server->manager_ = std::make_unique<JobManager>(options, server->store_.get(), clock,
-                                                  server->rendezvous_.get(), &server->registry_);
-  TECL_RETURN_IF_ERROR(server->manager_->Restore());
-
-  server->service_ = std::make_unique<CoordinatorService>(
-      server->manager_.get(), server->rendezvous_.get(), TokenAuthenticator(config.tokens));
-  // Requests beyond the per-field limits get INVALID_ARGUMENT from the service; the transport
+  const TokenAuthenticator auth(config.tokens);
+  server->job_service_ =
+      std::make_unique<JobService>(server->coordinator_.get(), auth, config.requests);
+  server->membership_service_ =
+      std::make_unique<MembershipService>(server->coordinator_.get(), auth, config.requests);
+  server->rendezvous_service_ =
+      std::make_unique<RendezvousService>(server->rendezvous_.get(), auth, config.requests);
+  // Requests beyond the per-field limits get INVALID_ARGUMENT from the services; the transport
   // limit only has to be above them.
   config.server.max_message_bytes = 16 << 20;
-  TECL_ASSIGN_OR_RETURN(server->grpc_, GrpcServer::Start(config.server, {server->service_.get()},
-                                                         &server->registry_));
-  if (config.advertise_address.empty()) {
-    server->manager_->SetCoordinatorAddress(server->grpc_->local_address());
+  TECL_ASSIGN_OR_RETURN(
+      server->grpc_,
+      GrpcServer::Start(config.server,
+                        {server->job_service_.get(), server->membership_service_.get(),
+                         server->rendezvous_service_.get()},
+                        &server->registry_));
+  if (advertise_listen_address) {
+    server->coordinator_->attempts().SetCoordinatorAddress(server->grpc_->local_address());
   }
   server->background_ = std::thread(&CoordinatorServer::BackgroundLoop, server.get());
   TECL_LOG(INFO) << "tecl-coordinator serving on " << server->grpc_->address()
@@ -104,7 +113,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
 }
 
 void CoordinatorServer::BackgroundLoop() {
-  while (!stop_.WaitForNotificationWithTimeout(tick_interval_)) manager_->Tick();
+  while (!stop_.WaitForNotificationWithTimeout(tick_interval_)) coordinator_->Tick();
 }
 
 void CoordinatorServer::Shutdown(absl::Duration grace) {

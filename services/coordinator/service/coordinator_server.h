@@ -1,6 +1,6 @@
-// CoordinatorServer: a running coordinator (the store, the logic, the rendezvous, the gRPC
-// server, the background thread), built from a CoordinatorConfig. tecl-coordinator's main and the
-// tests start it the same way.
+// CoordinatorServer: a running coordinator (the store, the logic, the rendezvous, the three gRPC
+// services, the background thread), built from a CoordinatorConfig. tecl-coordinator's main and
+// the tests start it the same way.
 //
 //   auto server = CoordinatorServer::Start(config);
 //   ... (*server)->address() ...
@@ -20,46 +20,45 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
-#include "services/common/auth.h"
 #include "services/common/clock.h"
 #include "services/common/metrics.h"
 #include "services/common/server.h"
+#include "services/coordinator/manager/coordinator.h"
 #include "services/coordinator/rendezvous/rendezvous.h"
-#include "services/coordinator/scheduler/job_manager.h"
-#include "services/coordinator/service/coordinator_service.h"
+#include "services/coordinator/service/job_service.h"
+#include "services/coordinator/service/membership_service.h"
+#include "services/coordinator/service/rendezvous_service.h"
 #include "services/coordinator/store/sqlite_job_store.h"
 
 namespace tecl::coordinator {
 
+// Everything a coordinator is configured with, each part declared once by its component (the
+// flags of tecl-coordinator take their defaults from these structs).
 struct CoordinatorConfig {
-  // gRPC and /metrics listen addresses, TLS files (ServerOptions).
+  // gRPC and /metrics listen addresses, TLS files.
   ServerOptions server;
   // Bearer tokens accepted on every rpc (empty = authentication off).
   std::vector<std::string> tokens;
-  // Folder of coordinator.db and the default checkpoint root; created when missing.
+  // Folder of coordinator.db and of the default checkpoint root (checkpoints/); created when
+  // missing.
   std::string state_dir = "./tecl-state";
-  // Address trainers are given for the rendezvous; empty = the dialable listen address.
-  std::string advertise_address;
-  // Heartbeat interval told to workers, and the silence after which an idle worker is lost.
-  absl::Duration heartbeat_interval = absl::Seconds(1);
-  absl::Duration heartbeat_timeout = absl::Seconds(30);
-  // Largest gang (resources.trainers) a job may ask for.
-  int max_trainers = 64;
-  // When non-empty, dataset paths must lie under one of these folders.
-  std::vector<std::string> data_roots;
-  // Refuse specs whose dataset paths do not exist on this machine (turn off when the coordinator
-  // does not mount the data).
-  bool check_dataset_paths = true;
-  // Scheduler: bypasses a blocked job tolerates (see gang_scheduler.h).
-  int max_bypasses = 8;
-  // Most write batches committed in one transaction (group commit); 1 = one fsync per batch.
-  int store_max_group = 4096;
+  // The logic: spec limits, heartbeats, checkpoint root (empty = <state_dir>/checkpoints), the
+  // rendezvous address given to trainers (empty = the dialable listen address), scheduling. A
+  // coordinator checks that the dataset paths of a spec exist on its machine unless told not to.
+  CoordinatorOptions coordinator = [] {
+    CoordinatorOptions options;
+    options.jobs.limits.check_paths_exist = true;
+    return options;
+  }();
+  // The SQLite store: group commit size, lock wait.
+  SqliteJobStoreOptions store;
+  RendezvousOptions rendezvous;
+  // Per-field request limits checked by the service adapters.
+  RequestLimits requests;
   // How often timeouts and scheduling run.
   absl::Duration tick_interval = absl::Milliseconds(100);
-  // Where rank 0's progress is written at most this often.
-  absl::Duration progress_persist_interval = absl::Seconds(5);
 
-  // INVALID_ARGUMENT naming the bad field.
+  // INVALID_ARGUMENT naming the bad flag.
   absl::Status Validate() const;
 };
 
@@ -78,7 +77,7 @@ class CoordinatorServer {
   // Dialable host:port.
   std::string address() const { return grpc_->local_address(); }
   int metrics_port() const { return grpc_->metrics_port(); }
-  JobManager* manager() { return manager_.get(); }
+  Coordinator* coordinator() { return coordinator_.get(); }
   metrics::Registry& registry() { return registry_; }
 
  private:
@@ -88,8 +87,10 @@ class CoordinatorServer {
   metrics::Registry registry_;
   std::unique_ptr<SqliteJobStore> store_;
   std::unique_ptr<Rendezvous> rendezvous_;
-  std::unique_ptr<JobManager> manager_;
-  std::unique_ptr<CoordinatorService> service_;
+  std::unique_ptr<Coordinator> coordinator_;
+  std::unique_ptr<JobService> job_service_;
+  std::unique_ptr<MembershipService> membership_service_;
+  std::unique_ptr<RendezvousService> rendezvous_service_;
   std::unique_ptr<GrpcServer> grpc_;
   absl::Duration tick_interval_;
   absl::Notification stop_;

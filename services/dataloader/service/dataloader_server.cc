@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "services/common/logging.h"
+#include "services/client/grpc_coordinator_client.h"
 #include "services/common/status_macros.h"
 #include "services/dataloader/pipeline/ffmpeg_clip_source.h"
 
@@ -101,7 +102,7 @@ absl::StatusOr<std::unique_ptr<DataLoaderServer>> DataLoaderServer::Start(DataLo
   if (!config.coordinator.empty()) {
     TECL_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
                           MakeChannel(config.coordinator, config.coordinator_channel));
-    RegistrationOptions options;
+    MembershipLoopOptions options;
     options.coordinator_address = config.coordinator;
     options.default_heartbeat_interval = config.default_heartbeat_interval;
     tecl::v1::WorkerInfo& worker = options.worker;
@@ -116,9 +117,28 @@ absl::StatusOr<std::unique_ptr<DataLoaderServer>> DataLoaderServer::Start(DataLo
     worker.set_device(tecl::v1::DEVICE_CPU);
     worker.set_threads(server->manager_->pool().threads());
     worker.set_version(TECL_VERSION);
-    server->registration_ = std::make_unique<CoordinatorRegistration>(
-        std::move(options), tecl::v1::Coordinator::NewStub(channel), &server->registry_);
-    server->registration_->Start();
+    MembershipMetrics metrics;
+    metrics.registered = &metrics::BuildGauge()
+                              .Name("tecl_dataloader_registered")
+                              .Help("1 while this dataloader is registered with the coordinator")
+                              .Register(server->registry_)
+                              .Add({});
+    metrics.registrations = &metrics::BuildCounter()
+                                 .Name("tecl_dataloader_registrations_total")
+                                 .Help("Registrations with the coordinator (more than one after "
+                                       "the coordinator lost this dataloader)")
+                                 .Register(server->registry_)
+                                 .Add({});
+    metrics.heartbeat_failures =
+        &metrics::BuildCounter()
+             .Name("tecl_dataloader_heartbeat_failures_total")
+             .Help("Registrations and heartbeats that did not reach the coordinator")
+             .Register(server->registry_)
+             .Add({});
+    server->coordinator_ = NewCoordinatorClient(channel);
+    server->membership_ = std::make_unique<MembershipLoop>(
+        std::move(options), server->coordinator_, MembershipLoop::Hooks{}, metrics);
+    server->membership_->Start();
   }
   return server;
 }
@@ -128,7 +148,7 @@ DataLoaderServer::~DataLoaderServer() { Shutdown(absl::ZeroDuration()); }
 void DataLoaderServer::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;
-  if (registration_ != nullptr) registration_->Stop();
+  if (membership_ != nullptr) membership_->Stop();
   if (grpc_ != nullptr) grpc_->Shutdown(grace);
   manager_.reset();  // Joins the decode threads.
 }

@@ -1,5 +1,5 @@
 // DataLoaderServer: a running tecl-dataloader (the loader logic, the gRPC server with /metrics,
-// the optional coordinator registration), built from a DataLoaderConfig. tecl-dataloader's main
+// the optional coordinator membership), built from a DataLoaderConfig. tecl-dataloader's main
 // and the tests start it the same way.
 //
 //   auto server = DataLoaderServer::Start(config);
@@ -22,7 +22,7 @@
 #include "services/common/server.h"
 #include "services/dataloader/pipeline/clip_source.h"
 #include "services/dataloader/pipeline/loader_manager.h"
-#include "services/dataloader/service/coordinator_registration.h"
+#include "services/client/membership_loop.h"
 #include "services/dataloader/service/dataloader_service.h"
 
 namespace tecl::dataloader {
@@ -74,8 +74,8 @@ class DataLoaderServer {
   int metrics_port() const { return grpc_->metrics_port(); }
   LoaderManager& manager() { return *manager_; }
   metrics::Registry& registry() { return registry_; }
-  // Null when standalone.
-  CoordinatorRegistration* registration() { return registration_.get(); }
+  // Registration and heartbeats with the coordinator; null when standalone.
+  MembershipLoop* membership() { return membership_.get(); }
 
  private:
   DataLoaderServer() = default;
@@ -85,7 +85,8 @@ class DataLoaderServer {
   std::unique_ptr<LoaderManager> manager_;
   std::unique_ptr<DataLoaderService> service_;
   std::unique_ptr<GrpcServer> grpc_;
-  std::unique_ptr<CoordinatorRegistration> registration_;
+  std::shared_ptr<CoordinatorClient> coordinator_;
+  std::unique_ptr<MembershipLoop> membership_;
   bool shut_down_ = false;
 };
 

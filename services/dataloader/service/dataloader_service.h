@@ -14,7 +14,7 @@
 
 #include "services/common/auth.h"
 #include "services/dataloader/pipeline/loader_manager.h"
-#include "tecl/v1/dataloader.grpc.pb.h"
+#include "tecl/v1/dataloader_service.grpc.pb.h"
 
 namespace tecl::dataloader {
 

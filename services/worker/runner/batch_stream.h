@@ -29,7 +29,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "tecl/v1/dataloader.grpc.pb.h"
+#include "tecl/v1/dataloader_service.grpc.pb.h"
 
 namespace tecl::worker {
 

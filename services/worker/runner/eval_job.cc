@@ -20,7 +20,7 @@
 #include "services/worker/runner/job_runner.h"
 #include "services/worker/runner/trainer_metrics.h"
 #include "services/worker/train/checkpoint.h"
-#include "tecl/v1/dataloader.grpc.pb.h"
+#include "tecl/v1/dataloader_service.grpc.pb.h"
 
 namespace tecl::worker {
 namespace {

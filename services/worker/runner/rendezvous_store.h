@@ -5,7 +5,8 @@
 //
 // Follows c10d's Store contract: methods block (get/wait up to the store timeout) and throw on
 // failure: c10d::TimeoutError when a key does not appear in time, c10d::C10dError otherwise
-// (including "attempt is stale"). Thread-safe (the gRPC stub is).
+// (including "attempt is stale"). Calls go through the CoordinatorClient, which owns their
+// deadlines (a waiting call: its wait plus the client's rpc timeout). Thread-safe.
 #ifndef TECL_SERVICES_WORKER_RUNNER_RENDEZVOUS_STORE_H_
 #define TECL_SERVICES_WORKER_RUNNER_RENDEZVOUS_STORE_H_
 
@@ -16,14 +17,16 @@
 #include <string>
 #include <vector>
 
-#include "tecl/v1/coordinator.grpc.pb.h"
+#include "absl/status/status.h"
+#include "services/client/coordinator_client.h"
+#include "tecl/v1/coordinator.pb.h"
 
 namespace tecl::worker {
 
 class RendezvousStore final : public c10d::Store {
  public:
-  RendezvousStore(std::shared_ptr<tecl::v1::Coordinator::StubInterface> stub, std::string job_id,
-                  int attempt, std::chrono::milliseconds timeout);
+  RendezvousStore(std::shared_ptr<CoordinatorClient> coordinator, std::string job_id, int attempt,
+                  std::chrono::milliseconds timeout);
 
   void set(const std::string& key, const std::vector<uint8_t>& value) override;
   std::vector<uint8_t> compareSet(const std::string& key, const std::vector<uint8_t>& expected,
@@ -39,10 +42,9 @@ class RendezvousStore final : public c10d::Store {
  private:
   tecl::v1::RendezvousScope Scope() const;
   // Throws the c10d exception matching a failed call.
-  [[noreturn]] void Fail(const char* op, const std::string& key, const grpc::Status& status) const;
-  void SetDeadline(grpc::ClientContext* context, std::chrono::milliseconds wait) const;
+  [[noreturn]] void Fail(const char* op, const std::string& key, const absl::Status& status) const;
 
-  std::shared_ptr<tecl::v1::Coordinator::StubInterface> stub_;
+  std::shared_ptr<CoordinatorClient> coordinator_;
   const std::string job_id_;
   const int attempt_;
 };

@@ -1,13 +1,14 @@
-// A trainer worker's life: register with the coordinator, heartbeat (carrying status and
-// progress), receive assignments in heartbeat responses, run each one with a JobExecutor, report
-// its outcome, go back to idle. One process serves many jobs over its life.
+// A trainer worker's life: its MembershipLoop (services/client/membership_loop.h) registers with
+// the coordinator and heartbeats, carrying the run's status and progress; assignments arrive in
+// heartbeat responses and each is run with a JobExecutor on a run thread; its outcome is reported
+// before the next heartbeat, and the trainer goes back to idle. One process serves many jobs.
 //
 // Failure handling: an unreachable coordinator does not stop a running job (heartbeats are retried;
 // the job goes on); a coordinator that no longer knows this worker (NOT_FOUND, e.g. it was declared
-// lost) stops the current run, whose attempt is being recovered elsewhere, and the agent registers
+// lost) stops the current run, whose attempt is being recovered elsewhere, and the loop registers
 // again. A stop order (ACTION_STOP) for the current job stops the run at the next step boundary.
 //
-// Thread-safety: Start/Shutdown from one thread; the agent owns a heartbeat thread and, while a
+// Thread-safety: Start/Shutdown from one thread; the agent owns the loop's thread and, while a
 // job runs, a run thread. RunContext methods are thread-safe.
 #ifndef TECL_SERVICES_WORKER_RUNNER_WORKER_AGENT_H_
 #define TECL_SERVICES_WORKER_RUNNER_WORKER_AGENT_H_
@@ -23,8 +24,11 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "services/client/coordinator_client.h"
+#include "services/client/membership_loop.h"
 #include "services/common/metrics.h"
-#include "tecl/v1/coordinator.grpc.pb.h"
+#include "tecl/v1/coordinator.pb.h"
+#include "tecl/v1/job.pb.h"
 
 namespace tecl::worker {
 
@@ -42,8 +46,8 @@ class RunContext {
   // Registers a completely written checkpoint with the coordinator (blocks; retries UNAVAILABLE).
   // ABORTED when the attempt is no longer current.
   virtual absl::Status RegisterCheckpoint(const tecl::v1::Checkpoint& checkpoint) = 0;
-  // The coordinator's stub (rendezvous for the process group).
-  virtual std::shared_ptr<tecl::v1::Coordinator::StubInterface> coordinator() = 0;
+  // The coordinator's client (rendezvous for the process group).
+  virtual std::shared_ptr<CoordinatorClient> coordinator() = 0;
 };
 
 struct JobOutcome {
@@ -61,15 +65,15 @@ using JobExecutor =
 
 struct WorkerAgentOptions {
   tecl::v1::WorkerInfo worker;  // kind, device, gpus, threads, hostname, metrics address.
+  std::string coordinator_address;  // For log lines.
   absl::Duration default_heartbeat_interval = absl::Seconds(1);
-  absl::Duration retry_backoff = absl::Milliseconds(500);  // Doubles up to 5 s.
-  absl::Duration rpc_timeout = absl::Seconds(10);
+  // Between failed registrations and heartbeats.
+  BackoffOptions backoff = {absl::Milliseconds(500), absl::Seconds(5), 2.0, 0.2};
 };
 
 class WorkerAgent {
  public:
-  WorkerAgent(WorkerAgentOptions options,
-              std::shared_ptr<tecl::v1::Coordinator::StubInterface> coordinator,
+  WorkerAgent(WorkerAgentOptions options, std::shared_ptr<CoordinatorClient> coordinator,
               JobExecutor executor, metrics::Registry* registry);
   ~WorkerAgent();  // Shutdown().
 
@@ -84,29 +88,26 @@ class WorkerAgent {
  private:
   class Run;
 
-  void HeartbeatLoop();
-  absl::Status Register();
-  // One heartbeat; handles the response. Returns the next interval.
-  absl::Duration HeartbeatOnce();
+  // MembershipLoop hooks (on the loop's thread).
+  void BeforeHeartbeat(const std::string& worker_id, tecl::v1::HeartbeatRequest* request);
+  void OnResponse(const tecl::v1::HeartbeatResponse& response);
+  void OnLost();
   void StartRun(const tecl::v1::Assignment& assignment) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ReportOutcome(const tecl::v1::Assignment& assignment, const JobOutcome& outcome);
-  absl::Status RegisterCheckpointFor(const tecl::v1::Assignment& assignment,
-                                     const tecl::v1::Checkpoint& checkpoint);
+  // Joins a finished (or stopped) run and reports its outcome.
+  void Finish(const std::shared_ptr<Run>& run);
 
   const WorkerAgentOptions options_;
-  const std::shared_ptr<tecl::v1::Coordinator::StubInterface> coordinator_;
+  const std::shared_ptr<CoordinatorClient> coordinator_;
   const JobExecutor executor_;
+  std::atomic<int64_t> jobs_run_{0};
+  metrics::Family<metrics::Counter>* outcomes_;
 
   mutable absl::Mutex mu_;
-  std::string worker_id_ ABSL_GUARDED_BY(mu_);
+  std::string worker_id_ ABSL_GUARDED_BY(mu_);  // Of the latest registration heard of.
   std::shared_ptr<Run> run_ ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread heartbeat_thread_;
-  std::atomic<int64_t> jobs_run_{0};
-
-  metrics::Counter* heartbeat_failures_;
-  metrics::Counter* registrations_;
-  metrics::Family<metrics::Counter>* outcomes_;
+  // Declared last: its thread calls the hooks above, so it is stopped first.
+  std::unique_ptr<MembershipLoop> loop_;
 };
 
 }  // namespace tecl::worker

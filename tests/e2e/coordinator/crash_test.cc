@@ -112,32 +112,31 @@ tecl::v1::JobSpec SpecNamed(const std::string& name) {
   return spec;
 }
 
-absl::StatusOr<tecl::v1::Job> Submit(tecl::v1::Coordinator::Stub* stub, const Submitted& s,
-                                     absl::Duration timeout = absl::Seconds(5)) {
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
-  tecl::v1::SubmitJobRequest request;
-  *request.mutable_spec() = SpecNamed(s.name);
-  request.set_request_id(s.request_id);
-  tecl::v1::SubmitJobResponse response;
-  grpc::Status status = stub->SubmitJob(&context, request, &response);
-  if (!status.ok()) return absl::UnavailableError(status.error_message());
-  return response.job();
+// A client that tries each call once: the test wants to see a submit fail when the coordinator
+// dies under it.
+std::shared_ptr<CoordinatorClient> Client(const std::string& address, absl::Duration timeout) {
+  ClientOptions options;
+  options.rpc_timeout = timeout;
+  options.max_attempts = 1;
+  return tecl::testing::MakeClient(address, "", options);
+}
+
+absl::StatusOr<tecl::v1::Job> Submit(CoordinatorClient* client, const Submitted& s) {
+  return client->SubmitJob(SpecNamed(s.name), s.request_id);
 }
 
 // Every job of the coordinator, all pages.
-std::vector<tecl::v1::Job> AllJobs(tecl::v1::Coordinator::Stub* stub) {
+std::vector<tecl::v1::Job> AllJobs(CoordinatorClient* client) {
   std::vector<tecl::v1::Job> jobs;
   tecl::v1::ListJobsRequest request;
   request.set_page_size(1000);
   while (true) {
-    grpc::ClientContext context;
-    tecl::v1::ListJobsResponse response;
-    grpc::Status status = stub->ListJobs(&context, request, &response);
-    EXPECT_TRUE(status.ok()) << status.error_message();
-    jobs.insert(jobs.end(), response.jobs().begin(), response.jobs().end());
-    if (!status.ok() || response.next_page_token().empty()) break;
-    request.set_page_token(response.next_page_token());
+    absl::StatusOr<tecl::v1::ListJobsResponse> response = client->ListJobs(request);
+    EXPECT_TRUE(response.ok()) << response.status();
+    if (!response.ok()) break;
+    jobs.insert(jobs.end(), response->jobs().begin(), response->jobs().end());
+    if (response->next_page_token().empty()) break;
+    request.set_page_token(response->next_page_token());
   }
   return jobs;
 }
@@ -155,7 +154,7 @@ TEST(CoordinatorCrashTest, AcknowledgedSubmitsSurviveKillDashNine) {
   for (int round = 0; round < kRounds; ++round) {
     const std::string address = coordinator.Start();
     ASSERT_FALSE(address.empty());
-    auto stub = tecl::testing::MakeStub(address);
+    auto client = Client(address, absl::Seconds(2));
     absl::Mutex mu;
     int acked = 0;
     std::atomic<bool> stop{false};
@@ -167,7 +166,7 @@ TEST(CoordinatorCrashTest, AcknowledgedSubmitsSurviveKillDashNine) {
           Submitted s;
           s.request_id = absl::StrCat("r", round, "-c", c, "-", i);
           s.name = absl::StrCat("job-r", round, "-c", c, "-", i);
-          absl::StatusOr<tecl::v1::Job> job = Submit(stub.get(), s, absl::Seconds(2));
+          absl::StatusOr<tecl::v1::Job> job = Submit(client.get(), s);
           if (job.ok()) {
             s.job_id = job->id();
             absl::MutexLock lock(&mu);
@@ -193,47 +192,39 @@ TEST(CoordinatorCrashTest, AcknowledgedSubmitsSurviveKillDashNine) {
 
   const std::string address = coordinator.Start();
   ASSERT_FALSE(address.empty());
-  auto stub = tecl::testing::MakeStub(address);
+  auto client = Client(address, absl::Seconds(5));
   int acknowledged = 0;
   for (const Submitted& s : all) {
     if (s.job_id.empty()) continue;
     ++acknowledged;
-    grpc::ClientContext context;
-    tecl::v1::GetJobRequest get;
-    get.set_job_id(s.job_id);
-    tecl::v1::Job job;
-    grpc::Status status = stub->GetJob(&context, get, &job);
-    ASSERT_TRUE(status.ok()) << "acknowledged " << s.job_id
-                             << " is missing: " << status.error_message();
-    EXPECT_EQ(job.spec().name(), s.name);
-    EXPECT_EQ(job.spec().seed(), SpecNamed(s.name).seed());
-    EXPECT_EQ(job.state(), tecl::v1::JOB_STATE_PENDING);
+    absl::StatusOr<tecl::v1::Job> job = client->GetJob(s.job_id);
+    ASSERT_TRUE(job.ok()) << "acknowledged " << s.job_id << " is missing: " << job.status();
+    EXPECT_EQ(job->spec().name(), s.name);
+    EXPECT_EQ(job->spec().seed(), SpecNamed(s.name).seed());
+    EXPECT_EQ(job->state(), tecl::v1::JOB_STATE_PENDING);
   }
   EXPECT_GE(acknowledged, kRounds * kAcksBeforeKill);
   // Retrying every submit with its request id finds the stored job or stores it once.
   for (const Submitted& s : all) {
-    absl::StatusOr<tecl::v1::Job> job = Submit(stub.get(), s);
+    absl::StatusOr<tecl::v1::Job> job = Submit(client.get(), s);
     ASSERT_TRUE(job.ok()) << job.status();
     if (!s.job_id.empty()) {
       EXPECT_EQ(job->id(), s.job_id);
     }
   }
-  std::vector<tecl::v1::Job> jobs = AllJobs(stub.get());
+  std::vector<tecl::v1::Job> jobs = AllJobs(client.get());
   std::map<std::string, int> by_name;
   for (const tecl::v1::Job& job : jobs) {
     ++by_name[job.spec().name()];
     // Events are complete: contiguous from 1, starting with the submission, ending in the
     // job's state.
-    grpc::ClientContext context;
-    tecl::v1::ListEventsRequest request;
-    request.set_job_id(job.id());
-    tecl::v1::ListEventsResponse events;
-    ASSERT_TRUE(stub->ListEvents(&context, request, &events).ok());
-    ASSERT_GE(events.events_size(), 1) << job.id();
-    EXPECT_EQ(events.events(0).to_state(), tecl::v1::JOB_STATE_PENDING);
-    EXPECT_EQ(events.events(0).reason(), "submitted");
-    for (int i = 0; i < events.events_size(); ++i) EXPECT_EQ(events.events(i).seq(), i + 1);
-    EXPECT_EQ(events.events(events.events_size() - 1).to_state(), job.state());
+    absl::StatusOr<std::vector<tecl::v1::JobEvent>> events = client->ListEvents(job.id(), 0, 0);
+    ASSERT_TRUE(events.ok()) << events.status();
+    ASSERT_GE(events->size(), 1u) << job.id();
+    EXPECT_EQ(events->front().to_state(), tecl::v1::JOB_STATE_PENDING);
+    EXPECT_EQ(events->front().reason(), "submitted");
+    for (size_t i = 0; i < events->size(); ++i) EXPECT_EQ((*events)[i].seq(), int64_t(i) + 1);
+    EXPECT_EQ(events->back().to_state(), job.state());
   }
   EXPECT_EQ(jobs.size(), all.size());
   for (const Submitted& s : all) EXPECT_EQ(by_name[s.name], 1) << s.name;

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/strings/match.h"
+#include "services/client/grpc_coordinator_client.h"
 #include "services/common/auth.h"
 #include "services/common/server.h"
 #include "tests/integration/coordinator/fake_worker.h"
@@ -24,7 +25,7 @@ int main(int argc, char** argv) {
   options.steps_per_beat = 20;
   auto channel = tecl::MakeChannel(address, tecl::ChannelOptions());
   if (!channel.ok()) return 1;
-  tecl::testing::FakeWorker worker(tecl::v1::Coordinator::NewStub(*channel), options);
+  tecl::testing::FakeWorker worker(tecl::NewCoordinatorClient(*channel), options);
   worker.Start();
   std::cerr << "fake " << argv[0] << " talking to " << address << "\n";
   tecl::WaitForTerminationSignal();

@@ -1,21 +1,11 @@
 #include "tests/integration/coordinator/fake_worker.h"
 
-#include <chrono>
-
 #include "absl/strings/str_cat.h"
 
 namespace tecl::testing {
-namespace {
 
-void Deadline(grpc::ClientContext* context) {
-  context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-}
-
-}  // namespace
-
-FakeWorker::FakeWorker(std::shared_ptr<tecl::v1::Coordinator::StubInterface> stub,
-                       FakeWorkerOptions options)
-    : stub_(std::move(stub)), options_(std::move(options)) {}
+FakeWorker::FakeWorker(std::shared_ptr<CoordinatorClient> coordinator, FakeWorkerOptions options)
+    : coordinator_(std::move(coordinator)), options_(std::move(options)) {}
 
 FakeWorker::~FakeWorker() { Stop(); }
 
@@ -52,20 +42,17 @@ void FakeWorker::Loop() {
 
 void FakeWorker::Beat() {
   if (id().empty()) {
-    tecl::v1::RegisterWorkerRequest request;
-    auto* w = request.mutable_worker();
-    w->set_kind(options_.kind);
-    w->set_hostname(options_.hostname);
-    w->set_device(options_.device);
-    w->set_gpus(options_.gpus);
-    w->set_threads(1);
-    if (options_.kind == tecl::v1::WORKER_KIND_DATALOADER) w->set_address(options_.address);
-    tecl::v1::RegisterWorkerResponse response;
-    grpc::ClientContext context;
-    Deadline(&context);
-    if (stub_->RegisterWorker(&context, request, &response).ok()) {
+    tecl::v1::WorkerInfo w;
+    w.set_kind(options_.kind);
+    w.set_hostname(options_.hostname);
+    w.set_device(options_.device);
+    w.set_gpus(options_.gpus);
+    w.set_threads(1);
+    if (options_.kind == tecl::v1::WORKER_KIND_DATALOADER) w.set_address(options_.address);
+    absl::StatusOr<tecl::v1::RegisterWorkerResponse> response = coordinator_->RegisterWorker(w);
+    if (response.ok()) {
       absl::MutexLock lock(&mu_);
-      id_ = response.worker_id();
+      id_ = response->worker_id();
     }
     return;
   }
@@ -91,17 +78,15 @@ void FakeWorker::Beat() {
   } else {
     request.set_status(tecl::v1::TRAINER_STATUS_IDLE);
   }
-  tecl::v1::HeartbeatResponse response;
-  grpc::ClientContext context;
-  Deadline(&context);
-  grpc::Status status = stub_->Heartbeat(&context, request, &response);
-  if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
+  absl::StatusOr<tecl::v1::HeartbeatResponse> answer = coordinator_->Heartbeat(request);
+  if (answer.status().code() == absl::StatusCode::kNotFound) {
     absl::MutexLock lock(&mu_);
     id_.clear();
     running_ = false;
     return;
   }
-  if (!status.ok()) return;
+  if (!answer.ok()) return;
+  const tecl::v1::HeartbeatResponse& response = *answer;
   auto report = [&](tecl::v1::Outcome o, const std::string& reason) {
     tecl::v1::ReportOutcomeRequest r;
     r.set_worker_id(id());
@@ -126,10 +111,7 @@ void FakeWorker::Beat() {
       e->set_num_gallery(40);
       e->set_num_classes(4);
     }
-    tecl::v1::ReportOutcomeResponse ignored;
-    grpc::ClientContext c;
-    Deadline(&c);
-    stub_->ReportOutcome(&c, r, &ignored);
+    coordinator_->ReportOutcome(r).IgnoreError();
     running_ = false;
     ++runs_finished_;
   };
@@ -152,10 +134,7 @@ void FakeWorker::Beat() {
       c.mutable_checkpoint()->set_step(step_);
       c.mutable_checkpoint()->set_attempt(assignment_.attempt());
       c.mutable_checkpoint()->set_path(absl::StrCat(assignment_.checkpoint_dir(), "/step-", step_));
-      tecl::v1::RegisterCheckpointResponse ignored;
-      grpc::ClientContext context2;
-      Deadline(&context2);
-      stub_->RegisterCheckpoint(&context2, c, &ignored);
+      coordinator_->RegisterCheckpoint(c).IgnoreError();
     }
     report(outcome, outcome == tecl::v1::OUTCOME_SUCCEEDED ? "" : options_.reason);
   }

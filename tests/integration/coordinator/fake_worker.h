@@ -1,4 +1,4 @@
-// FakeWorker: a trainer or dataloader written against the coordinator's gRPC API alone, for
+// FakeWorker: a trainer or dataloader written against the coordinator's client API alone, for
 // testing the control plane without LibTorch or FFmpeg. It registers, heartbeats on its own
 // (fast) interval, and runs each assignment by advancing a step counter on every heartbeat,
 // reporting progress, registering a checkpoint (rank 0) and ending with the configured outcome.
@@ -16,7 +16,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "tecl/v1/coordinator.grpc.pb.h"
+#include "services/client/coordinator_client.h"
+#include "tecl/v1/coordinator.pb.h"
 
 namespace tecl::testing {
 
@@ -36,7 +37,7 @@ struct FakeWorkerOptions {
 
 class FakeWorker {
  public:
-  FakeWorker(std::shared_ptr<tecl::v1::Coordinator::StubInterface> stub, FakeWorkerOptions options);
+  FakeWorker(std::shared_ptr<CoordinatorClient> coordinator, FakeWorkerOptions options);
   ~FakeWorker();  // Stop().
 
   void Start();
@@ -51,7 +52,7 @@ class FakeWorker {
   void Loop();
   void Beat();
 
-  const std::shared_ptr<tecl::v1::Coordinator::StubInterface> stub_;
+  const std::shared_ptr<CoordinatorClient> coordinator_;
   FakeWorkerOptions options_;
 
   mutable absl::Mutex mu_;

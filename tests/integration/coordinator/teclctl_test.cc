@@ -79,12 +79,12 @@ class TeclctlTest : public ::testing::Test {
     config.tokens = tokens;
     config.state_dir = dir_ + "/state";
     config.tick_interval = absl::Milliseconds(20);
-    config.max_trainers = 8;
-    config.data_roots = {dir_ + "/data"};
+    config.coordinator.jobs.limits.max_trainers = 8;
+    config.coordinator.jobs.limits.data_roots = {dir_ + "/data"};
     auto server = CoordinatorServer::Start(config);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
-    stub_ = tecl::testing::MakeStub(server_->address(), tokens.empty() ? "" : tokens[0]);
+    client_ = tecl::testing::MakeClient(server_->address(), tokens.empty() ? "" : tokens[0]);
   }
 
   void WriteSpec(const std::string& name, const std::string& yaml) {
@@ -127,10 +127,9 @@ class TeclctlTest : public ::testing::Test {
   }
 
   int JobCount() {
-    grpc::ClientContext context;
-    tecl::v1::ListJobsResponse response;
-    EXPECT_TRUE(stub_->ListJobs(&context, {}, &response).ok());
-    return response.jobs_size();
+    absl::StatusOr<tecl::v1::ListJobsResponse> response = client_->ListJobs({});
+    EXPECT_TRUE(response.ok()) << response.status();
+    return response.ok() ? response->jobs_size() : -1;
   }
 
   // The spec teclctl builds from `file`, submitted by the test with `request_id`.
@@ -140,14 +139,9 @@ class TeclctlTest : public ::testing::Test {
     options.base_dir = dir_;
     absl::StatusOr<tecl::v1::JobSpec> spec = ParseJobSpecYaml(ReadFile(dir_ + "/" + file), options);
     EXPECT_TRUE(spec.ok()) << spec.status();
-    tecl::v1::SubmitJobRequest request;
-    *request.mutable_spec() = *spec;
-    request.set_request_id(request_id);
-    tecl::v1::SubmitJobResponse response;
-    grpc::ClientContext context;
-    grpc::Status status = stub_->SubmitJob(&context, request, &response);
-    EXPECT_TRUE(status.ok()) << status.error_message();
-    return response.job().id();
+    absl::StatusOr<tecl::v1::Job> job = client_->SubmitJob(*spec, request_id);
+    EXPECT_TRUE(job.ok()) << job.status();
+    return job.ok() ? job->id() : "";
   }
 
   FakeWorker& AddWorker(tecl::v1::WorkerKind kind,
@@ -156,7 +150,7 @@ class TeclctlTest : public ::testing::Test {
     options.kind = kind;
     options.outcome = outcome;
     options.steps_per_beat = 10;
-    workers_.push_back(std::make_unique<FakeWorker>(stub_, options));
+    workers_.push_back(std::make_unique<FakeWorker>(client_, options));
     workers_.back()->Start();
     return *workers_.back();
   }
@@ -164,7 +158,7 @@ class TeclctlTest : public ::testing::Test {
   std::string teclctl_;
   std::string dir_;
   std::unique_ptr<CoordinatorServer> server_;
-  std::shared_ptr<tecl::v1::Coordinator::Stub> stub_;
+  std::shared_ptr<CoordinatorClient> client_;
   std::vector<std::unique_ptr<FakeWorker>> workers_;
 };
 
@@ -206,25 +200,20 @@ TEST_F(TeclctlTest, SubmitListStatusEventsCancel) {
 TEST_F(TeclctlTest, JsonOutputIsProtobufJson) {
   const std::string id = SubmitOk();
   {
-    grpc::ClientContext context;
-    tecl::v1::RegisterWorkerRequest request;
-    request.mutable_worker()->set_kind(tecl::v1::WORKER_KIND_DATALOADER);
-    request.mutable_worker()->set_address("127.0.0.1:5555");
-    request.mutable_worker()->set_hostname("box");
-    tecl::v1::RegisterWorkerResponse response;
-    ASSERT_TRUE(stub_->RegisterWorker(&context, request, &response).ok());
+    tecl::v1::WorkerInfo worker;
+    worker.set_kind(tecl::v1::WORKER_KIND_DATALOADER);
+    worker.set_address("127.0.0.1:5555");
+    worker.set_hostname("box");
+    ASSERT_TRUE(client_->RegisterWorker(worker).ok());
   }
   Result status = Run("--output json status " + id);
   ASSERT_EQ(status.exit_code, 0) << status.err;
   tecl::v1::Job from_cli;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(status.out, &from_cli).ok())
       << status.out;
-  grpc::ClientContext context;
-  tecl::v1::GetJobRequest get;
-  get.set_job_id(id);
-  tecl::v1::Job from_rpc;
-  ASSERT_TRUE(stub_->GetJob(&context, get, &from_rpc).ok());
-  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(from_cli, from_rpc));
+  absl::StatusOr<tecl::v1::Job> from_rpc = client_->GetJob(id);
+  ASSERT_TRUE(from_rpc.ok()) << from_rpc.status();
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(from_cli, *from_rpc));
 
   Result list = Run("list --output=json");
   tecl::v1::ListJobsResponse jobs;
@@ -396,12 +385,8 @@ TEST_F(TeclctlTest, SubmitWaitExitCodesForAFailedAndACancelledJob) {
   Result cancelled;
   std::thread waiting(
       [&] { cancelled = Run("submit spec.yaml --wait --request_id=fixed-request"); });
-  ASSERT_TRUE(tecl::testing::WaitForState(stub_.get(), id, tecl::v1::JOB_STATE_RUNNING).ok());
-  grpc::ClientContext context;
-  tecl::v1::CancelJobRequest cancel;
-  cancel.set_job_id(id);
-  tecl::v1::Job job;
-  ASSERT_TRUE(stub_->CancelJob(&context, cancel, &job).ok());
+  ASSERT_TRUE(tecl::testing::WaitForState(client_.get(), id, tecl::v1::JOB_STATE_RUNNING).ok());
+  ASSERT_TRUE(client_->CancelJob(id, "").ok());
   waiting.join();
   EXPECT_EQ(cancelled.exit_code, 7) << cancelled.err;
   EXPECT_THAT(cancelled.err, HasSubstr(id + " cancelled"));

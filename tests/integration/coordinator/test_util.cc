@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "services/client/grpc_coordinator_client.h"
 #include "services/common/auth.h"
 #include "services/coordinator/spec/job_spec.h"
 
@@ -41,57 +42,45 @@ tecl::v1::JobSpec SmallSpec(const std::string& root, int trainers, int dataloade
   return spec;
 }
 
-std::shared_ptr<tecl::v1::Coordinator::Stub> MakeStub(const std::string& address,
-                                                      const std::string& token) {
-  ChannelOptions options;
-  options.token = token;
-  auto channel = MakeChannel(address, options);
-  return channel.ok() ? std::shared_ptr<tecl::v1::Coordinator::Stub>(
-                            tecl::v1::Coordinator::NewStub(*channel))
-                      : nullptr;
+std::shared_ptr<CoordinatorClient> MakeClient(const std::string& address,
+                                              const std::string& token,
+                                              ClientOptions options) {
+  ChannelOptions channel_options;
+  channel_options.token = token;
+  auto channel = MakeChannel(address, channel_options);
+  return channel.ok() ? NewCoordinatorClient(*channel, std::move(options)) : nullptr;
 }
 
-absl::StatusOr<tecl::v1::Job> WaitForJob(tecl::v1::Coordinator::Stub* stub, const std::string& id,
+absl::StatusOr<tecl::v1::Job> WaitForJob(CoordinatorClient* client, const std::string& id,
                                          const std::function<bool(const tecl::v1::Job&)>& done,
                                          absl::Duration timeout) {
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
-  tecl::v1::WatchJobRequest request;
-  request.set_job_id(id);
-  auto reader = stub->WatchJob(&context, request);
-  tecl::v1::WatchJobResponse update;
   tecl::v1::Job last;
-  while (reader->Read(&update)) {
-    last = update.job();
-    if (done(last)) {
-      context.TryCancel();
-      reader->Finish();
-      return last;
-    }
-  }
-  grpc::Status status = reader->Finish();
-  if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED || status.ok()) {
+  bool reached = false;
+  const absl::Status status =
+      client->WatchJob(id, 0, timeout, [&](const tecl::v1::WatchJobResponse& update) {
+        last = update.job();
+        reached = done(last);
+        return !reached;
+      });
+  if (reached) return last;
+  if (status.ok() || status.code() == absl::StatusCode::kDeadlineExceeded) {
     return absl::DeadlineExceededError(
         absl::StrCat("job ", id, " did not get there; last seen: ", last.ShortDebugString()));
   }
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+  return status;
 }
 
-absl::StatusOr<tecl::v1::Job> WaitForState(tecl::v1::Coordinator::Stub* stub, const std::string& id,
+absl::StatusOr<tecl::v1::Job> WaitForState(CoordinatorClient* client, const std::string& id,
                                            tecl::v1::JobState state, absl::Duration timeout) {
   return WaitForJob(
-      stub, id, [state](const tecl::v1::Job& job) { return job.state() == state; }, timeout);
+      client, id, [state](const tecl::v1::Job& job) { return job.state() == state; }, timeout);
 }
 
-int LiveWorkers(tecl::v1::Coordinator::Stub* stub, tecl::v1::WorkerKind kind) {
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  tecl::v1::ListWorkersRequest request;
-  request.set_kind(kind);
-  tecl::v1::ListWorkersResponse response;
-  if (!stub->ListWorkers(&context, request, &response).ok()) return -1;
+int LiveWorkers(CoordinatorClient* client, tecl::v1::WorkerKind kind) {
+  absl::StatusOr<std::vector<tecl::v1::WorkerInfo>> workers = client->ListWorkers(kind);
+  if (!workers.ok()) return -1;
   int live = 0;
-  for (const auto& w : response.workers()) live += w.state() != tecl::v1::WORKER_STATE_LOST;
+  for (const auto& w : *workers) live += w.state() != tecl::v1::WORKER_STATE_LOST;
   return live;
 }
 

@@ -1,5 +1,6 @@
 // Helpers of the coordinator's integration and end-to-end tests: temporary folders, a data set
-// folder, job specs, stubs, and waiting on a job's state through WatchJob (no polling sleeps).
+// folder, job specs, coordinator clients, and waiting on a job's state through WatchJob (no
+// polling sleeps).
 #ifndef TECL_TESTS_INTEGRATION_COORDINATOR_TEST_UTIL_H_
 #define TECL_TESTS_INTEGRATION_COORDINATOR_TEST_UTIL_H_
 
@@ -9,7 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "tecl/v1/coordinator.grpc.pb.h"
+#include "services/client/coordinator_client.h"
 
 namespace tecl::testing {
 
@@ -22,20 +23,22 @@ std::string MakeDataset(const std::string& dir);
 // A small valid CPU pretraining spec over `root` (tiny3d, 100 steps).
 tecl::v1::JobSpec SmallSpec(const std::string& root, int trainers = 1, int dataloaders = 1);
 
-std::shared_ptr<tecl::v1::Coordinator::Stub> MakeStub(const std::string& address,
-                                                      const std::string& token = "");
+// A gRPC CoordinatorClient of the coordinator at `address`, sending `token` when non-empty.
+std::shared_ptr<CoordinatorClient> MakeClient(const std::string& address,
+                                              const std::string& token = "",
+                                              ClientOptions options = {});
 
 // Follows the job with WatchJob until `done(job)` holds; returns that snapshot, or
 // DEADLINE_EXCEEDED / the stream's error.
-absl::StatusOr<tecl::v1::Job> WaitForJob(tecl::v1::Coordinator::Stub* stub, const std::string& id,
+absl::StatusOr<tecl::v1::Job> WaitForJob(CoordinatorClient* client, const std::string& id,
                                          const std::function<bool(const tecl::v1::Job&)>& done,
                                          absl::Duration timeout = absl::Seconds(30));
-absl::StatusOr<tecl::v1::Job> WaitForState(tecl::v1::Coordinator::Stub* stub, const std::string& id,
+absl::StatusOr<tecl::v1::Job> WaitForState(CoordinatorClient* client, const std::string& id,
                                            tecl::v1::JobState state,
                                            absl::Duration timeout = absl::Seconds(30));
 
 // Number of live (not lost) workers of `kind`.
-int LiveWorkers(tecl::v1::Coordinator::Stub* stub, tecl::v1::WorkerKind kind);
+int LiveWorkers(CoordinatorClient* client, tecl::v1::WorkerKind kind);
 
 }  // namespace tecl::testing
 

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "services/dataloader/service/dataloader_server.h"
-#include "tecl/v1/dataloader.grpc.pb.h"
+#include "tecl/v1/dataloader_service.grpc.pb.h"
 
 namespace tecl::dataloader::testing {
 

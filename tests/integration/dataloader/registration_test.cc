@@ -27,7 +27,7 @@ TEST(RegistrationTest, RegistersWithTheCoordinatorAndHeartbeats) {
   coordinator_config.server.address = "127.0.0.1:0";
   coordinator_config.server.metrics_address = "";
   coordinator_config.state_dir = pattern;
-  coordinator_config.heartbeat_interval = absl::Milliseconds(50);
+  coordinator_config.coordinator.membership.heartbeat_interval = absl::Milliseconds(50);
   auto coordinator = coordinator::CoordinatorServer::Start(coordinator_config);
   ASSERT_TRUE(coordinator.ok()) << coordinator.status();
 
@@ -35,12 +35,12 @@ TEST(RegistrationTest, RegistersWithTheCoordinatorAndHeartbeats) {
   config.coordinator = (*coordinator)->address();
   auto server = DataLoaderServer::Start(config);
   ASSERT_TRUE(server.ok()) << server.status();
-  CoordinatorRegistration* registration = (*server)->registration();
+  MembershipLoop* registration = (*server)->membership();
   ASSERT_NE(registration, nullptr);
   ASSERT_TRUE(registration->WaitUntilRegistered(absl::Seconds(60)));
 
   std::vector<tecl::v1::WorkerInfo> workers =
-      (*coordinator)->manager()->ListWorkers(tecl::v1::WORKER_KIND_DATALOADER);
+      (*coordinator)->coordinator()->membership().List(tecl::v1::WORKER_KIND_DATALOADER);
   ASSERT_EQ(workers.size(), 1u);
   EXPECT_EQ(workers[0].id(), registration->worker_id());
   EXPECT_EQ(workers[0].address(), (*server)->address());
@@ -52,7 +52,7 @@ TEST(RegistrationTest, RegistersWithTheCoordinatorAndHeartbeats) {
   int64_t latest = first;
   while (latest <= first && absl::Now() < end) {
     absl::SleepFor(absl::Milliseconds(20));
-    latest = (*coordinator)->manager()->ListWorkers(tecl::v1::WORKER_KIND_DATALOADER)[0].last_heartbeat_unix_ms();
+    latest = (*coordinator)->coordinator()->membership().List(tecl::v1::WORKER_KIND_DATALOADER)[0].last_heartbeat_unix_ms();
   }
   EXPECT_GT(latest, first);
   (*server)->Shutdown(absl::Seconds(1));
@@ -66,7 +66,7 @@ TEST(RegistrationTest, AnUnreachableCoordinatorIsRetriedWhileTheLoaderServes) {
   config.coordinator = "127.0.0.1:1";  // Nothing listens there.
   auto server = DataLoaderServer::Start(config);
   ASSERT_TRUE(server.ok()) << server.status();
-  EXPECT_FALSE((*server)->registration()->WaitUntilRegistered(absl::Milliseconds(300)));
+  EXPECT_FALSE((*server)->membership()->WaitUntilRegistered(absl::Milliseconds(300)));
   const absl::Time end = absl::Now() + absl::Seconds(60);
   metrics::Registry& registry = (*server)->registry();
   while (registry.Serialize().find("tecl_dataloader_heartbeat_failures_total 1") == std::string::npos &&

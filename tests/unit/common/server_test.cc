@@ -14,7 +14,7 @@
 #include "services/common/auth.h"
 #include "services/common/metrics.h"
 #include "services/common/server.h"
-#include "tecl/v1/coordinator.grpc.pb.h"
+#include "tecl/v1/coordinator_service.grpc.pb.h"
 #include "tests/testing/http_get.h"
 
 namespace tecl {
@@ -23,7 +23,7 @@ namespace {
 using ::testing::HasSubstr;
 
 // A service with one rpc, guarded the way every TECL adapter is.
-class GuardedService final : public tecl::v1::Coordinator::CallbackService {
+class GuardedService final : public tecl::v1::JobService::CallbackService {
  public:
   explicit GuardedService(TokenAuthenticator auth) : auth_(std::move(auth)) {}
   grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* context,
@@ -65,7 +65,7 @@ class ServerTest : public ::testing::Test {
   grpc::Status CallGetJob(const ChannelOptions& options, tecl::v1::Job* job) {
     auto channel = MakeChannel(server_->local_address(), options);
     EXPECT_TRUE(channel.ok());
-    auto stub = tecl::v1::Coordinator::NewStub(*channel);
+    auto stub = tecl::v1::JobService::NewStub(*channel);
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     tecl::v1::GetJobRequest request;
@@ -150,7 +150,7 @@ TEST(HealthOnlyServerTest, ServesHealthAndRefusesEverythingElse) {
   grpc::health::v1::HealthCheckResponse response;
   ASSERT_TRUE(health->Check(&context, request, &response).ok());
   EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
-  auto stub = tecl::v1::Coordinator::NewStub(*channel);
+  auto stub = tecl::v1::JobService::NewStub(*channel);
   grpc::ClientContext call;
   tecl::v1::GetJobRequest get;
   tecl::v1::Job job;
@@ -174,8 +174,8 @@ TEST_F(ServerTest, MetricsEndpointPassesPromtoolAndCountsRpcs) {
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->status, 200);
   EXPECT_THAT(response->headers, HasSubstr("text/plain; version=0.0.4"));
-  EXPECT_THAT(response->body, HasSubstr("tecl_grpc_server_handled_total{code=\"OK\",method=\"/tecl.v1.Coordinator/GetJob\"} 1"));
-  EXPECT_THAT(response->body, HasSubstr("tecl_grpc_server_handled_total{code=\"UNAUTHENTICATED\",method=\"/tecl.v1.Coordinator/GetJob\"} 1"));
+  EXPECT_THAT(response->body, HasSubstr("tecl_grpc_server_handled_total{code=\"OK\",method=\"/tecl.v1.JobService/GetJob\"} 1"));
+  EXPECT_THAT(response->body, HasSubstr("tecl_grpc_server_handled_total{code=\"UNAUTHENTICATED\",method=\"/tecl.v1.JobService/GetJob\"} 1"));
   EXPECT_THAT(response->body, HasSubstr("process_resident_memory_bytes "));
   EXPECT_THAT(response->body, HasSubstr("tecl_build_info{version="));
 
@@ -246,7 +246,7 @@ TEST(TlsTest, ServesOverTlsWithTokenAndRefusesPlaintext) {
   client.tls_ca_file = dir + "/cert.pem";
   auto channel = MakeChannel((*server)->local_address(), client);
   ASSERT_TRUE(channel.ok());
-  auto stub = tecl::v1::Coordinator::NewStub(*channel);
+  auto stub = tecl::v1::JobService::NewStub(*channel);
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   tecl::v1::GetJobRequest request;
@@ -254,7 +254,7 @@ TEST(TlsTest, ServesOverTlsWithTokenAndRefusesPlaintext) {
   EXPECT_TRUE(stub->GetJob(&context, request, &job).ok());
 
   client.tls_ca_file.clear();  // Plaintext client against a TLS port.
-  auto plain = tecl::v1::Coordinator::NewStub(*MakeChannel((*server)->local_address(), client));
+  auto plain = tecl::v1::JobService::NewStub(*MakeChannel((*server)->local_address(), client));
   grpc::ClientContext plain_context;
   plain_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
   EXPECT_FALSE(plain->GetJob(&plain_context, request, &job).ok());

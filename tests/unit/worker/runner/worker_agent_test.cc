@@ -1,237 +1,204 @@
-// WorkerAgent against a scripted coordinator served on 127.0.0.1:0.
+// WorkerAgent against the coordinator's real logic run in process (FakeCoordinatorClient over the
+// managers, a FakeJobStore and a FakeClock): assignments arrive through the membership protocol,
+// outcomes and checkpoints land in the job, stop orders and lost registrations stop the run.
 #include "services/worker/runner/worker_agent.h"
 
-#include <deque>
+#include <memory>
+#include <string>
 
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "services/common/auth.h"
-#include "services/common/server.h"
+#include "services/coordinator/manager/coordinator.h"
+#include "services/coordinator/spec/job_spec.h"
+#include "services/coordinator/store/fake_job_store.h"
+#include "tests/testing/fake_coordinator_client.h"
 
 namespace tecl::worker {
 namespace {
 
 using ::testing::HasSubstr;
 
-// Answers heartbeats from a script; records everything it is told.
-class ScriptedCoordinator final : public tecl::v1::Coordinator::CallbackService {
- public:
-  grpc::ServerUnaryReactor* RegisterWorker(grpc::CallbackServerContext* context,
-                                           const tecl::v1::RegisterWorkerRequest* request,
-                                           tecl::v1::RegisterWorkerResponse* response) override {
-    absl::MutexLock lock(&mu_);
-    registrations_.push_back(request->worker());
-    response->set_worker_id(absl::StrCat("w", registrations_.size()));
-    response->set_heartbeat_interval_ms(20);
-    return Done(context);
-  }
-
-  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* context,
-                                      const tecl::v1::HeartbeatRequest* request,
-                                      tecl::v1::HeartbeatResponse* response) override {
-    absl::MutexLock lock(&mu_);
-    heartbeats_.push_back(*request);
-    if (!known_.empty() && request->worker_id() != known_) {
-      auto* reactor = context->DefaultReactor();
-      reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND, "unknown worker"));
-      return reactor;
-    }
-    response->set_heartbeat_interval_ms(20);
-    if (!script_.empty()) {
-      *response = script_.front();
-      script_.pop_front();
-    }
-    return Done(context);
-  }
-
-  grpc::ServerUnaryReactor* ReportOutcome(grpc::CallbackServerContext* context,
-                                          const tecl::v1::ReportOutcomeRequest* request,
-                                          tecl::v1::ReportOutcomeResponse*) override {
-    absl::MutexLock lock(&mu_);
-    outcomes_.push_back(*request);
-    return Done(context);
-  }
-
-  grpc::ServerUnaryReactor* RegisterCheckpoint(grpc::CallbackServerContext* context,
-                                               const tecl::v1::RegisterCheckpointRequest* request,
-                                               tecl::v1::RegisterCheckpointResponse*) override {
-    absl::MutexLock lock(&mu_);
-    checkpoints_.push_back(*request);
-    return Done(context);
-  }
-
-  void Push(tecl::v1::HeartbeatResponse response) {
-    absl::MutexLock lock(&mu_);
-    script_.push_back(std::move(response));
-  }
-  void SetKnownWorker(std::string id) {
-    absl::MutexLock lock(&mu_);
-    known_ = std::move(id);
-  }
-  template <typename Predicate>
-  void AwaitState(Predicate predicate) {
-    absl::MutexLock lock(&mu_);
-    auto condition = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return predicate(*this); };
-    ASSERT_TRUE(mu_.AwaitWithTimeout(absl::Condition(&condition), absl::Seconds(30)));
-  }
-
-  std::vector<tecl::v1::WorkerInfo> registrations_;
-  std::vector<tecl::v1::HeartbeatRequest> heartbeats_;
-  std::vector<tecl::v1::ReportOutcomeRequest> outcomes_;
-  std::vector<tecl::v1::RegisterCheckpointRequest> checkpoints_;
-  absl::Mutex mu_;
-
- private:
-  static grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context) {
-    auto* reactor = context->DefaultReactor();
-    reactor->Finish(grpc::Status::OK);
-    return reactor;
-  }
-  std::deque<tecl::v1::HeartbeatResponse> script_;
-  std::string known_;
-};
-
-tecl::v1::HeartbeatResponse RunOrder(const std::string& job, int attempt) {
-  tecl::v1::HeartbeatResponse response;
-  response.set_action(tecl::v1::HeartbeatResponse::ACTION_RUN);
-  response.set_heartbeat_interval_ms(20);
-  response.mutable_assignment()->set_job_id(job);
-  response.mutable_assignment()->set_attempt(attempt);
-  response.mutable_assignment()->set_rank(0);
-  response.mutable_assignment()->set_world_size(1);
-  return response;
-}
-
 class WorkerAgentTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    ServerOptions options;
-    options.address = "127.0.0.1:0";
-    options.metrics_address = "";
-    auto server = GrpcServer::Start(options, {&coordinator_}, nullptr);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    auto channel = MakeChannel(server_->local_address(), {});
-    stub_ = tecl::v1::Coordinator::NewStub(*channel);
+  WorkerAgentTest() {
+    coordinator::CoordinatorOptions options;
+    options.checkpoints.checkpoint_root = "/ckpt";
+    options.membership.heartbeat_interval = absl::Milliseconds(10);
+    coordinator_ = std::make_unique<coordinator::Coordinator>(options, &store_, &clock_, nullptr,
+                                                              nullptr);
+    EXPECT_TRUE(coordinator_->Restore().ok());
+    client_ = std::make_shared<FakeCoordinatorClient>(coordinator_.get());
+    tecl::v1::WorkerInfo loader;
+    loader.set_kind(tecl::v1::WORKER_KIND_DATALOADER);
+    loader.set_address("127.0.0.1:1");
+    loader_ = client_->RegisterWorker(loader)->worker_id();
+  }
+  ~WorkerAgentTest() override {
+    if (agent_ != nullptr) agent_->Shutdown();
   }
 
-  std::unique_ptr<WorkerAgent> MakeAgent(JobExecutor executor) {
+  // A one-trainer job; placed once the agent registered.
+  std::string Submit() {
+    tecl::v1::JobSpec spec =
+        coordinator::DefaultJobSpec(tecl::v1::JOB_KIND_PRETRAIN, "tiny3d");
+    spec.set_name("agent-test");
+    spec.mutable_dataset()->set_root("/data");
+    spec.mutable_schedule()->set_total_steps(10);
+    spec.mutable_schedule()->set_warmup_steps(1);
+    spec.mutable_restart()->set_heartbeat_timeout_s(10);
+    absl::StatusOr<tecl::v1::Job> job = client_->SubmitJob(spec, "");
+    EXPECT_TRUE(job.ok()) << job.status();
+    return job.ok() ? job->id() : "";
+  }
+
+  void StartAgent(JobExecutor executor) {
     WorkerAgentOptions options;
     options.worker.set_kind(tecl::v1::WORKER_KIND_TRAINER);
+    options.worker.set_device(tecl::v1::DEVICE_CPU);
     options.worker.set_threads(1);
-    options.retry_backoff = absl::Milliseconds(20);
-    return std::make_unique<WorkerAgent>(options, stub_, std::move(executor), &registry_);
+    options.backoff = {absl::Milliseconds(5), absl::Milliseconds(20), 2.0, 0.2};
+    agent_ = std::make_unique<WorkerAgent>(options, client_, std::move(executor), &registry_);
+    agent_->Start();
   }
 
-  ScriptedCoordinator coordinator_;
-  std::unique_ptr<GrpcServer> server_;
-  std::shared_ptr<tecl::v1::Coordinator::StubInterface> stub_;
+  // Ticks the coordinator (scheduling, timeouts) until `done` holds; false after 30 s.
+  template <typename Predicate>
+  bool Eventually(Predicate done) {
+    const absl::Time end = absl::Now() + absl::Seconds(30);
+    while (!done()) {
+      if (absl::Now() > end) return false;
+      coordinator_->Tick();
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+    return true;
+  }
+
+  tecl::v1::Job Job(const std::string& id) { return *coordinator_->jobs().Get(id); }
+  std::vector<tecl::v1::JobEvent> Outcomes(const std::string& id) {
+    std::vector<tecl::v1::JobEvent> outcomes;
+    auto events = coordinator_->jobs().ListEvents(id, 0, 0);
+    for (auto& e : *events) {
+      if (e.type() == "outcome") outcomes.push_back(std::move(e));
+    }
+    return outcomes;
+  }
+
+  FakeClock clock_;
+  coordinator::FakeJobStore store_;
+  std::unique_ptr<coordinator::Coordinator> coordinator_;
+  std::shared_ptr<FakeCoordinatorClient> client_;
+  std::string loader_;
   metrics::Registry registry_;
+  std::unique_ptr<WorkerAgent> agent_;
 };
 
 TEST_F(WorkerAgentTest, RunsAnAssignmentReportsItAndGoesIdle) {
-  coordinator_.Push(RunOrder("job-1", 1));
-  auto agent = MakeAgent([](const tecl::v1::Assignment& a, RunContext* context) {
+  const std::string id = Submit();
+  StartAgent([](const tecl::v1::Assignment& a, RunContext* context) {
     tecl::v1::JobProgress progress;
     progress.set_step(7);
     context->ReportProgress(tecl::v1::TRAINER_STATUS_RUNNING, progress, 0.1, 0.01, 0.02);
     tecl::v1::Checkpoint checkpoint;
     checkpoint.set_step(7);
-    checkpoint.set_path("/tmp/ckpt-7");
+    checkpoint.set_attempt(a.attempt());
+    checkpoint.set_path(a.checkpoint_dir() + "/ckpt-7");
     EXPECT_TRUE(context->RegisterCheckpoint(checkpoint).ok());
     JobOutcome outcome;
     outcome.outcome = tecl::v1::OUTCOME_SUCCEEDED;
     outcome.step = 7;
+    outcome.progress = progress;
     return outcome;
   });
-  agent->Start();
-  coordinator_.AwaitState([](ScriptedCoordinator& c) {
-    return !c.outcomes_.empty() && c.heartbeats_.size() > 3 &&
-           c.heartbeats_.back().status() == tecl::v1::TRAINER_STATUS_IDLE;
-  });
-  agent->Shutdown();
-  absl::MutexLock lock(&coordinator_.mu_);
-  ASSERT_EQ(coordinator_.outcomes_.size(), 1u);
-  EXPECT_EQ(coordinator_.outcomes_[0].job_id(), "job-1");
-  EXPECT_EQ(coordinator_.outcomes_[0].worker_id(), "w1");
-  EXPECT_EQ(coordinator_.outcomes_[0].outcome(), tecl::v1::OUTCOME_SUCCEEDED);
-  EXPECT_EQ(coordinator_.outcomes_[0].step(), 7);
-  ASSERT_EQ(coordinator_.checkpoints_.size(), 1u);
-  EXPECT_EQ(coordinator_.checkpoints_[0].checkpoint().path(), "/tmp/ckpt-7");
-  EXPECT_EQ(coordinator_.registrations_.size(), 1u);
-  EXPECT_EQ(agent->jobs_run(), 1);
+  ASSERT_TRUE(Eventually([&] { return Job(id).state() == tecl::v1::JOB_STATE_SUCCEEDED; }))
+      << Job(id).ShortDebugString();
+  const tecl::v1::Job job = Job(id);
+  EXPECT_EQ(job.latest_checkpoint().path(), "/ckpt/" + id + "/ckpt-7");
+  EXPECT_EQ(job.progress().step(), 7);
+  ASSERT_EQ(Outcomes(id).size(), 1u);
+  EXPECT_EQ(Outcomes(id)[0].step(), 7);
+  // It goes back to idle and stays registered once.
+  ASSERT_TRUE(Eventually([&] {
+    const auto workers = coordinator_->membership().List(tecl::v1::WORKER_KIND_TRAINER);
+    for (const auto& w : workers) {
+      if (w.id() == agent_->worker_id()) return w.state() == tecl::v1::WORKER_STATE_IDLE;
+    }
+    return false;
+  }));
+  EXPECT_EQ(agent_->jobs_run(), 1);
+  EXPECT_EQ(client_->calls("RegisterWorker"), 2);  // The loader's and the agent's.
 }
 
-TEST_F(WorkerAgentTest, StopOrderStopsTheRunAndItIsReportedStopped) {
-  coordinator_.Push(RunOrder("job-2", 3));
+TEST_F(WorkerAgentTest, AStopOrderStopsTheRunAndItIsReportedStopped) {
+  const std::string id = Submit();
   absl::Notification running;
-  auto agent = MakeAgent([&](const tecl::v1::Assignment&, RunContext* context) {
+  StartAgent([&](const tecl::v1::Assignment&, RunContext* context) {
     context->ReportProgress(tecl::v1::TRAINER_STATUS_RUNNING, {}, 0, 0, 0);
     running.Notify();
-    while (!context->StopRequested()) absl::SleepFor(absl::Milliseconds(5));
+    while (!context->StopRequested()) absl::SleepFor(absl::Milliseconds(2));
     JobOutcome outcome;
     outcome.outcome = tecl::v1::OUTCOME_STOPPED;
     outcome.reason = context->StopReason();
     return outcome;
   });
-  agent->Start();
-  running.WaitForNotification();
-  coordinator_.AwaitState([](ScriptedCoordinator& c) {
-    return !c.heartbeats_.empty() && c.heartbeats_.back().status() == tecl::v1::TRAINER_STATUS_RUNNING;
-  });
-  tecl::v1::HeartbeatResponse stop;
-  stop.set_action(tecl::v1::HeartbeatResponse::ACTION_STOP);
-  stop.set_stop_reason("job cancelled by user");
-  coordinator_.Push(stop);
-  coordinator_.AwaitState([](ScriptedCoordinator& c) { return !c.outcomes_.empty(); });
-  agent->Shutdown();
-  absl::MutexLock lock(&coordinator_.mu_);
-  EXPECT_EQ(coordinator_.outcomes_[0].outcome(), tecl::v1::OUTCOME_STOPPED);
-  EXPECT_EQ(coordinator_.outcomes_[0].reason(), "job cancelled by user");
-  EXPECT_EQ(coordinator_.outcomes_[0].attempt(), 3);
+  ASSERT_TRUE(Eventually([&] { return running.HasBeenNotified(); }));
+  ASSERT_TRUE(client_->CancelJob(id, "no longer needed").ok());
+  ASSERT_TRUE(Eventually([&] { return !Outcomes(id).empty(); }));
+  EXPECT_THAT(Outcomes(id)[0].reason(), HasSubstr("stopped: cancelled: no longer needed"));
+  EXPECT_EQ(Job(id).state(), tecl::v1::JOB_STATE_CANCELLED);
 }
 
-TEST_F(WorkerAgentTest, ForgottenWorkerStopsItsRunAndRegistersAgain) {
-  coordinator_.Push(RunOrder("job-3", 1));
-  auto agent = MakeAgent([&](const tecl::v1::Assignment&, RunContext* context) {
-    while (!context->StopRequested()) absl::SleepFor(absl::Milliseconds(5));
+TEST_F(WorkerAgentTest, AForgottenWorkerStopsItsRunAndRegistersAgain) {
+  const std::string id = Submit();
+  absl::Notification running;
+  absl::Mutex mu;
+  std::string stop_reason;
+  StartAgent([&](const tecl::v1::Assignment&, RunContext* context) {
+    context->ReportProgress(tecl::v1::TRAINER_STATUS_RUNNING, {}, 0, 0, 0);
+    running.Notify();
+    while (!context->StopRequested()) absl::SleepFor(absl::Milliseconds(2));
+    absl::MutexLock lock(&mu);
+    stop_reason = context->StopReason();
     JobOutcome outcome;
     outcome.outcome = tecl::v1::OUTCOME_STOPPED;
-    outcome.reason = context->StopReason();
+    outcome.reason = stop_reason;
     return outcome;
   });
-  agent->Start();
-  coordinator_.AwaitState([](ScriptedCoordinator& c) {
-    return !c.heartbeats_.empty() && c.heartbeats_.back().job_id() == "job-3";
-  });
-  coordinator_.SetKnownWorker("w2");  // w1 is now unknown: NOT_FOUND.
-  coordinator_.AwaitState([](ScriptedCoordinator& c) {
-    return c.registrations_.size() == 2 && !c.outcomes_.empty();
-  });
-  agent->Shutdown();
-  absl::MutexLock lock(&coordinator_.mu_);
-  EXPECT_THAT(coordinator_.outcomes_[0].reason(), HasSubstr("declared this worker lost"));
-  EXPECT_EQ(agent->worker_id(), "w2");
+  ASSERT_TRUE(Eventually([&] { return running.HasBeenNotified(); }));
+  const std::string first_id = agent_->worker_id();
+  // Silence past the job's 10 s heartbeat timeout: the coordinator declares the worker lost.
+  ASSERT_TRUE(Eventually([&] {
+    clock_.Advance(absl::Seconds(11));
+    coordinator_->Tick();
+    return Job(id).state() == tecl::v1::JOB_STATE_RECOVERING;
+  }));
+  ASSERT_TRUE(Eventually([&] {
+    absl::MutexLock lock(&mu);
+    return !stop_reason.empty() && !agent_->worker_id().empty() &&
+           agent_->worker_id() != first_id;
+  }));
+  absl::MutexLock lock(&mu);
+  EXPECT_THAT(stop_reason, HasSubstr("declared this worker lost"));
 }
 
 TEST_F(WorkerAgentTest, ShutdownDuringARunReportsStopped) {
-  coordinator_.Push(RunOrder("job-4", 1));
+  const std::string id = Submit();
   absl::Notification running;
-  auto agent = MakeAgent([&](const tecl::v1::Assignment&, RunContext* context) {
+  StartAgent([&](const tecl::v1::Assignment&, RunContext* context) {
     running.Notify();
-    while (!context->StopRequested()) absl::SleepFor(absl::Milliseconds(5));
+    while (!context->StopRequested()) absl::SleepFor(absl::Milliseconds(2));
     JobOutcome outcome;
     outcome.outcome = tecl::v1::OUTCOME_STOPPED;
     outcome.reason = context->StopReason();
     return outcome;
   });
-  agent->Start();
-  running.WaitForNotification();
-  agent->Shutdown();
-  absl::MutexLock lock(&coordinator_.mu_);
-  ASSERT_EQ(coordinator_.outcomes_.size(), 1u);
-  EXPECT_THAT(coordinator_.outcomes_[0].reason(), HasSubstr("shutting down"));
+  ASSERT_TRUE(Eventually([&] { return running.HasBeenNotified(); }));
+  agent_->Shutdown();
+  ASSERT_EQ(Outcomes(id).size(), 1u);
+  EXPECT_THAT(Outcomes(id)[0].reason(), HasSubstr("shutting down"));
+  // Stopped without an order: the attempt failed and the job waits for a new gang.
+  EXPECT_EQ(Job(id).state(), tecl::v1::JOB_STATE_RECOVERING);
 }
 
 }  // namespace

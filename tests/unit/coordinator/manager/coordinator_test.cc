@@ -1,6 +1,7 @@
-// JobManager logic with a FakeClock and a FakeJobStore: submission, gang scheduling, assignments,
+// The coordinator's logic (its four managers on one StateHost) with a FakeClock and a FakeJobStore,
+// end to end through the managers' entry points: submission, gang scheduling, assignments,
 // heartbeat timeouts, recovery, cancellation, restarts, stale attempts, restore.
-#include "services/coordinator/scheduler/job_manager.h"
+#include "services/coordinator/manager/coordinator.h"
 
 #include <optional>
 #include <string>
@@ -8,7 +9,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "services/coordinator/scheduler/job_state.h"
+#include "services/coordinator/state/job_state.h"
 #include "services/coordinator/store/fake_job_store.h"
 
 namespace tecl::coordinator {
@@ -42,18 +43,18 @@ JobSpec Spec(int trainers = 1, int loaders = 1, tecl::v1::Device device = tecl::
   return spec;
 }
 
-class JobManagerTest : public ::testing::Test {
+class CoordinatorTest : public ::testing::Test {
  protected:
-  JobManagerTest() { Start(); }
+  CoordinatorTest() { Start(); }
 
-  static JobManagerOptions Options() {
-    JobManagerOptions options;
-    options.checkpoint_root = "/state/checkpoints";
-    options.coordinator_address = "10.0.0.1:7070";
-    options.heartbeat_interval = absl::Seconds(1);
-    options.heartbeat_timeout = absl::Seconds(30);
-    options.progress_persist_interval = absl::Seconds(5);
-    options.limits.max_trainers = 8;
+  static CoordinatorOptions Options() {
+    CoordinatorOptions options;
+    options.checkpoints.checkpoint_root = "/state/checkpoints";
+    options.attempts.coordinator_address = "10.0.0.1:7070";
+    options.membership.heartbeat_interval = absl::Seconds(1);
+    options.membership.heartbeat_timeout = absl::Seconds(30);
+    options.jobs.progress_persist_interval = absl::Seconds(5);
+    options.jobs.limits.max_trainers = 8;
     return options;
   }
 
@@ -64,18 +65,18 @@ class JobManagerTest : public ::testing::Test {
   }
 
   // A fresh manager on the same store (a coordinator restart).
-  void Start(JobManagerOptions options = Options()) {
-    manager_.reset();
+  void Start(CoordinatorOptions options = Options()) {
+    coordinator_.reset();
     rendezvous_ = std::make_unique<Rendezvous>(&clock_, NoTimer());
     registry_ = std::make_unique<metrics::Registry>();
-    manager_ =
-        std::make_unique<JobManager>(options, &store_, &clock_, rendezvous_.get(), registry_.get());
-    ASSERT_TRUE(manager_->Restore().ok());
+    coordinator_ =
+        std::make_unique<Coordinator>(options, &store_, &clock_, rendezvous_.get(), registry_.get());
+    ASSERT_TRUE(coordinator_->Restore().ok());
   }
 
   absl::StatusOr<Job> Submit(const JobSpec& spec, const std::string& request_id = "") {
     std::optional<absl::StatusOr<Job>> result;
-    manager_->SubmitJob(spec, request_id, [&](absl::StatusOr<Job> r) { result = std::move(r); });
+    coordinator_->jobs().Submit(spec, request_id, [&](absl::StatusOr<Job> r) { result = std::move(r); });
     EXPECT_TRUE(result.has_value()) << "the fake store answers inline";
     return *result;
   }
@@ -97,7 +98,7 @@ class JobManagerTest : public ::testing::Test {
     if (kind == tecl::v1::WORKER_KIND_DATALOADER)
       info.set_address(host + ":" + std::to_string(++port));
     std::optional<absl::StatusOr<tecl::v1::RegisterWorkerResponse>> result;
-    manager_->RegisterWorker(info, [&](auto r) { result = std::move(r); });
+    coordinator_->membership().Register(info, [&](auto r) { result = std::move(r); });
     EXPECT_TRUE(result.has_value() && result->ok());
     EXPECT_EQ((*result)->heartbeat_interval_ms(), 1000);
     return (*result)->worker_id();
@@ -124,7 +125,7 @@ class JobManagerTest : public ::testing::Test {
       request.mutable_progress()->mutable_loss()->set_total(1.5);
     }
     std::optional<absl::StatusOr<HeartbeatResponse>> result;
-    manager_->Heartbeat(request, [&](auto r) { result = std::move(r); });
+    coordinator_->membership().Heartbeat(request, [&](auto r) { result = std::move(r); });
     EXPECT_TRUE(result.has_value());
     return *result;
   }
@@ -156,7 +157,7 @@ class JobManagerTest : public ::testing::Test {
     request.set_reason(reason);
     request.set_step(step);
     std::optional<absl::Status> result;
-    manager_->ReportOutcome(request, [&](absl::Status s) { result = s; });
+    coordinator_->attempts().ReportOutcome(request, [&](absl::Status s) { result = s; });
     EXPECT_TRUE(result.has_value());
     return *result;
   }
@@ -171,25 +172,25 @@ class JobManagerTest : public ::testing::Test {
     request.mutable_checkpoint()->set_path(path.empty() ? "/ckpt/step-" + std::to_string(step)
                                                         : path);
     std::optional<absl::Status> result;
-    manager_->RegisterCheckpoint(request, [&](absl::Status s) { result = s; });
+    coordinator_->checkpoints().Register(request, [&](absl::Status s) { result = s; });
     EXPECT_TRUE(result.has_value());
     return *result;
   }
 
   absl::StatusOr<Job> Cancel(const std::string& job) {
     std::optional<absl::StatusOr<Job>> result;
-    manager_->CancelJob(job, "", [&](auto r) { result = std::move(r); });
+    coordinator_->attempts().Cancel(job, "", [&](auto r) { result = std::move(r); });
     EXPECT_TRUE(result.has_value());
     return *result;
   }
 
   Job Get(const std::string& id) {
-    absl::StatusOr<Job> job = manager_->GetJob(id);
+    absl::StatusOr<Job> job = coordinator_->jobs().Get(id);
     EXPECT_TRUE(job.ok()) << job.status();
     return job.ok() ? *job : Job();
   }
   tecl::v1::WorkerInfo Worker(const std::string& id) {
-    for (const auto& w : manager_->ListWorkers(tecl::v1::WORKER_KIND_UNSPECIFIED)) {
+    for (const auto& w : coordinator_->membership().List(tecl::v1::WORKER_KIND_UNSPECIFIED)) {
       if (w.id() == id) return w;
     }
     ADD_FAILURE() << "no worker " << id;
@@ -206,7 +207,7 @@ class JobManagerTest : public ::testing::Test {
   }
   std::vector<tecl::v1::JobState> StateHistory(const std::string& id) {
     std::vector<tecl::v1::JobState> states;
-    const auto events = manager_->ListEvents(id, 0, 0);
+    const auto events = coordinator_->jobs().ListEvents(id, 0, 0);
     for (const auto& e : *events) {
       if (e.type() == "state") states.push_back(e.to_state());
     }
@@ -228,7 +229,7 @@ class JobManagerTest : public ::testing::Test {
           EXPECT_TRUE(Beat(w).ok());
         }
       }
-      manager_->Tick();
+      coordinator_->Tick();
     }
   }
 
@@ -236,12 +237,12 @@ class JobManagerTest : public ::testing::Test {
   FakeJobStore store_;
   std::unique_ptr<Rendezvous> rendezvous_;
   std::unique_ptr<metrics::Registry> registry_;
-  std::unique_ptr<JobManager> manager_;
+  std::unique_ptr<Coordinator> coordinator_;
 };
 
 // ---- Submission ----
 
-TEST_F(JobManagerTest, SubmitStoresAPendingJobWithItsFirstEvent) {
+TEST_F(CoordinatorTest, SubmitStoresAPendingJobWithItsFirstEvent) {
   absl::StatusOr<Job> job = Submit(Spec(2, 1));
   ASSERT_TRUE(job.ok()) << job.status();
   EXPECT_EQ(job->id(), "job-000001");
@@ -257,7 +258,7 @@ TEST_F(JobManagerTest, SubmitStoresAPendingJobWithItsFirstEvent) {
   EXPECT_EQ(SubmitOk(Spec()), "job-000002");
 }
 
-TEST_F(JobManagerTest, AnInvalidSpecIsRefusedAndNothingIsStored) {
+TEST_F(CoordinatorTest, AnInvalidSpecIsRefusedAndNothingIsStored) {
   JobSpec spec = Spec();
   spec.mutable_model()->set_backbone("r50");
   spec.mutable_resources()->set_trainers(0);
@@ -269,10 +270,10 @@ TEST_F(JobManagerTest, AnInvalidSpecIsRefusedAndNothingIsStored) {
   EXPECT_THAT(std::string(Submit(spec).status().message()),
               HasSubstr("more than this cluster's maximum of 8"));
   EXPECT_TRUE(store_.Load()->jobs.empty());
-  EXPECT_TRUE(manager_->ListJobs({}, 0, "")->jobs.empty());
+  EXPECT_TRUE(coordinator_->jobs().List({}, 0, "")->jobs.empty());
 }
 
-TEST_F(JobManagerTest, SubmitsAreIdempotentByRequestId) {
+TEST_F(CoordinatorTest, SubmitsAreIdempotentByRequestId) {
   absl::StatusOr<Job> first = Submit(Spec(), "req-1");
   absl::StatusOr<Job> again = Submit(Spec(), "req-1");
   ASSERT_TRUE(again.ok());
@@ -282,10 +283,10 @@ TEST_F(JobManagerTest, SubmitsAreIdempotentByRequestId) {
   absl::StatusOr<Job> conflict = Submit(other, "req-1");
   EXPECT_EQ(conflict.status().code(), absl::StatusCode::kAlreadyExists);
   EXPECT_THAT(std::string(conflict.status().message()), HasSubstr(first->id()));
-  EXPECT_EQ(manager_->ListJobs({}, 0, "")->jobs.size(), 1u);
+  EXPECT_EQ(coordinator_->jobs().List({}, 0, "")->jobs.size(), 1u);
 }
 
-TEST_F(JobManagerTest, AFailedStoreRefusesChanges) {
+TEST_F(CoordinatorTest, AFailedStoreRefusesChanges) {
   store_.FailWrites(absl::UnavailableError("disk I/O error"));
   absl::StatusOr<Job> job = Submit(Spec());
   EXPECT_EQ(job.status().code(), absl::StatusCode::kUnavailable);
@@ -298,18 +299,18 @@ TEST_F(JobManagerTest, AFailedStoreRefusesChanges) {
 
 // ---- Gang scheduling ----
 
-TEST_F(JobManagerTest, AJobStartsOnlyWhenItsWholeGangFits) {
+TEST_F(CoordinatorTest, AJobStartsOnlyWhenItsWholeGangFits) {
   const std::string id = SubmitOk(Spec(2, 1));
   const std::string t1 = Trainer();
   const std::string l1 = Loader();
   const std::string l2 = Loader();
-  manager_->Tick();
+  coordinator_->Tick();
   EXPECT_EQ(Get(id).state(), kPending);
   // No partial allocation: the free workers stay free.
   EXPECT_EQ(Worker(t1).state(), tecl::v1::WORKER_STATE_IDLE);
   EXPECT_EQ(Worker(l1).state(), tecl::v1::WORKER_STATE_IDLE);
   const std::string t2 = Trainer("h2");
-  manager_->Tick();
+  coordinator_->Tick();
   Job job = Get(id);
   EXPECT_EQ(job.state(), kScheduled);
   EXPECT_EQ(job.attempt(), 1);
@@ -329,21 +330,21 @@ TEST_F(JobManagerTest, AJobStartsOnlyWhenItsWholeGangFits) {
   for (const auto& w : snapshot->workers) EXPECT_EQ(w.state(), tecl::v1::WORKER_STATE_BUSY);
 }
 
-TEST_F(JobManagerTest, CudaJobsWaitForGpuTrainers) {
+TEST_F(CoordinatorTest, CudaJobsWaitForGpuTrainers) {
   const std::string id = SubmitOk(Spec(1, 1, tecl::v1::DEVICE_CUDA));
   Trainer();
   Loader();
   Register(tecl::v1::WORKER_KIND_TRAINER, "gpu-box", tecl::v1::DEVICE_CUDA, 0);
-  manager_->Tick();
+  coordinator_->Tick();
   EXPECT_EQ(Get(id).state(), kPending);
   const std::string gpu =
       Register(tecl::v1::WORKER_KIND_TRAINER, "gpu-box", tecl::v1::DEVICE_CUDA, 8);
-  manager_->Tick();
+  coordinator_->Tick();
   EXPECT_EQ(Get(id).state(), kScheduled);
   EXPECT_EQ(Get(id).ranks(0).worker_id(), gpu);
 }
 
-TEST_F(JobManagerTest, HigherPriorityFirstAndFifoWithinAPriority) {
+TEST_F(CoordinatorTest, HigherPriorityFirstAndFifoWithinAPriority) {
   const std::string a = SubmitOk(Spec());
   const std::string b = SubmitOk(Spec());
   JobSpec urgent = Spec();
@@ -353,7 +354,7 @@ TEST_F(JobManagerTest, HigherPriorityFirstAndFifoWithinAPriority) {
   Loader();
   std::vector<std::string> order;
   for (int i = 0; i < 3; ++i) {
-    manager_->Tick();
+    coordinator_->Tick();
     tecl::v1::Assignment run = StartRank(t);
     order.push_back(run.job_id());
     ASSERT_TRUE(Report(t, run.job_id(), run.attempt(), 0, tecl::v1::OUTCOME_SUCCEEDED).ok());
@@ -362,9 +363,9 @@ TEST_F(JobManagerTest, HigherPriorityFirstAndFifoWithinAPriority) {
   EXPECT_EQ(Get(b).state(), kSucceeded);
 }
 
-TEST_F(JobManagerTest, BackfillIsBoundedThenTheBlockedJobReserves) {
-  JobManagerOptions options = Options();
-  options.scheduler.max_bypasses = 2;
+TEST_F(CoordinatorTest, BackfillIsBoundedThenTheBlockedJobReserves) {
+  CoordinatorOptions options = Options();
+  options.attempts.scheduler.max_bypasses = 2;
   Start(options);
   const std::string t1 = Trainer();
   const std::string t2 = Trainer();
@@ -372,7 +373,7 @@ TEST_F(JobManagerTest, BackfillIsBoundedThenTheBlockedJobReserves) {
   Loader();
   // t2 is taken by a long job submitted first.
   const std::string blocker = SubmitOk(Spec());
-  manager_->Tick();
+  coordinator_->Tick();
   ASSERT_EQ(Get(blocker).state(), kScheduled);
   const std::string runner = Get(blocker).ranks(0).worker_id();
   const std::string other = runner == t1 ? t2 : t1;
@@ -382,31 +383,31 @@ TEST_F(JobManagerTest, BackfillIsBoundedThenTheBlockedJobReserves) {
   for (int i = 0; i < 3; ++i) small.push_back(SubmitOk(Spec()));
   // Two small jobs backfill on the other trainer, one after the other.
   for (int i = 0; i < 2; ++i) {
-    manager_->Tick();
+    coordinator_->Tick();
     ASSERT_EQ(Get(small[i]).state(), kScheduled) << i;
     tecl::v1::Assignment run = StartRank(other);
     ASSERT_TRUE(Report(other, run.job_id(), run.attempt(), 0, tecl::v1::OUTCOME_SUCCEEDED).ok());
   }
   // The big job was passed twice: the third small job must wait behind it.
-  manager_->Tick();
+  coordinator_->Tick();
   EXPECT_EQ(Get(small[2]).state(), kPending);
   EXPECT_EQ(Get(big).state(), kPending);
   // When the long job ends, the big job gets both trainers.
   ASSERT_TRUE(Report(runner, blocker, 1, 0, tecl::v1::OUTCOME_SUCCEEDED).ok());
-  manager_->Tick();
+  coordinator_->Tick();
   EXPECT_EQ(Get(big).state(), kScheduled);
   EXPECT_EQ(Get(small[2]).state(), kPending);
 }
 
 // ---- Assignments and progress ----
 
-TEST_F(JobManagerTest, AssignmentsReachTrainersInHeartbeats) {
+TEST_F(CoordinatorTest, AssignmentsReachTrainersInHeartbeats) {
   const std::string id = SubmitOk(Spec(2, 2));
   const std::string t1 = Trainer("a");
   const std::string t2 = Trainer("b");
   std::vector<std::string> loaders;
   for (const char* host : {"a", "a", "b", "b"}) loaders.push_back(Loader(host));
-  manager_->Tick();
+  coordinator_->Tick();
   const Job job = Get(id);
   ASSERT_EQ(job.state(), kScheduled);
   // Dataloader heartbeats carry nothing.
@@ -431,13 +432,13 @@ TEST_F(JobManagerTest, AssignmentsReachTrainersInHeartbeats) {
             HeartbeatResponse::ACTION_NONE);
 }
 
-TEST_F(JobManagerTest, RunningOnceEveryRankTrains) {
+TEST_F(CoordinatorTest, RunningOnceEveryRankTrains) {
   const std::string id = SubmitOk(Spec(2, 1));
   const std::string t1 = Trainer();
   const std::string t2 = Trainer();
   Loader();
   Loader();
-  manager_->Tick();
+  coordinator_->Tick();
   tecl::v1::Assignment a0 = StartRank(Get(id).ranks(0).worker_id());
   EXPECT_EQ(Get(id).state(), kScheduled);
   StartRank(Get(id).ranks(1).worker_id());
@@ -446,13 +447,13 @@ TEST_F(JobManagerTest, RunningOnceEveryRankTrains) {
   EXPECT_THAT(Get(id).reason(), HasSubstr("all 2 rank(s) are training"));
 }
 
-TEST_F(JobManagerTest, RankZeroProgressIsTheJobsAndIsPersistedAtABoundedRate) {
+TEST_F(CoordinatorTest, RankZeroProgressIsTheJobsAndIsPersistedAtABoundedRate) {
   const std::string id = SubmitOk(Spec(2, 1));
   Trainer();
   Trainer();
   Loader();
   Loader();
-  manager_->Tick();
+  coordinator_->Tick();
   const std::string r0 = Get(id).ranks(0).worker_id();
   const std::string r1 = Get(id).ranks(1).worker_id();
   StartRank(r0);
@@ -472,17 +473,17 @@ TEST_F(JobManagerTest, RankZeroProgressIsTheJobsAndIsPersistedAtABoundedRate) {
   // Without further heartbeats, Tick writes what is pending once the interval passed.
   EXPECT_TRUE(Beat(r0, tecl::v1::TRAINER_STATUS_RUNNING, id, 1, 0, /*step=*/31).ok());
   clock_.Advance(absl::Seconds(5));
-  manager_->Tick();
+  coordinator_->Tick();
   EXPECT_EQ(Stored(id).job.progress().step(), 31);
 }
 
-TEST_F(JobManagerTest, SucceedsWhenRankZeroFinishesAndFreesEveryone) {
+TEST_F(CoordinatorTest, SucceedsWhenRankZeroFinishesAndFreesEveryone) {
   const std::string id = SubmitOk(Spec(2, 1));
   Trainer();
   Trainer();
   const std::string l1 = Loader();
   const std::string l2 = Loader();
-  manager_->Tick();
+  coordinator_->Tick();
   const std::string r0 = Get(id).ranks(0).worker_id();
   const std::string r1 = Get(id).ranks(1).worker_id();
   StartRank(r0);
@@ -507,13 +508,13 @@ TEST_F(JobManagerTest, SucceedsWhenRankZeroFinishesAndFreesEveryone) {
 
 // ---- Failures and recovery ----
 
-TEST_F(JobManagerTest, ALostTrainerTriggersRecoveryFromTheNewestCheckpoint) {
+TEST_F(CoordinatorTest, ALostTrainerTriggersRecoveryFromTheNewestCheckpoint) {
   const std::string id = SubmitOk(Spec(2, 1));
   Trainer();
   Trainer();
   Loader();
   Loader();
-  manager_->Tick();
+  coordinator_->Tick();
   const std::string r0 = Get(id).ranks(0).worker_id();
   const std::string r1 = Get(id).ranks(1).worker_id();
   StartRank(r0);
@@ -521,7 +522,7 @@ TEST_F(JobManagerTest, ALostTrainerTriggersRecoveryFromTheNewestCheckpoint) {
   ASSERT_TRUE(Checkpoint(r0, id, 1, 100).ok());
   ASSERT_TRUE(Checkpoint(r0, id, 1, 200).ok());
   std::vector<std::string> alive = {r0};
-  for (const auto& w : manager_->ListWorkers(tecl::v1::WORKER_KIND_DATALOADER))
+  for (const auto& w : coordinator_->membership().List(tecl::v1::WORKER_KIND_DATALOADER))
     alive.push_back(w.id());
   // The job's restart.heartbeat_timeout_s is 10 s: rank 1 goes silent.
   PassTime(absl::Seconds(9), alive);
@@ -546,7 +547,7 @@ TEST_F(JobManagerTest, ALostTrainerTriggersRecoveryFromTheNewestCheckpoint) {
   // A replacement registers; the job re-gangs and resumes from step 200.
   const std::string replacement = Trainer("h9");
   EXPECT_NE(replacement, r1);
-  manager_->Tick();
+  coordinator_->Tick();
   job = Get(id);
   EXPECT_EQ(job.state(), kScheduled);
   EXPECT_EQ(job.attempt(), 2);
@@ -566,11 +567,49 @@ TEST_F(JobManagerTest, ALostTrainerTriggersRecoveryFromTheNewestCheckpoint) {
   EXPECT_EQ(stored.attempts[1].ended_unix_ms(), 0);
 }
 
-TEST_F(JobManagerTest, ALostDataloaderIsReplacedTheSameWay) {
+// The step an attempt failed at is the furthest step its ranks reported in their outcomes, not
+// the heartbeat progress the coordinator happened to hold when it noticed the failure: every
+// outcome is an event of its own attempt with the rank's step, even once the attempt is stale.
+TEST_F(CoordinatorTest, OutcomesAreEventsOfTheirAttemptWithTheExactStep) {
+  const std::string id = SubmitOk(Spec(2, 1));
+  Trainer();
+  Trainer();
+  Loader();
+  Loader();
+  coordinator_->Tick();
+  const std::string r0 = Get(id).ranks(0).worker_id();
+  const std::string r1 = Get(id).ranks(1).worker_id();
+  StartRank(r0);
+  StartRank(r1);
+  // The last heartbeat said step 18; rank 0 went on, checkpointed 20, and its collective failed
+  // at step 23 when rank 1 died.
+  ASSERT_TRUE(Beat(r0, tecl::v1::TRAINER_STATUS_RUNNING, id, 1, 0, 18).ok());
+  ASSERT_TRUE(Checkpoint(r0, id, 1, 20).ok());
+  ASSERT_TRUE(
+      Report(r1, id, 1, 1, tecl::v1::OUTCOME_FAILED, "rank 0 closed the connection", 22).ok());
+  EXPECT_EQ(Get(id).state(), kRecovering);
+  EXPECT_EQ(Report(r0, id, 1, 0, tecl::v1::OUTCOME_FAILED, "peer 1 is gone", 23).code(),
+            absl::StatusCode::kAborted);
+  int64_t recovering_step = -1;
+  std::vector<std::pair<int, int64_t>> outcomes;  // (attempt, step)
+  const auto events = coordinator_->jobs().ListEvents(id, 0, 0);
+  ASSERT_TRUE(events.ok());
+  for (const auto& e : *events) {
+    if (e.type() == "state" && e.to_state() == kRecovering) recovering_step = e.step();
+    if (e.type() == "outcome") {
+      outcomes.push_back({e.attempt(), e.step()});
+      EXPECT_THAT(e.reason(), HasSubstr("failed"));
+    }
+  }
+  EXPECT_EQ(recovering_step, 18) << "the heartbeat progress lags";
+  EXPECT_THAT(outcomes, ElementsAre(std::make_pair(1, 22), std::make_pair(1, 23)));
+}
+
+TEST_F(CoordinatorTest, ALostDataloaderIsReplacedTheSameWay) {
   const std::string id = SubmitOk(Spec(1, 1));
   const std::string t = Trainer();
   const std::string l = Loader();
-  manager_->Tick();
+  coordinator_->Tick();
   StartRank(t);
   PassTime(absl::Seconds(11), {t});
   EXPECT_EQ(Get(id).state(), kRecovering);
@@ -579,23 +618,23 @@ TEST_F(JobManagerTest, ALostDataloaderIsReplacedTheSameWay) {
   EXPECT_EQ(Beat(t, tecl::v1::TRAINER_STATUS_RUNNING, id, 1, 0)->action(),
             HeartbeatResponse::ACTION_STOP);
   EXPECT_TRUE(Beat(t).ok());  // Idle: lets go of attempt 1.
-  manager_->Tick();
+  coordinator_->Tick();
   EXPECT_EQ(Get(id).state(), kScheduled);
   EXPECT_EQ(Get(id).ranks(0).dataloader_ids(0), l2);
 }
 
-TEST_F(JobManagerTest, FailedRanksRestartUntilMaxRestartsThenTheJobFails) {
+TEST_F(CoordinatorTest, FailedRanksRestartUntilMaxRestartsThenTheJobFails) {
   JobSpec spec = Spec(1, 1);
   spec.mutable_restart()->set_max_restarts(1);
   const std::string id = SubmitOk(spec);
   const std::string t = Trainer();
   Loader();
-  manager_->Tick();
+  coordinator_->Tick();
   StartRank(t);
   ASSERT_TRUE(Report(t, id, 1, 0, tecl::v1::OUTCOME_FAILED, "allreduce timed out").ok());
   EXPECT_EQ(Get(id).state(), kRecovering);
   EXPECT_THAT(Get(id).reason(), HasSubstr("failed: allreduce timed out"));
-  manager_->Tick();
+  coordinator_->Tick();
   tecl::v1::Assignment a = StartRank(t);
   EXPECT_EQ(a.attempt(), 2);
   ASSERT_TRUE(Report(t, id, 2, 0, tecl::v1::OUTCOME_FAILED, "allreduce timed out again").ok());
@@ -607,11 +646,11 @@ TEST_F(JobManagerTest, FailedRanksRestartUntilMaxRestartsThenTheJobFails) {
   EXPECT_EQ(Worker(t).state(), tecl::v1::WORKER_STATE_IDLE);
 }
 
-TEST_F(JobManagerTest, AFatalOutcomeFailsAtOnce) {
+TEST_F(CoordinatorTest, AFatalOutcomeFailsAtOnce) {
   const std::string id = SubmitOk(Spec(1, 1));
   const std::string t = Trainer();
   Loader();
-  manager_->Tick();
+  coordinator_->Tick();
   StartRank(t);
   ASSERT_TRUE(Report(t, id, 1, 0, tecl::v1::OUTCOME_FATAL, "dataset has no usable video").ok());
   EXPECT_EQ(Get(id).state(), kFailed);
@@ -619,18 +658,18 @@ TEST_F(JobManagerTest, AFatalOutcomeFailsAtOnce) {
   EXPECT_THAT(Get(id).reason(), HasSubstr("fatally"));
 }
 
-TEST_F(JobManagerTest, ATrainerThatDropsItsAssignmentFailsTheAttempt) {
+TEST_F(CoordinatorTest, ATrainerThatDropsItsAssignmentFailsTheAttempt) {
   const std::string id = SubmitOk(Spec(1, 1));
   const std::string t = Trainer();
   Loader();
-  manager_->Tick();
+  coordinator_->Tick();
   StartRank(t);
   EXPECT_EQ(Beat(t)->action(), HeartbeatResponse::ACTION_NONE);  // Idle, no outcome.
   EXPECT_EQ(Get(id).state(), kRecovering);
   EXPECT_THAT(Get(id).reason(), HasSubstr("went idle without reporting an outcome"));
 }
 
-TEST_F(JobManagerTest, AnIdleWorkerStillRunningAnOldAttemptIsStopped) {
+TEST_F(CoordinatorTest, AnIdleWorkerStillRunningAnOldAttemptIsStopped) {
   const std::string t = Trainer();
   absl::StatusOr<HeartbeatResponse> r =
       Beat(t, tecl::v1::TRAINER_STATUS_RUNNING, "job-000042", 3, 0);
@@ -638,18 +677,18 @@ TEST_F(JobManagerTest, AnIdleWorkerStillRunningAnOldAttemptIsStopped) {
   EXPECT_THAT(r->stop_reason(), HasSubstr("not current"));
 }
 
-TEST_F(JobManagerTest, StaleAttemptsAreAbortedEverywhere) {
+TEST_F(CoordinatorTest, StaleAttemptsAreAbortedEverywhere) {
   const std::string id = SubmitOk(Spec(1, 1));
   const std::string t = Trainer();
   Loader();
-  manager_->Tick();
+  coordinator_->Tick();
   StartRank(t);
   ASSERT_TRUE(rendezvous_->Set({id, 1}, "master", "a").ok());
   ASSERT_TRUE(Report(t, id, 1, 0, tecl::v1::OUTCOME_FAILED, "boom").ok());
   // Attempt 1 is gone: its keys, its reports and its checkpoints.
   EXPECT_EQ(rendezvous_->Set({id, 1}, "master", "b").code(), absl::StatusCode::kAborted);
   EXPECT_EQ(Report(t, id, 1, 0, tecl::v1::OUTCOME_FAILED).code(), absl::StatusCode::kAborted);
-  manager_->Tick();
+  coordinator_->Tick();
   StartRank(t);
   EXPECT_EQ(Checkpoint(t, id, 1, 10).code(), absl::StatusCode::kAborted);
   EXPECT_TRUE(Checkpoint(t, id, 2, 10).ok());
@@ -658,7 +697,7 @@ TEST_F(JobManagerTest, StaleAttemptsAreAbortedEverywhere) {
   EXPECT_EQ(rendezvous_->Set({id, 1}, "master", "c").code(), absl::StatusCode::kAborted);
 }
 
-TEST_F(JobManagerTest, RendezvousCallsForJobsWithoutARunningAttemptAreAborted) {
+TEST_F(CoordinatorTest, RendezvousCallsForJobsWithoutARunningAttemptAreAborted) {
   const std::string id = SubmitOk(Spec(1, 1));
   EXPECT_EQ(rendezvous_->Set({id, 1}, "k", "v").code(), absl::StatusCode::kAborted);
   EXPECT_EQ(rendezvous_->Set({"job-404", 1}, "k", "v").code(), absl::StatusCode::kNotFound);
@@ -666,7 +705,7 @@ TEST_F(JobManagerTest, RendezvousCallsForJobsWithoutARunningAttemptAreAborted) {
   EXPECT_EQ(rendezvous_->Set({id, 1}, "k", "v").code(), absl::StatusCode::kAborted);
 }
 
-TEST_F(JobManagerTest, UnknownWorkersAndJobsAreNotFound) {
+TEST_F(CoordinatorTest, UnknownWorkersAndJobsAreNotFound) {
   EXPECT_EQ(Beat("trainer-nobody").status().code(), absl::StatusCode::kNotFound);
   const std::string t = Trainer();
   EXPECT_EQ(Report("trainer-nobody", "job-1", 1, 0, tecl::v1::OUTCOME_FAILED).code(),
@@ -676,36 +715,36 @@ TEST_F(JobManagerTest, UnknownWorkersAndJobsAreNotFound) {
   EXPECT_EQ(Checkpoint(t, "job-404", 1, 1).code(), absl::StatusCode::kNotFound);
 }
 
-TEST_F(JobManagerTest, LostWorkersReRegisterWithANewIdAndAreForgottenLater) {
+TEST_F(CoordinatorTest, LostWorkersReRegisterWithANewIdAndAreForgottenLater) {
   const std::string t = Trainer();
   clock_.Advance(absl::Seconds(31));
-  manager_->Tick();
+  coordinator_->Tick();
   EXPECT_EQ(Worker(t).state(), tecl::v1::WORKER_STATE_LOST);
   EXPECT_EQ(Beat(t).status().code(), absl::StatusCode::kNotFound);
   const std::string again = Trainer();
   EXPECT_NE(again, t);
   clock_.Advance(absl::Hours(2));
   EXPECT_TRUE(Beat(again).ok());
-  manager_->Tick();
-  EXPECT_EQ(manager_->ListWorkers(tecl::v1::WORKER_KIND_UNSPECIFIED).size(), 1u);
+  coordinator_->Tick();
+  EXPECT_EQ(coordinator_->membership().List(tecl::v1::WORKER_KIND_UNSPECIFIED).size(), 1u);
   EXPECT_EQ(store_.Load()->workers.size(), 1u);
 }
 
-TEST_F(JobManagerTest, RegistrationNeedsAKindAndDataloadersAnAddress) {
+TEST_F(CoordinatorTest, RegistrationNeedsAKindAndDataloadersAnAddress) {
   tecl::v1::WorkerInfo info;
   std::optional<absl::StatusOr<tecl::v1::RegisterWorkerResponse>> result;
-  manager_->RegisterWorker(info, [&](auto r) { result = r; });
+  coordinator_->membership().Register(info, [&](auto r) { result = r; });
   EXPECT_EQ(result->status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(result->status().message()), HasSubstr("kind"));
   info.set_kind(tecl::v1::WORKER_KIND_DATALOADER);
-  manager_->RegisterWorker(info, [&](auto r) { result = r; });
+  coordinator_->membership().Register(info, [&](auto r) { result = r; });
   EXPECT_EQ(result->status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(result->status().message()), HasSubstr("address"));
 }
 
 // ---- Cancellation ----
 
-TEST_F(JobManagerTest, CancelStopsTheWorkersAndFreesThem) {
+TEST_F(CoordinatorTest, CancelStopsTheWorkersAndFreesThem) {
   const std::string pending = SubmitOk(Spec(4, 1));
   ASSERT_TRUE(Cancel(pending).ok());
   EXPECT_EQ(Get(pending).state(), kCancelled);
@@ -713,7 +752,7 @@ TEST_F(JobManagerTest, CancelStopsTheWorkersAndFreesThem) {
   const std::string id = SubmitOk(Spec(1, 1));
   const std::string t = Trainer();
   const std::string l = Loader();
-  manager_->Tick();
+  coordinator_->Tick();
   StartRank(t);
   absl::StatusOr<Job> cancelled = Cancel(id);
   ASSERT_TRUE(cancelled.ok());
@@ -735,11 +774,11 @@ TEST_F(JobManagerTest, CancelStopsTheWorkersAndFreesThem) {
 
 // ---- Checkpoints ----
 
-TEST_F(JobManagerTest, CheckpointsAreValidatedAndTheNewestIsTheJobs) {
+TEST_F(CoordinatorTest, CheckpointsAreValidatedAndTheNewestIsTheJobs) {
   const std::string id = SubmitOk(Spec(1, 1));
   const std::string t = Trainer();
   Loader();
-  manager_->Tick();
+  coordinator_->Tick();
   StartRank(t);
   EXPECT_EQ(Checkpoint(t, id, 1, 10, "").code(), absl::StatusCode::kOk);
   tecl::v1::RegisterCheckpointRequest empty;
@@ -747,7 +786,7 @@ TEST_F(JobManagerTest, CheckpointsAreValidatedAndTheNewestIsTheJobs) {
   empty.set_job_id(id);
   empty.mutable_checkpoint()->set_attempt(1);
   std::optional<absl::Status> status;
-  manager_->RegisterCheckpoint(empty, [&](absl::Status s) { status = s; });
+  coordinator_->checkpoints().Register(empty, [&](absl::Status s) { status = s; });
   EXPECT_EQ(status->code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Checkpoint(t, id, 1, 1001).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(Checkpoint(t, id, 1, 30).ok());
@@ -760,7 +799,7 @@ TEST_F(JobManagerTest, CheckpointsAreValidatedAndTheNewestIsTheJobs) {
 
 // ---- Evaluation jobs ----
 
-TEST_F(JobManagerTest, AnEvalJobWaitsForItsSourceAndEvaluatesItsNewestCheckpoint) {
+TEST_F(CoordinatorTest, AnEvalJobWaitsForItsSourceAndEvaluatesItsNewestCheckpoint) {
   const std::string pretrain = SubmitOk(Spec(1, 1));
   JobSpec eval = DefaultJobSpec(tecl::v1::JOB_KIND_EVAL, "tiny3d");
   eval.mutable_dataset()->set_root("/data/synth");
@@ -773,12 +812,12 @@ TEST_F(JobManagerTest, AnEvalJobWaitsForItsSourceAndEvaluatesItsNewestCheckpoint
   EXPECT_THAT(Get(evaluation).reason(), HasSubstr("waiting for job " + pretrain + " to finish"));
   const std::string t = Trainer();
   Loader();
-  manager_->Tick();
+  coordinator_->Tick();
   EXPECT_EQ(Get(pretrain).state(), kScheduled);
   StartRank(t);
   ASSERT_TRUE(Checkpoint(t, pretrain, 1, 1000).ok());
   ASSERT_TRUE(Report(t, pretrain, 1, 0, tecl::v1::OUTCOME_SUCCEEDED).ok());
-  manager_->Tick();
+  coordinator_->Tick();
   ASSERT_EQ(Get(evaluation).state(), kScheduled);
   tecl::v1::Assignment a = StartRank(t);
   EXPECT_EQ(a.resume_from().path(), "/ckpt/step-1000");
@@ -792,13 +831,13 @@ TEST_F(JobManagerTest, AnEvalJobWaitsForItsSourceAndEvaluatesItsNewestCheckpoint
   r1->set_k(1);
   r1->set_recall(0.42);
   std::optional<absl::Status> status;
-  manager_->ReportOutcome(done, [&](absl::Status s) { status = s; });
+  coordinator_->attempts().ReportOutcome(done, [&](absl::Status s) { status = s; });
   ASSERT_TRUE(status->ok());
   EXPECT_EQ(Get(evaluation).state(), kSucceeded);
   EXPECT_DOUBLE_EQ(Stored(evaluation).job.eval_result().retrieval(0).recall(), 0.42);
 }
 
-TEST_F(JobManagerTest, AnEvalJobFailsWhenItsSourceEndsWithoutACheckpoint) {
+TEST_F(CoordinatorTest, AnEvalJobFailsWhenItsSourceEndsWithoutACheckpoint) {
   const std::string pretrain = SubmitOk(Spec(1, 1));
   JobSpec eval = DefaultJobSpec(tecl::v1::JOB_KIND_EVAL, "tiny3d");
   eval.mutable_dataset()->set_root("/data/synth");
@@ -807,68 +846,68 @@ TEST_F(JobManagerTest, AnEvalJobFailsWhenItsSourceEndsWithoutACheckpoint) {
   eval.mutable_eval()->set_source_job_id(pretrain);
   const std::string evaluation = SubmitOk(eval);
   ASSERT_TRUE(Cancel(pretrain).ok());
-  manager_->Tick();
+  coordinator_->Tick();
   EXPECT_EQ(Get(evaluation).state(), kFailed);
   EXPECT_THAT(Get(evaluation).reason(), HasSubstr("without a checkpoint"));
 }
 
 // ---- Reads ----
 
-TEST_F(JobManagerTest, ListJobsIsNewestFirstWithFiltersAndPages) {
+TEST_F(CoordinatorTest, ListJobsIsNewestFirstWithFiltersAndPages) {
   std::vector<std::string> ids;
   for (int i = 0; i < 5; ++i) ids.push_back(SubmitOk(Spec()));
   ASSERT_TRUE(Cancel(ids[1]).ok());
-  auto page = manager_->ListJobs({}, 2, "");
+  auto page = coordinator_->jobs().List({}, 2, "");
   ASSERT_TRUE(page.ok());
   ASSERT_EQ(page->jobs.size(), 2u);
   EXPECT_EQ(page->jobs[0].id(), ids[4]);
   EXPECT_EQ(page->jobs[1].id(), ids[3]);
-  page = manager_->ListJobs({}, 2, page->next_page_token);
+  page = coordinator_->jobs().List({}, 2, page->next_page_token);
   EXPECT_EQ(page->jobs[0].id(), ids[2]);
-  page = manager_->ListJobs({}, 2, page->next_page_token);
+  page = coordinator_->jobs().List({}, 2, page->next_page_token);
   ASSERT_EQ(page->jobs.size(), 1u);
   EXPECT_EQ(page->jobs[0].id(), ids[0]);
   EXPECT_TRUE(page->next_page_token.empty());
-  auto cancelled = manager_->ListJobs({kCancelled}, 0, "");
+  auto cancelled = coordinator_->jobs().List({kCancelled}, 0, "");
   ASSERT_EQ(cancelled->jobs.size(), 1u);
   EXPECT_EQ(cancelled->jobs[0].id(), ids[1]);
-  EXPECT_EQ(manager_->ListJobs({}, 1001, "").status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(manager_->ListJobs({}, -1, "").status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(manager_->ListJobs({}, 0, "bogus").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(coordinator_->jobs().List({}, 1001, "").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(coordinator_->jobs().List({}, -1, "").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(coordinator_->jobs().List({}, 0, "bogus").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST_F(JobManagerTest, ListEventsAfterASeqWithALimit) {
+TEST_F(CoordinatorTest, ListEventsAfterASeqWithALimit) {
   const std::string id = SubmitOk(Spec());
   ASSERT_TRUE(Cancel(id).ok());
-  auto events = manager_->ListEvents(id, 0, 0);
+  auto events = coordinator_->jobs().ListEvents(id, 0, 0);
   ASSERT_EQ(events->size(), 2u);
   EXPECT_EQ((*events)[1].to_state(), kCancelled);
-  EXPECT_EQ(manager_->ListEvents(id, 1, 0)->size(), 1u);
-  EXPECT_EQ(manager_->ListEvents(id, 0, 1)->size(), 1u);
-  EXPECT_EQ(manager_->ListEvents("job-404", 0, 0).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(coordinator_->jobs().ListEvents(id, 1, 0)->size(), 1u);
+  EXPECT_EQ(coordinator_->jobs().ListEvents(id, 0, 1)->size(), 1u);
+  EXPECT_EQ(coordinator_->jobs().ListEvents("job-404", 0, 0).status().code(), absl::StatusCode::kNotFound);
 }
 
-TEST_F(JobManagerTest, WatchersHearOfChanges) {
+TEST_F(CoordinatorTest, WatchersHearOfChanges) {
   const std::string id = SubmitOk(Spec());
   int calls = 0;
-  const auto watch = manager_->Watch(id, [&] {
+  const auto watch = coordinator_->host().Watch(id, [&] {
     ++calls;
-    EXPECT_TRUE(manager_->GetJob(id).ok());  // Watchers may read.
+    EXPECT_TRUE(coordinator_->jobs().Get(id).ok());  // Watchers may read.
   });
   ASSERT_TRUE(Cancel(id).ok());
   EXPECT_EQ(calls, 1);
-  manager_->Unwatch(watch);
+  coordinator_->host().Unwatch(watch);
   SubmitOk(Spec());
   EXPECT_EQ(calls, 1);
 }
 
 // ---- Restart of the coordinator ----
 
-TEST_F(JobManagerTest, RestoreRebuildsJobsWorkersAndAttempts) {
+TEST_F(CoordinatorTest, RestoreRebuildsJobsWorkersAndAttempts) {
   const std::string id = SubmitOk(Spec(1, 1));
   const std::string t = Trainer();
   const std::string l = Loader();
-  manager_->Tick();
+  coordinator_->Tick();
   StartRank(t);
   ASSERT_TRUE(Checkpoint(t, id, 1, 100).ok());
   const std::string queued = SubmitOk(Spec(1, 1));
@@ -893,22 +932,22 @@ TEST_F(JobManagerTest, RestoreRebuildsJobsWorkersAndAttempts) {
 
 // Idle workers known only from the store after a restart may be gone (a local cluster restarted
 // with new processes): a job is not placed on them until they show up again.
-TEST_F(JobManagerTest, RestoredIdleWorkersGetWorkOnlyAfterTheyShowUp) {
+TEST_F(CoordinatorTest, RestoredIdleWorkersGetWorkOnlyAfterTheyShowUp) {
   const std::string t = Trainer();
   const std::string l = Loader();
   Start();  // A coordinator restart: t and l are restored, not heard from.
   const std::string id = SubmitOk(Spec(1, 1));
-  manager_->Tick();
+  coordinator_->Tick();
   EXPECT_EQ(Get(id).state(), kPending) << "placed on workers that have not shown up";
   ASSERT_TRUE(Beat(t).ok());
-  manager_->Tick();
+  coordinator_->Tick();
   EXPECT_EQ(Get(id).state(), kPending) << "the dataloader has not shown up yet";
   ASSERT_TRUE(Beat(l).ok());
-  manager_->Tick();
+  coordinator_->Tick();
   EXPECT_EQ(Get(id).state(), kScheduled);
 }
 
-TEST_F(JobManagerTest, MetricsCountJobsAndWorkers) {
+TEST_F(CoordinatorTest, MetricsCountJobsAndWorkers) {
   SubmitOk(Spec(2, 1));
   Trainer();
   const std::string text = registry_->Serialize();

@@ -9,8 +9,8 @@
 //
 // SUCCEEDED, FAILED and CANCELLED are terminal. docs/coordinator.md has the full table.
 // Pure functions: thread-safe.
-#ifndef TECL_SERVICES_COORDINATOR_SCHEDULER_JOB_STATE_H_
-#define TECL_SERVICES_COORDINATOR_SCHEDULER_JOB_STATE_H_
+#ifndef TECL_SERVICES_COORDINATOR_STATE_JOB_STATE_H_
+#define TECL_SERVICES_COORDINATOR_STATE_JOB_STATE_H_
 
 #include <string>
 
@@ -27,10 +27,14 @@ absl::Status CheckTransition(const std::string& job_id, tecl::v1::JobState from,
                              tecl::v1::JobState to);
 
 bool IsTerminal(tecl::v1::JobState state);
+// SCHEDULED or RUNNING: an attempt holds workers.
+bool IsActive(tecl::v1::JobState state);
+// PENDING or RECOVERING: waiting to be placed.
+bool IsWaiting(tecl::v1::JobState state);
 
 // "running", "succeeded", ...
 std::string StateName(tecl::v1::JobState state);
 
 }  // namespace tecl::coordinator
 
-#endif  // TECL_SERVICES_COORDINATOR_SCHEDULER_JOB_STATE_H_
+#endif  // TECL_SERVICES_COORDINATOR_STATE_JOB_STATE_H_

@@ -1,5 +1,5 @@
 // The job state machine: every (from, to) pair is allowed or refused as documented.
-#include "services/coordinator/scheduler/job_state.h"
+#include "services/coordinator/state/job_state.h"
 
 #include <set>
 #include <utility>

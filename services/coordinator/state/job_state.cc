@@ -1,4 +1,4 @@
-#include "services/coordinator/scheduler/job_state.h"
+#include "services/coordinator/state/job_state.h"
 
 #include "absl/strings/str_cat.h"
 #include "services/coordinator/spec/job_spec.h"
@@ -48,6 +48,14 @@ absl::Status CheckTransition(const std::string& job_id, JobState from, JobState 
 bool IsTerminal(JobState state) {
   return state == tecl::v1::JOB_STATE_SUCCEEDED || state == tecl::v1::JOB_STATE_FAILED ||
          state == tecl::v1::JOB_STATE_CANCELLED;
+}
+
+bool IsActive(JobState state) {
+  return state == tecl::v1::JOB_STATE_SCHEDULED || state == tecl::v1::JOB_STATE_RUNNING;
+}
+
+bool IsWaiting(JobState state) {
+  return state == tecl::v1::JOB_STATE_PENDING || state == tecl::v1::JOB_STATE_RECOVERING;
 }
 
 std::string StateName(JobState state) {

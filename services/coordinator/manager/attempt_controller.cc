@@ -1,0 +1,416 @@
+#include "services/coordinator/manager/attempt_controller.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "services/common/logging.h"
+#include "services/coordinator/state/job_state.h"
+
+namespace tecl::coordinator {
+namespace {
+
+using ::tecl::v1::Job;
+using ::tecl::v1::JobState;
+
+std::string OutcomeName(tecl::v1::Outcome outcome) {
+  switch (outcome) {
+    case tecl::v1::OUTCOME_SUCCEEDED:
+      return "succeeded";
+    case tecl::v1::OUTCOME_FAILED:
+      return "failed";
+    case tecl::v1::OUTCOME_FATAL:
+      return "failed fatally";
+    case tecl::v1::OUTCOME_STOPPED:
+      return "stopped";
+    default:
+      return "ended";
+  }
+}
+
+}  // namespace
+
+AttemptController::AttemptController(AttemptControllerOptions options, StateHost* host,
+                                     JobRegistry* jobs, Membership* membership,
+                                     CheckpointRegistry* checkpoints, Rendezvous* rendezvous,
+                                     metrics::Registry* registry)
+    : options_(std::move(options)),
+      host_(host),
+      jobs_(jobs),
+      membership_(membership),
+      checkpoints_(checkpoints),
+      rendezvous_(rendezvous),
+      coordinator_address_(options_.coordinator_address) {
+  if (registry == nullptr) return;
+  restarts_ = &metrics::BuildCounter()
+                   .Name("tecl_coordinator_restarts_total")
+                   .Help("Recoveries: attempts that failed and were restarted.")
+                   .Register(*registry)
+                   .Add({});
+}
+
+void AttemptController::SetCoordinatorAddress(const std::string& address) {
+  host_->Mutate([&](Change&) {
+    coordinator_address_ = address;
+    return absl::OkStatus();
+  }, nullptr);
+}
+
+void AttemptController::OnJobCreated(const Job& job) {
+  if (rendezvous_ != nullptr) rendezvous_->EndAttempt(job.id(), 0);  // Known, nothing open.
+}
+
+// ---- Entry points ----
+
+void AttemptController::Cancel(const std::string& job_id, const std::string& reason,
+                               Callback<Job> done) {
+  host_->Mutate<Job>(
+      [&](Change& change) -> absl::StatusOr<Job> {
+        auto found = jobs_->FindOrNotFound(job_id);
+        if (!found.ok()) return found.status();
+        JobRecord& record = **found;
+        absl::Status allowed =
+            CheckTransition(job_id, record.job.state(), tecl::v1::JOB_STATE_CANCELLED);
+        if (!allowed.ok()) return allowed;
+        Finish(record, tecl::v1::JOB_STATE_CANCELLED,
+               reason.empty() ? "cancelled by the user" : absl::StrCat("cancelled: ", reason),
+               change);
+        return record.job;
+      },
+      std::move(done));
+}
+
+void AttemptController::ReportOutcome(const tecl::v1::ReportOutcomeRequest& request,
+                                      StatusCallback done) {
+  host_->Mutate(
+      [&](Change& change) -> absl::Status {
+        auto worker = membership_->FindLive(request.worker_id());
+        if (!worker.ok()) return worker.status();
+        auto found = jobs_->FindOrNotFound(request.job_id());
+        if (!found.ok()) return found.status();
+        JobRecord& record = **found;
+        const tecl::v1::WorkerInfo& info = (*worker)->info;
+        const std::string who =
+            absl::StrCat("rank ", request.rank(), " (", (*worker)->Describe(), ")");
+        if (IsBusy((*worker)->phase) && info.job_id() == request.job_id() &&
+            info.attempt() == request.attempt()) {
+          membership_->Free(**worker, change);
+        }
+        // Where each rank of each attempt ended, whatever became of the attempt: the step a
+        // surviving rank's collective failed at is exact here, unlike the heartbeat progress.
+        jobs_->AddEvent(record, "outcome", record.job.state(), record.job.state(),
+                        absl::StrCat(who, " ", OutcomeName(request.outcome()),
+                                     request.reason().empty() ? "" : ": ", request.reason()),
+                        request.step(), change, request.attempt());
+        const Job& job = record.job;
+        if (request.attempt() != job.attempt() ||
+            (!IsActive(job.state()) && !IsTerminal(job.state()))) {
+          return absl::AbortedError(absl::StrCat(
+              "attempt ", request.attempt(), " of job ", job.id(),
+              " is no longer current (the job is ", StateName(job.state()), ", attempt ",
+              job.attempt(), "); outcome ignored"));
+        }
+        if (IsTerminal(job.state())) return absl::OkStatus();  // A rank acknowledging the end.
+        return ApplyOutcome(record, request, who, change);
+      },
+      std::move(done));
+}
+
+absl::Status AttemptController::ApplyOutcome(JobRecord& record,
+                                             const tecl::v1::ReportOutcomeRequest& request,
+                                             const std::string& who, Change& change) {
+  Job& job = record.job;
+  switch (request.outcome()) {
+    case tecl::v1::OUTCOME_SUCCEEDED:
+      if (request.rank() != 0) return absl::OkStatus();
+      if (request.has_progress()) *job.mutable_progress() = request.progress();
+      job.mutable_progress()->set_updated_unix_ms(host_->NowMs());
+      if (request.has_eval_result()) *job.mutable_eval_result() = request.eval_result();
+      Finish(record, tecl::v1::JOB_STATE_SUCCEEDED,
+             job.spec().kind() == tecl::v1::JOB_KIND_EVAL
+                 ? "evaluation finished"
+                 : absl::StrCat("rank 0 finished at step ", request.step()),
+             change);
+      return absl::OkStatus();
+    case tecl::v1::OUTCOME_FAILED:
+      FailAttempt(record,
+                  absl::StrCat(who, " failed: ",
+                               request.reason().empty() ? "no reason given" : request.reason()),
+                  change);
+      return absl::OkStatus();
+    case tecl::v1::OUTCOME_FATAL:
+      Finish(record, tecl::v1::JOB_STATE_FAILED,
+             absl::StrCat(who, " failed fatally (not restarted): ", request.reason()), change);
+      return absl::OkStatus();
+    case tecl::v1::OUTCOME_STOPPED:
+      FailAttempt(record, absl::StrCat(who, " stopped without being told to: ", request.reason()),
+                  change);
+      return absl::OkStatus();
+    default:
+      return absl::InvalidArgumentError(
+          "outcome is missing; set succeeded, failed, fatal or stopped");
+  }
+}
+
+// ---- Attempts ----
+
+void AttemptController::EndAttempt(JobRecord& record, JobState end_state,
+                                   const std::string& reason, Change& change) {
+  const std::string& id = record.job.id();
+  const int attempt = record.job.attempt();
+  for (WorkerRecord* worker : membership_->WorkersOf(id, attempt)) {
+    if (worker->info.kind() == tecl::v1::WORKER_KIND_DATALOADER) {
+      membership_->Free(*worker, change);
+    } else {
+      membership_->OrderStop(*worker, reason, change);
+    }
+  }
+  Attempts& attempts = attempts_[id];
+  for (tecl::v1::JobAttempt& a : attempts.history) {
+    if (a.attempt() != attempt || a.ended_unix_ms() != 0) continue;
+    a.set_ended_unix_ms(host_->NowMs());
+    a.set_end_state(end_state);
+    a.set_reason(reason);
+    change.batch.PutAttempt(id, a);
+  }
+  if (rendezvous_ != nullptr) rendezvous_->EndAttempt(id, attempt);
+  attempts.running_ranks.clear();
+}
+
+void AttemptController::FailAttempt(JobRecord& record, const std::string& reason,
+                                    Change& change) {
+  Job& job = record.job;
+  const int max_restarts = job.spec().restart().max_restarts();
+  if (job.restarts() >= max_restarts) {
+    Finish(record, tecl::v1::JOB_STATE_FAILED,
+           absl::StrCat(reason, "; no restarts left (restart.max_restarts = ", max_restarts, ")"),
+           change);
+    return;
+  }
+  EndAttempt(record, tecl::v1::JOB_STATE_RECOVERING, reason, change);
+  if (!jobs_->Transition(record, tecl::v1::JOB_STATE_RECOVERING, reason, change).ok()) return;
+  job.set_restarts(job.restarts() + 1);
+  job.set_attempt(job.attempt() + 1);
+  job.clear_ranks();
+  if (restarts_ != nullptr) restarts_->Increment();
+}
+
+void AttemptController::Finish(JobRecord& record, JobState state, const std::string& reason,
+                               Change& change) {
+  if (IsActive(record.job.state())) EndAttempt(record, state, reason, change);
+  jobs_->Transition(record, state, reason, change).IgnoreError();
+}
+
+void AttemptController::StartAttempt(JobRecord& record, const Placement& placement,
+                                     Change& change) {
+  Job& job = record.job;
+  if (job.state() == tecl::v1::JOB_STATE_PENDING) job.set_attempt(1);
+  job.clear_ranks();
+  const absl::Duration busy_timeout = absl::Seconds(job.spec().restart().heartbeat_timeout_s());
+  std::set<std::string> hosts;
+  size_t loaders = 0;
+  for (size_t r = 0; r < placement.ranks.size(); ++r) {
+    const RankPlacement& rank = placement.ranks[r];
+    tecl::v1::RankAssignment* assignment = job.add_ranks();
+    assignment->set_rank(static_cast<int32_t>(r));
+    assignment->set_worker_id(rank.trainer_id);
+    std::vector<std::string> ids = {rank.trainer_id};
+    for (const std::string& loader : rank.dataloader_ids) {
+      assignment->add_dataloader_ids(loader);
+      ids.push_back(loader);
+    }
+    loaders += rank.dataloader_ids.size();
+    for (const std::string& worker_id : ids) {
+      WorkerRecord* worker = membership_->Find(worker_id);
+      membership_->Assign(*worker, job.id(), job.attempt(), static_cast<int>(r), busy_timeout,
+                          change);
+      if (worker->info.kind() == tecl::v1::WORKER_KIND_TRAINER) {
+        hosts.insert(worker->info.hostname().empty() ? "?" : worker->info.hostname());
+      }
+    }
+  }
+  tecl::v1::JobAttempt attempt;
+  attempt.set_attempt(job.attempt());
+  *attempt.mutable_ranks() = job.ranks();
+  attempt.set_started_unix_ms(host_->NowMs());
+  Attempts& attempts = attempts_[job.id()];
+  attempts.history.push_back(attempt);
+  attempts.running_ranks.clear();
+  attempts.bypassed = 0;
+  change.batch.PutAttempt(job.id(), attempt);
+  if (rendezvous_ != nullptr) rendezvous_->BeginAttempt(job.id(), job.attempt());
+  std::string resume;
+  if (!job.latest_checkpoint().path().empty()) {
+    resume = absl::StrCat(", resuming from step ", job.latest_checkpoint().step());
+  }
+  jobs_->Transition(record, tecl::v1::JOB_STATE_SCHEDULED,
+                    absl::StrCat("attempt ", job.attempt(), " placed on ", placement.ranks.size(),
+                                 " trainer(s) (", absl::StrJoin(hosts, ", "), ") and ", loaders,
+                                 " dataloader(s)", resume),
+                    change)
+      .IgnoreError();
+}
+
+// ---- Scheduling ----
+
+bool AttemptController::ReadyToPlace(JobRecord& record, Change& change) {
+  const auto& spec = record.job.spec();
+  if (spec.kind() != tecl::v1::JOB_KIND_EVAL || spec.eval().source_job_id().empty()) return true;
+  const JobRecord* source = jobs_->Find(spec.eval().source_job_id());
+  if (source != nullptr && !IsTerminal(source->job.state())) return false;  // Waits for it.
+  if (source == nullptr || source->job.latest_checkpoint().path().empty()) {
+    Finish(record, tecl::v1::JOB_STATE_FAILED,
+           absl::StrCat("source job ", spec.eval().source_job_id(),
+                        source == nullptr ? " does not exist"
+                                          : absl::StrCat(" ended (", StateName(source->job.state()),
+                                                         ") without a checkpoint"),
+                        "; nothing to evaluate"),
+           change);
+    return false;
+  }
+  return true;
+}
+
+void AttemptController::Schedule(Change& change) {
+  std::vector<WorkerSlot> free;
+  std::vector<WorkerSlot> live;
+  membership_->Slots(&free, &live);
+  bool free_trainer = false;
+  for (const WorkerSlot& slot : free) {
+    free_trainer = free_trainer || slot.kind == tecl::v1::WORKER_KIND_TRAINER;
+  }
+  std::vector<QueuedJob> queue;
+  for (JobRecord* record : jobs_->Waiting()) {
+    if (!ReadyToPlace(*record, change)) continue;
+    if (!free_trainer) continue;
+    QueuedJob q;
+    q.job_id = record->job.id();
+    q.priority = record->job.spec().priority();
+    q.seq = record->seq;
+    q.request = GangRequestFor(record->job.spec());
+    q.bypassed = attempts_[q.job_id].bypassed;
+    queue.push_back(std::move(q));
+  }
+  if (queue.empty()) return;
+  ScheduleDecision decision = ScheduleQueue(std::move(queue), free, live, options_.scheduler);
+  for (const auto& [id, count] : decision.bypassed) attempts_[id].bypassed = count;
+  for (const auto& [id, placement] : decision.start) {
+    StartAttempt(*jobs_->Find(id), placement, change);
+  }
+}
+
+// ---- Membership::Listener ----
+
+tecl::v1::Assignment AttemptController::AssignmentFor(const WorkerRecord& worker) {
+  const Job& job = jobs_->Find(worker.info.job_id())->job;
+  tecl::v1::Assignment a;
+  a.set_job_id(job.id());
+  a.set_attempt(job.attempt());
+  a.set_rank(worker.info.rank());
+  a.set_world_size(job.ranks_size());
+  *a.mutable_spec() = job.spec();
+  for (const auto& rank : job.ranks()) {
+    if (rank.rank() != worker.info.rank()) continue;
+    for (const std::string& loader_id : rank.dataloader_ids()) {
+      if (const WorkerRecord* loader = membership_->Find(loader_id); loader != nullptr) {
+        a.add_dataloader_addresses(loader->info.address());
+      }
+    }
+  }
+  a.set_checkpoint_dir(checkpoints_->DirFor(job));
+  tecl::v1::Checkpoint resume = checkpoints_->ResumeFrom(job);
+  if (!resume.path().empty()) *a.mutable_resume_from() = std::move(resume);
+  a.set_coordinator_address(coordinator_address_);
+  return a;
+}
+
+void AttemptController::OnRunning(const WorkerRecord& worker,
+                                  const tecl::v1::HeartbeatRequest& request, Change& change) {
+  JobRecord* record = jobs_->Find(worker.info.job_id());
+  if (record == nullptr) return;
+  Job& job = record->job;
+  if (request.status() == tecl::v1::TRAINER_STATUS_RUNNING &&
+      job.state() == tecl::v1::JOB_STATE_SCHEDULED) {
+    std::set<int>& running = attempts_[job.id()].running_ranks;
+    running.insert(worker.info.rank());
+    if (static_cast<int>(running.size()) == job.ranks_size()) {
+      jobs_->Transition(*record, tecl::v1::JOB_STATE_RUNNING,
+                        absl::StrCat("all ", job.ranks_size(), " rank(s) are training"), change)
+          .IgnoreError();
+    }
+  }
+  if (worker.info.rank() == 0 && request.has_progress() && IsActive(job.state())) {
+    jobs_->SetProgress(*record, request.progress(), change);
+  }
+}
+
+void AttemptController::OnAssignmentDropped(const std::string& description,
+                                            const std::string& job_id, int attempt, int rank,
+                                            Change& change) {
+  JobRecord* record = jobs_->Find(job_id);
+  if (record == nullptr || record->job.attempt() != attempt || !IsActive(record->job.state())) {
+    return;
+  }
+  FailAttempt(*record,
+              absl::StrCat("rank ", rank, " (", description,
+                           ") went idle without reporting an outcome"),
+              change);
+}
+
+void AttemptController::OnWorkerLost(const LostWorker& lost, Change& change) {
+  JobRecord* record = jobs_->Find(lost.job_id);
+  if (record == nullptr || record->job.attempt() != lost.attempt ||
+      !IsActive(record->job.state())) {
+    return;
+  }
+  const std::string why = absl::StrCat("rank ", lost.rank, ": ", lost.reason);
+  jobs_->AddEvent(*record, "worker_lost", record->job.state(), record->job.state(), why,
+                  record->job.progress().step(), change);
+  FailAttempt(*record, why, change);
+}
+
+// ---- Restore ----
+
+void AttemptController::RestoreJob(const JobRecord& record,
+                                   std::vector<tecl::v1::JobAttempt> attempts) {
+  const Job& job = record.job;
+  Attempts& a = attempts_[job.id()];
+  a.history = std::move(attempts);
+  if (job.state() == tecl::v1::JOB_STATE_RUNNING) {
+    for (const auto& rank : job.ranks()) a.running_ranks.insert(rank.rank());
+  }
+  if (rendezvous_ == nullptr) return;
+  // Known to the rendezvous: calls of any attempt but the open one get ABORTED.
+  if (IsActive(job.state())) {
+    rendezvous_->BeginAttempt(job.id(), job.attempt());
+  } else {
+    rendezvous_->EndAttempt(job.id(), job.attempt());
+  }
+}
+
+WorkerPhase AttemptController::RestoredPhase(const tecl::v1::WorkerInfo& info,
+                                             std::string* stop_reason) const {
+  switch (info.state()) {
+    case tecl::v1::WORKER_STATE_BUSY:
+      break;
+    case tecl::v1::WORKER_STATE_LOST:
+      return WorkerPhase::kLost;
+    default:
+      return WorkerPhase::kIdle;
+  }
+  const JobRecord* record = jobs_->Find(info.job_id());
+  const bool current = record != nullptr && IsActive(record->job.state()) &&
+                       record->job.attempt() == info.attempt();
+  if (info.kind() == tecl::v1::WORKER_KIND_DATALOADER) {
+    return current ? WorkerPhase::kAssigned : WorkerPhase::kIdle;
+  }
+  if (!current) {
+    *stop_reason = absl::StrCat("attempt ", info.attempt(), " of job ", info.job_id(),
+                                " is no longer current");
+    return WorkerPhase::kStopping;
+  }
+  return record->job.state() == tecl::v1::JOB_STATE_RUNNING ? WorkerPhase::kRunning
+                                                             : WorkerPhase::kAssigned;
+}
+
+}  // namespace tecl::coordinator

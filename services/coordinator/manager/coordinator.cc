@@ -1,0 +1,65 @@
+#include "services/coordinator/manager/coordinator.h"
+
+#include <utility>
+
+#include "services/common/logging.h"
+
+namespace tecl::coordinator {
+
+Coordinator::Coordinator(CoordinatorOptions options, JobStore* store, const Clock* clock,
+                         Rendezvous* rendezvous, metrics::Registry* registry)
+    : store_(store),
+      host_(store, clock),
+      jobs_(std::move(options.jobs), &host_, registry),
+      membership_(options.membership, &host_, registry),
+      checkpoints_(std::move(options.checkpoints), &host_, &jobs_, &membership_),
+      attempts_(std::move(options.attempts), &host_, &jobs_, &membership_, &checkpoints_,
+                rendezvous, registry) {
+  membership_.SetListener(&attempts_);
+  jobs_.SetCreatedHook([this](const tecl::v1::Job& job) { attempts_.OnJobCreated(job); });
+}
+
+absl::Status Coordinator::Restore() {
+  absl::StatusOr<StoreSnapshot> snapshot = store_->Load();
+  if (!snapshot.ok()) return snapshot.status();
+  host_.Mutate(
+      [&](Change& change) {
+        for (StoredJob& stored : snapshot->jobs) {
+          const std::string id = stored.job.id();
+          std::vector<tecl::v1::Checkpoint> checkpoints = std::move(stored.checkpoints);
+          std::vector<tecl::v1::JobAttempt> attempts = std::move(stored.attempts);
+          const JobRecord& record = jobs_.Restore(std::move(stored));
+          checkpoints_.Restore(id, std::move(checkpoints));
+          attempts_.RestoreJob(record, std::move(attempts));
+        }
+        for (tecl::v1::WorkerInfo& info : snapshot->workers) {
+          std::string stop_reason;
+          const WorkerPhase phase = attempts_.RestoredPhase(info, &stop_reason);
+          absl::Duration busy_timeout;
+          if (const JobRecord* job = jobs_.Find(info.job_id()); job != nullptr) {
+            busy_timeout = absl::Seconds(job->job.spec().restart().heartbeat_timeout_s());
+          }
+          const tecl::v1::WorkerState stored_state = info.state();
+          WorkerRecord& worker = membership_.Restore(std::move(info), phase, busy_timeout);
+          worker.stop_reason = stop_reason;
+          if (worker.info.state() != stored_state) change.worker_rows.insert(worker.id());
+        }
+        host_.RequestScheduling();
+        TECL_LOG(INFO) << "restored " << jobs_.size() << " job(s) ("
+                       << jobs_.Waiting().size() << " waiting) and " << snapshot->workers.size()
+                       << " worker(s)";
+        return absl::OkStatus();
+      },
+      nullptr);
+  return absl::OkStatus();
+}
+
+void Coordinator::Tick() {
+  host_.MutateInBackground([&](Change& change) {
+    membership_.ExpireHeartbeats(change);
+    jobs_.PersistDueProgress(change);
+    if (host_.TakeSchedulingRequest()) attempts_.Schedule(change);
+  });
+}
+
+}  // namespace tecl::coordinator

@@ -1,0 +1,334 @@
+#include "services/coordinator/manager/membership.h"
+
+#include <random>
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "services/common/clock.h"
+#include "services/common/logging.h"
+#include "services/coordinator/spec/job_spec.h"
+
+namespace tecl::coordinator {
+namespace {
+
+std::string KindName(tecl::v1::WorkerKind kind) {
+  return kind == tecl::v1::WORKER_KIND_DATALOADER ? "dataloader" : "trainer";
+}
+
+uint64_t SplitMix64(uint64_t& state) {
+  uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+HeartbeatReport Classify(const tecl::v1::HeartbeatRequest& request, const WorkerRecord& worker) {
+  if (request.job_id().empty()) return HeartbeatReport::kNoWork;
+  if (IsBusy(worker.phase) && request.job_id() == worker.info.job_id() &&
+      request.attempt() == worker.info.attempt()) {
+    return HeartbeatReport::kAssignment;
+  }
+  return HeartbeatReport::kOtherWork;
+}
+
+}  // namespace
+
+std::string WorkerRecord::Describe() const {
+  return absl::StrCat(KindName(info.kind()), " ", info.id(),
+                      info.hostname().empty() ? "" : absl::StrCat(" on ", info.hostname()));
+}
+
+Membership::Membership(MembershipOptions options, StateHost* host, metrics::Registry* registry)
+    : options_(std::move(options)), host_(host) {
+  id_state_ = (static_cast<uint64_t>(std::random_device()()) << 32) ^ std::random_device()() ^
+              static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
+  host_->AddRowWriter([this](Change& change) { WriteRows(change); });
+  if (registry == nullptr) return;
+  workers_gauge_ = &metrics::BuildGauge()
+                        .Name("tecl_coordinator_workers")
+                        .Help("Registered workers by kind and state.")
+                        .Register(*registry);
+  heartbeat_age_ = &metrics::BuildGauge()
+                        .Name("tecl_coordinator_worker_heartbeat_age_seconds")
+                        .Help("Seconds since each live worker's last heartbeat.")
+                        .Register(*registry);
+  host_->AddMetricsCollector(registry, [this] { CollectMetrics(); });
+}
+
+// ---- Entry points ----
+
+void Membership::Register(const tecl::v1::WorkerInfo& worker,
+                          Callback<tecl::v1::RegisterWorkerResponse> done) {
+  if (worker.kind() == tecl::v1::WORKER_KIND_UNSPECIFIED) {
+    done(absl::InvalidArgumentError("register: worker.kind is missing; set trainer or dataloader"));
+    return;
+  }
+  if (worker.kind() == tecl::v1::WORKER_KIND_DATALOADER && worker.address().empty()) {
+    done(absl::InvalidArgumentError(
+        "register: a dataloader needs worker.address (host:port of its gRPC server) so that "
+        "trainers can reach it"));
+    return;
+  }
+  host_->Mutate<tecl::v1::RegisterWorkerResponse>(
+      [&](Change& change) -> absl::StatusOr<tecl::v1::RegisterWorkerResponse> {
+        const std::string id = NewWorkerId(worker.kind());
+        WorkerRecord& record = workers_[id];
+        record.info = worker;
+        record.info.set_id(id);
+        record.info.set_state(tecl::v1::WORKER_STATE_IDLE);
+        record.info.clear_job_id();
+        record.info.clear_attempt();
+        record.info.clear_rank();
+        record.info.set_registered_unix_ms(host_->NowMs());
+        record.phase = WorkerPhase::kIdle;
+        record.last_heartbeat = host_->Now();
+        host_->RequestScheduling();
+        change.worker_rows.insert(id);
+        TECL_LOG(INFO) << "registered " << record.Describe()
+                       << (worker.address().empty() ? "" : absl::StrCat(" at ", worker.address()));
+        tecl::v1::RegisterWorkerResponse response;
+        response.set_worker_id(id);
+        response.set_heartbeat_interval_ms(absl::ToInt64Milliseconds(options_.heartbeat_interval));
+        return response;
+      },
+      std::move(done));
+}
+
+void Membership::Heartbeat(const tecl::v1::HeartbeatRequest& request,
+                           Callback<tecl::v1::HeartbeatResponse> done) {
+  using Action = HeartbeatDecision::Action;
+  using Effect = HeartbeatDecision::Effect;
+  host_->Mutate<tecl::v1::HeartbeatResponse>(
+      [&](Change& change) -> absl::StatusOr<tecl::v1::HeartbeatResponse> {
+        auto found = FindLive(request.worker_id());
+        if (!found.ok()) return found.status();
+        WorkerRecord& worker = **found;
+        worker.last_heartbeat = host_->Now();
+        if (!worker.confirmed) host_->RequestScheduling();  // Free for new work again.
+        worker.confirmed = true;
+        tecl::v1::HeartbeatResponse response;
+        response.set_heartbeat_interval_ms(absl::ToInt64Milliseconds(options_.heartbeat_interval));
+        const HeartbeatDecision decision =
+            DecideHeartbeat(worker.info.kind(), worker.phase, Classify(request, worker));
+        const tecl::v1::WorkerInfo before = worker.info;
+        if (decision.event.has_value()) Apply(worker, *decision.event, change).IgnoreError();
+        if (decision.effect == Effect::kAcknowledged) {
+          listener_->OnRunning(worker, request, change);
+        } else if (decision.effect == Effect::kDroppedAssignment) {
+          listener_->OnAssignmentDropped(worker.Describe(), before.job_id(), before.attempt(),
+                                         before.rank(), change);
+        }
+        switch (decision.action) {
+          case Action::kNone:
+            break;
+          case Action::kSendAssignment:
+            response.set_action(tecl::v1::HeartbeatResponse::ACTION_RUN);
+            *response.mutable_assignment() = listener_->AssignmentFor(worker);
+            break;
+          case Action::kStopOwn:
+            response.set_action(tecl::v1::HeartbeatResponse::ACTION_STOP);
+            response.set_stop_reason(worker.stop_reason);
+            break;
+          case Action::kStopStale:
+            response.set_action(tecl::v1::HeartbeatResponse::ACTION_STOP);
+            response.set_stop_reason(absl::StrCat("attempt ", request.attempt(), " of job ",
+                                                  request.job_id(), " is not current"));
+            break;
+        }
+        return response;
+      },
+      std::move(done));
+}
+
+std::vector<tecl::v1::WorkerInfo> Membership::List(tecl::v1::WorkerKind kind) const {
+  return host_->Read<std::vector<tecl::v1::WorkerInfo>>([&] {
+    std::vector<tecl::v1::WorkerInfo> result;
+    for (const auto& [id, worker] : workers_) {
+      if (kind != tecl::v1::WORKER_KIND_UNSPECIFIED && worker.info.kind() != kind) continue;
+      result.push_back(worker.info);
+      result.back().set_last_heartbeat_unix_ms(ToUnixMillisOrZero(worker.last_heartbeat));
+    }
+    return result;
+  });
+}
+
+// ---- Under the host's lock ----
+
+WorkerRecord* Membership::Find(const std::string& worker_id) {
+  auto it = workers_.find(worker_id);
+  return it == workers_.end() ? nullptr : &it->second;
+}
+
+absl::StatusOr<WorkerRecord*> Membership::FindLive(const std::string& worker_id) {
+  WorkerRecord* worker = Find(worker_id);
+  if (worker == nullptr || worker->phase == WorkerPhase::kLost) {
+    return absl::NotFoundError(absl::StrCat(
+        "worker \"", worker_id, "\" ",
+        worker == nullptr ? "is not registered" : "was declared lost after missing heartbeats",
+        "; register again"));
+  }
+  return worker;
+}
+
+absl::Status Membership::Apply(WorkerRecord& worker, WorkerEvent event, Change& change) {
+  absl::StatusOr<WorkerPhase> next = NextWorkerPhase(worker.id(), worker.phase, event);
+  if (!next.ok()) {
+    TECL_LOG(ERROR) << next.status().message();
+    return next.status();
+  }
+  worker.phase = *next;
+  worker.info.set_state(WireState(worker.phase));
+  if (!IsBusy(worker.phase)) {
+    worker.info.clear_job_id();
+    worker.info.clear_attempt();
+    worker.info.clear_rank();
+    worker.stop_reason.clear();
+  }
+  if (worker.phase == WorkerPhase::kIdle) host_->RequestScheduling();
+  change.worker_rows.insert(worker.id());
+  return absl::OkStatus();
+}
+
+void Membership::Assign(WorkerRecord& worker, const std::string& job_id, int attempt, int rank,
+                        absl::Duration busy_timeout, Change& change) {
+  if (!Apply(worker, WorkerEvent::kAssign, change).ok()) return;
+  worker.info.set_job_id(job_id);
+  worker.info.set_attempt(attempt);
+  worker.info.set_rank(rank);
+  worker.busy_timeout = busy_timeout;
+}
+
+void Membership::OrderStop(WorkerRecord& worker, const std::string& reason, Change& change) {
+  if (worker.phase == WorkerPhase::kStopping) return;
+  if (Apply(worker, WorkerEvent::kOrderStop, change).ok()) worker.stop_reason = reason;
+}
+
+void Membership::Free(WorkerRecord& worker, Change& change) {
+  if (!IsBusy(worker.phase)) return;
+  Apply(worker, WorkerEvent::kFree, change).IgnoreError();
+}
+
+std::vector<WorkerRecord*> Membership::WorkersOf(const std::string& job_id, int attempt) {
+  std::vector<WorkerRecord*> result;
+  for (auto& [id, worker] : workers_) {
+    if (IsBusy(worker.phase) && worker.info.job_id() == job_id &&
+        worker.info.attempt() == attempt) {
+      result.push_back(&worker);
+    }
+  }
+  return result;
+}
+
+void Membership::Slots(std::vector<WorkerSlot>* free, std::vector<WorkerSlot>* live) const {
+  for (const auto& [id, worker] : workers_) {
+    const tecl::v1::WorkerInfo& info = worker.info;
+    if (worker.phase == WorkerPhase::kLost) continue;
+    WorkerSlot slot{id, info.kind(), info.device(), info.gpus(), info.hostname()};
+    if (worker.phase == WorkerPhase::kIdle && worker.confirmed) free->push_back(slot);
+    live->push_back(std::move(slot));
+  }
+}
+
+void Membership::MarkLost(WorkerRecord& worker, Change& change) {
+  const std::string reason = absl::StrCat(
+      worker.Describe(), " missed heartbeats for ",
+      absl::FormatDuration(
+          absl::Trunc(host_->Now() - worker.last_heartbeat, absl::Milliseconds(100))));
+  TECL_LOG(WARNING) << reason << ": declared lost";
+  LostWorker lost{worker.Describe(), worker.info.kind(), worker.info.job_id(),
+                  worker.info.attempt(), worker.info.rank(), reason};
+  const bool counted_on = IsBusy(worker.phase) && worker.phase != WorkerPhase::kStopping;
+  if (!Apply(worker, WorkerEvent::kTimeout, change).ok()) return;
+  worker.lost_at = host_->Now();
+  if (counted_on) listener_->OnWorkerLost(lost, change);
+}
+
+void Membership::ExpireHeartbeats(Change& change) {
+  const absl::Time now = host_->Now();
+  for (auto it = workers_.begin(); it != workers_.end();) {
+    WorkerRecord& worker = it->second;
+    if (worker.phase == WorkerPhase::kLost) {
+      if (now - worker.lost_at > options_.lost_worker_retention) {
+        change.worker_rows.insert(it->first);  // Absent at commit: the row is deleted.
+        it = workers_.erase(it);
+        continue;
+      }
+    } else {
+      const absl::Duration timeout =
+          IsBusy(worker.phase) ? worker.busy_timeout : options_.heartbeat_timeout;
+      if (now - worker.last_heartbeat > timeout) MarkLost(worker, change);
+    }
+    ++it;
+  }
+}
+
+WorkerRecord& Membership::Restore(tecl::v1::WorkerInfo info, WorkerPhase phase,
+                                  absl::Duration busy_timeout) {
+  WorkerRecord& worker = workers_[info.id()];
+  worker.info = std::move(info);
+  worker.phase = phase;
+  worker.busy_timeout = busy_timeout;
+  worker.last_heartbeat = host_->Now();  // A full timeout to show up again.
+  worker.lost_at = host_->Now();
+  worker.confirmed = false;  // No new work until it does.
+  if (WireState(phase) != worker.info.state()) {
+    worker.info.set_state(WireState(phase));
+    if (!IsBusy(phase)) {
+      worker.info.clear_job_id();
+      worker.info.clear_attempt();
+      worker.info.clear_rank();
+    }
+  }
+  return worker;
+}
+
+std::string Membership::NewWorkerId(tecl::v1::WorkerKind kind) {
+  const std::string prefix = kind == tecl::v1::WORKER_KIND_DATALOADER ? "loader-" : "trainer-";
+  while (true) {
+    std::string id =
+        absl::StrCat(prefix, absl::StrFormat("%08x", static_cast<uint32_t>(SplitMix64(id_state_))));
+    if (!workers_.count(id)) return id;
+  }
+}
+
+void Membership::WriteRows(Change& change) {
+  for (const std::string& id : change.worker_rows) {
+    auto it = workers_.find(id);
+    if (it == workers_.end()) {
+      change.batch.DeleteWorker(id);
+    } else {
+      tecl::v1::WorkerInfo info = it->second.info;
+      info.set_last_heartbeat_unix_ms(ToUnixMillisOrZero(it->second.last_heartbeat));
+      change.batch.PutWorker(info);
+    }
+  }
+}
+
+void Membership::CollectMetrics() {
+  std::map<std::pair<std::string, std::string>, int> counts;
+  for (const char* kind : {"trainer", "dataloader"}) {
+    for (const char* state : {"idle", "busy", "lost"}) counts[{kind, state}] = 0;
+  }
+  const absl::Time now = host_->Now();
+  std::map<std::string, std::string> live;
+  for (const auto& [id, worker] : workers_) {
+    const auto* state = tecl::v1::WorkerState_descriptor()->FindValueByNumber(worker.info.state());
+    const std::string kind = KindName(worker.info.kind());
+    ++counts[{kind, state ? EnumValueShortName(*state) : "unknown"}];
+    if (worker.phase == WorkerPhase::kLost) continue;
+    live[id] = kind;
+    heartbeat_age_->Add({{"worker", id}, {"kind", kind}})
+        .Set(absl::ToDoubleSeconds(now - worker.last_heartbeat));
+  }
+  for (const auto& [key, count] : counts) {
+    workers_gauge_->Add({{"kind", key.first}, {"state", key.second}}).Set(count);
+  }
+  for (const auto& [id, kind] : heartbeat_age_workers_) {
+    if (!live.count(id)) heartbeat_age_->Remove({{"worker", id}, {"kind", kind}});
+  }
+  heartbeat_age_workers_ = std::move(live);
+}
+
+}  // namespace tecl::coordinator

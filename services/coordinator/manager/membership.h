@@ -1,0 +1,149 @@
+// Membership: the registered trainers and dataloaders, each in a phase of the worker state
+// machine (state/worker_state.h), their heartbeats and timeouts. RegisterWorker, Heartbeat and
+// ListWorkers (MembershipService) enter here; the AttemptController assigns, stops and frees
+// workers through the locked methods and hears of what heartbeats and timeouts mean for its
+// attempts through Membership::Listener.
+//
+// A worker silent longer than its timeout (its job's restart.heartbeat_timeout_s while busy,
+// else `heartbeat_timeout`) is LOST; a lost or unknown worker's calls get NOT_FOUND and it
+// registers again under a new id; lost workers are listed for `lost_worker_retention`, then
+// forgotten. Workers restored from the store after a coordinator restart are unconfirmed: they
+// get no new work until their first heartbeat.
+//
+// Thread-safety: the entry points are thread-safe. Methods marked "under the host's lock" must be
+// called from a StateHost::Mutate change. The host, the listener and the metrics registry must
+// outlive the membership.
+#ifndef TECL_SERVICES_COORDINATOR_MANAGER_MEMBERSHIP_H_
+#define TECL_SERVICES_COORDINATOR_MANAGER_MEMBERSHIP_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "services/common/metrics.h"
+#include "services/coordinator/manager/state_host.h"
+#include "services/coordinator/scheduler/gang_scheduler.h"
+#include "services/coordinator/state/worker_state.h"
+#include "tecl/v1/coordinator.pb.h"
+#include "tecl/v1/job.pb.h"
+
+namespace tecl::coordinator {
+
+struct MembershipOptions {
+  // Interval workers are told to heartbeat at.
+  absl::Duration heartbeat_interval = absl::Seconds(1);
+  // An idle worker is lost after this much silence (busy workers use their job's timeout).
+  absl::Duration heartbeat_timeout = absl::Seconds(30);
+  // Lost workers are listed this long, then forgotten.
+  absl::Duration lost_worker_retention = absl::Hours(1);
+};
+
+// One registered worker. `info.state`, `info.job_id`, `attempt` and `rank` follow `phase`.
+struct WorkerRecord {
+  tecl::v1::WorkerInfo info;
+  WorkerPhase phase = WorkerPhase::kIdle;
+  absl::Time last_heartbeat;
+  absl::Time lost_at;
+  // Heard from since it registered or since the coordinator restarted: may get new work.
+  bool confirmed = true;
+  std::string stop_reason;                   // Why it was told to stop (STOPPING).
+  absl::Duration busy_timeout;               // Its job's heartbeat timeout while busy.
+
+  const std::string& id() const { return info.id(); }
+  // "trainer trainer-1a2b3c4d on host-1"
+  std::string Describe() const;
+};
+
+// A busy worker that was lost while its attempt still counted on it.
+struct LostWorker {
+  std::string description;
+  tecl::v1::WorkerKind kind = tecl::v1::WORKER_KIND_UNSPECIFIED;
+  std::string job_id;
+  int attempt = 0;
+  int rank = 0;
+  std::string reason;  // "<worker> missed heartbeats for 10s"
+};
+
+class Membership {
+ public:
+  // What heartbeats and timeouts mean for attempts (the AttemptController). Called under the
+  // host's lock, inside the change that caused them.
+  class Listener {
+   public:
+    virtual ~Listener() = default;
+    // The assignment of an ASSIGNED trainer, repeated in its heartbeat responses until it runs it.
+    virtual tecl::v1::Assignment AssignmentFor(const WorkerRecord& worker) = 0;
+    // A heartbeat of a trainer running its assignment (its status and progress).
+    virtual void OnRunning(const WorkerRecord& worker, const tecl::v1::HeartbeatRequest& request,
+                           Change& change) = 0;
+    // A trainer ran its assignment and went idle without an outcome (it is idle already):
+    // `description` is the worker, `job_id`/`rank` what it dropped.
+    virtual void OnAssignmentDropped(const std::string& description, const std::string& job_id,
+                                     int attempt, int rank, Change& change) = 0;
+    virtual void OnWorkerLost(const LostWorker& lost, Change& change) = 0;
+  };
+
+  Membership(MembershipOptions options, StateHost* host, metrics::Registry* registry);
+  void SetListener(Listener* listener) { listener_ = listener; }
+
+  // ---- Entry points ----
+  // A new id for the worker, IDLE. INVALID_ARGUMENT: no kind, or a dataloader without an address.
+  void Register(const tecl::v1::WorkerInfo& worker,
+                Callback<tecl::v1::RegisterWorkerResponse> done);
+  // Liveness, the trainer's report of its work, and the answer: its assignment, a stop order, or
+  // nothing (DecideHeartbeat). NOT_FOUND: unknown or lost worker (register again).
+  void Heartbeat(const tecl::v1::HeartbeatRequest& request,
+                 Callback<tecl::v1::HeartbeatResponse> done);
+  // Unspecified kind = all; by id.
+  std::vector<tecl::v1::WorkerInfo> List(tecl::v1::WorkerKind kind) const;
+
+  // ---- Under the host's lock ----
+  WorkerRecord* Find(const std::string& worker_id);
+  // NOT_FOUND ("register again") for an unknown or lost worker.
+  absl::StatusOr<WorkerRecord*> FindLive(const std::string& worker_id);
+  // IDLE -> ASSIGNED as `rank` of (job, attempt); lost after `busy_timeout` of silence.
+  void Assign(WorkerRecord& worker, const std::string& job_id, int attempt, int rank,
+              absl::Duration busy_timeout, Change& change);
+  // ASSIGNED/RUNNING -> STOPPING (no-op for a worker already stopping).
+  void OrderStop(WorkerRecord& worker, const std::string& reason, Change& change);
+  // Back to IDLE (no-op for an idle or lost worker).
+  void Free(WorkerRecord& worker, Change& change);
+  // The busy workers of (job, attempt).
+  std::vector<WorkerRecord*> WorkersOf(const std::string& job_id, int attempt);
+  // Workers that may get new work (idle and confirmed), and every live worker.
+  void Slots(std::vector<WorkerSlot>* free, std::vector<WorkerSlot>* live) const;
+  // Marks workers past their timeout lost (telling the listener of busy ones) and forgets lost
+  // workers past the retention.
+  void ExpireHeartbeats(Change& change);
+  // A worker read from the store (start-up): unconfirmed, a full timeout to show up again.
+  WorkerRecord& Restore(tecl::v1::WorkerInfo info, WorkerPhase phase, absl::Duration busy_timeout);
+
+ private:
+  // Moves the worker along the state machine and keeps its info and row in step. An edge the
+  // machine lacks is a bug: logged, nothing changes.
+  absl::Status Apply(WorkerRecord& worker, WorkerEvent event, Change& change);
+  void MarkLost(WorkerRecord& worker, Change& change);
+  std::string NewWorkerId(tecl::v1::WorkerKind kind);
+  void WriteRows(Change& change);
+  void CollectMetrics();
+
+  const MembershipOptions options_;
+  StateHost* const host_;
+  Listener* listener_ = nullptr;
+
+  // Guarded by host_->mu().
+  std::map<std::string, WorkerRecord> workers_;
+  uint64_t id_state_ = 0;
+
+  metrics::Family<metrics::Gauge>* workers_gauge_ = nullptr;
+  metrics::Family<metrics::Gauge>* heartbeat_age_ = nullptr;
+  std::map<std::string, std::string> heartbeat_age_workers_;  // id -> kind, of the last collection.
+};
+
+}  // namespace tecl::coordinator
+
+#endif  // TECL_SERVICES_COORDINATOR_MANAGER_MEMBERSHIP_H_

@@ -1,0 +1,26 @@
+#include "services/coordinator/service/request_checks.h"
+
+#include "absl/strings/str_cat.h"
+#include "services/common/grpc_status.h"
+
+namespace tecl::coordinator {
+
+absl::Status RequireId(absl::string_view field, const std::string& value, size_t max) {
+  if (value.empty()) return absl::InvalidArgumentError(absl::StrCat(field, " is missing"));
+  return LimitText(field, value, max);
+}
+
+absl::Status LimitText(absl::string_view field, const std::string& value, size_t max) {
+  if (value.size() <= max) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, " has ", value.size(), " bytes; at most ", max));
+}
+
+grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* context,
+                                     const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+}  // namespace tecl::coordinator
