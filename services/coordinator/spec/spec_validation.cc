@@ -1,0 +1,385 @@
+// Job spec validation: ranges, relations between fields, and the cluster's limits (SpecLimits).
+#include <algorithm>
+#include <filesystem>
+#include <system_error>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "services/coordinator/spec/job_spec.h"
+#include "services/coordinator/spec/spec_internal.h"
+
+namespace tecl::coordinator {
+namespace spec_internal {
+namespace {
+
+using ::tecl::v1::JobSpec;
+
+// ------------------------------------------------------------------------------------------------
+// Validation helpers.
+
+template <typename T>
+void CheckRange(Problems& p, const std::string& path, T value, T lo, T hi,
+                absl::string_view fix = "") {
+  if (value >= lo && value <= hi) return;  // Also false for NaN.
+  p.Add(path, absl::StrCat(value, " is out of range; use a value in [", lo, ", ", hi, "]",
+                           fix.empty() ? "" : absl::StrCat(" (", fix, ")")));
+}
+
+void CheckProbability(Problems& p, const std::string& path, double value) {
+  CheckRange(p, path, value, 0.0, 1.0);
+}
+
+void CheckAscending(Problems& p, const std::string& path,
+                    const google::protobuf::RepeatedField<int32_t>& values,
+                    absl::string_view example) {
+  if (values.empty()) {
+    p.Add(path, absl::StrCat("empty; give a list like ", example));
+    return;
+  }
+  for (int i = 0; i < values.size(); ++i) {
+    if (values[i] < 1) {
+      p.Add(absl::StrCat(path, "[", i, "]"), absl::StrCat(values[i], " must be at least 1"));
+    }
+  }
+  for (int i = 1; i < values.size(); ++i) {
+    if (values[i] <= values[i - 1]) {
+      p.Add(path, absl::StrCat("[", absl::StrJoin(values, ", "),
+                               "] must be strictly ascending, like ", example));
+      break;
+    }
+  }
+}
+
+bool IsUnder(const std::filesystem::path& path, const std::string& root) {
+  const std::filesystem::path r = std::filesystem::path(root).lexically_normal();
+  auto pi = path.begin();
+  for (auto ri = r.begin(); ri != r.end(); ++ri) {
+    if (ri->empty()) continue;  // Trailing slash.
+    if (pi == path.end() || *pi != *ri) return false;
+    ++pi;
+  }
+  return true;
+}
+
+// Checks an absolute, confined path that exists (when the limits ask to check and `must_exist`).
+void CheckPath(Problems& p, const std::string& path_name, const std::string& value,
+               const SpecLimits& limits, bool confine, bool want_directory,
+               bool must_exist = true) {
+  std::filesystem::path path(value);
+  if (!path.is_absolute()) {
+    p.Add(path_name, absl::StrCat(Quote(value),
+                                  " is relative; give an absolute path (teclctl resolves relative "
+                                  "paths against its working directory)"));
+    return;
+  }
+  for (const auto& part : path) {
+    if (part == "..") {
+      p.Add(path_name, absl::StrCat(Quote(value), " contains \"..\"; give the path without it"));
+      return;
+    }
+  }
+  const std::filesystem::path normal = path.lexically_normal();
+  if (confine && !limits.data_roots.empty()) {
+    bool under = false;
+    for (const std::string& root : limits.data_roots) under = under || IsUnder(normal, root);
+    if (!under) {
+      p.Add(path_name, absl::StrCat(Quote(value), " is outside the data roots (",
+                                    absl::StrJoin(limits.data_roots, ", "),
+                                    "); move the data there or start the coordinator with "
+                                    "--data_roots including it"));
+      return;
+    }
+  }
+  if (limits.check_paths_exist && must_exist) {
+    std::error_code error;
+    const auto status = std::filesystem::status(normal, error);
+    if (!std::filesystem::exists(status)) {
+      p.Add(path_name, absl::StrCat(Quote(value), " does not exist; check the path"));
+    } else if (want_directory && !std::filesystem::is_directory(status)) {
+      p.Add(path_name, absl::StrCat(Quote(value), " is not a folder"));
+    } else if (!want_directory && std::filesystem::is_directory(status)) {
+      p.Add(path_name, absl::StrCat(Quote(value), " is a folder; give a file"));
+    }
+  }
+}
+
+// A dataset file field: required when `required`, resolved against dataset.root when relative.
+void CheckDatasetFile(Problems& p, const std::string& field, const std::string& value,
+                      const std::string& root, bool required, absl::string_view what,
+                      const SpecLimits& limits) {
+  if (value.empty()) {
+    if (required) p.Add(field, absl::StrCat("missing; set it to ", what));
+    return;
+  }
+  if (root.empty() || !std::filesystem::path(root).is_absolute()) return;
+  std::filesystem::path path(value);
+  if (path.is_relative()) path = std::filesystem::path(root) / path;
+  CheckPath(p, field, path.string(), limits, /*confine=*/true, /*want_directory=*/false);
+}
+
+void ValidateDataset(Problems& p, const JobSpec& spec, const SpecLimits& limits) {
+  const auto& d = spec.dataset();
+  using tecl::v1::DatasetSpec;
+  if (d.format() == DatasetSpec::FORMAT_UNSPECIFIED) {
+    p.Add("dataset.format", "missing; set class_folders, ucf101 or csv");
+  }
+  if (d.root().empty()) {
+    p.Add("dataset.root", "missing; set it to the folder holding the videos");
+  } else {
+    CheckPath(p, "dataset.root", d.root(), limits, /*confine=*/true, /*want_directory=*/true);
+  }
+  const bool eval = spec.kind() == tecl::v1::JOB_KIND_EVAL;
+  switch (d.format()) {
+    case DatasetSpec::FORMAT_CSV:
+      CheckDatasetFile(p, "dataset.manifest", d.manifest(), d.root(), true,
+                       "the CSV manifest (header path,label,split)", limits);
+      break;
+    case DatasetSpec::FORMAT_UCF101:
+      CheckDatasetFile(p, "dataset.class_index", d.class_index(), d.root(), true, "classInd.txt",
+                       limits);
+      CheckDatasetFile(p, "dataset.train_list", d.train_list(), d.root(), true,
+                       "the train split list (e.g. trainlist01.txt)", limits);
+      CheckDatasetFile(p, "dataset.test_list", d.test_list(), d.root(), true,
+                       "the test split list (e.g. testlist01.txt)", limits);
+      break;
+    case DatasetSpec::FORMAT_CLASS_FOLDERS:
+      // Evaluation needs both splits (gallery = train, queries = test).
+      CheckDatasetFile(p, "dataset.train_list", d.train_list(), d.root(), eval,
+                       "the train split list (evaluation needs both splits)", limits);
+      CheckDatasetFile(p, "dataset.test_list", d.test_list(), d.root(), eval,
+                       "the test split list (evaluation needs both splits)", limits);
+      break;
+    default:
+      break;
+  }
+  if (d.split() != "train" && d.split() != "all") {
+    p.Add("dataset.split", absl::StrCat(Quote(d.split()), " is not one of train, all"));
+  }
+  CheckRange(p, "dataset.fps", d.fps(), 0.0, 240.0, "0 keeps the native frame rate");
+  if (d.short_side() != 0)
+    CheckRange(p, "dataset.short_side", d.short_side(), 16, 4096, "0 = auto");
+}
+
+void ValidateModel(Problems& p, const JobSpec& spec) {
+  const auto& m = spec.model();
+  bool known = false;
+  for (const char* name : kBackbones) known = known || m.backbone() == name;
+  if (!known) {
+    std::vector<std::string> names(std::begin(kBackbones), std::end(kBackbones));
+    const std::string close = ClosestMatch(m.backbone(), names);
+    p.Add("model.backbone",
+          absl::StrCat(Quote(m.backbone()), " is not one of ", absl::StrJoin(names, ", "),
+                       close.empty() ? "" : absl::StrCat(" (did you mean ", close, "?)")));
+  }
+  CheckRange(p, "model.head_hidden", m.head_hidden(), 1, 16384);
+  CheckRange(p, "model.psi_hidden", m.psi_hidden(), 1, 16384);
+  CheckRange(p, "model.psi_dim", m.psi_dim(), 1, 8192);
+  CheckRange(p, "model.projection_dim", m.projection_dim(), 1, 8192);
+  CheckRange(p, "model.projection_hidden", m.projection_hidden(), 1, 16384);
+}
+
+void ValidateMethod(Problems& p, const JobSpec& spec) {
+  const auto& m = spec.method();
+  const auto& w = m.weights();
+  const std::pair<const char*, double> weights[] = {{"equivariance", w.equivariance()},
+                                                    {"speed", w.speed()},
+                                                    {"direction", w.direction()},
+                                                    {"order", w.order()},
+                                                    {"instance", w.instance()}};
+  bool any = false;
+  for (const auto& [name, value] : weights) {
+    CheckRange(p, absl::StrCat("method.weights.", name), value, 0.0, 1000.0, "0 disables the term");
+    any = any || value > 0;
+  }
+  if (!any && spec.kind() == tecl::v1::JOB_KIND_PRETRAIN) {
+    p.Add("method.weights",
+          "every loss weight is 0, so pretraining would learn nothing; set at least one of "
+          "equivariance, speed, direction, order, instance above 0");
+  }
+  CheckRange(p, "method.equivariance_temperature", m.equivariance_temperature(), 1e-4, 100.0);
+  CheckRange(p, "method.instance_temperature", m.instance_temperature(), 1e-4, 100.0);
+  if (m.instance_positive() == tecl::v1::INSTANCE_POSITIVE_UNSPECIFIED) {
+    p.Add("method.instance_positive", "missing; set other_clip or same_frames");
+  }
+}
+
+void ValidateSampling(Problems& p, const JobSpec& spec, const SpecLimits& limits) {
+  const auto& s = spec.sampling();
+  CheckRange(p, "sampling.clip_length", s.clip_length(), 1, 256);
+  CheckRange(p, "sampling.crop_size", s.crop_size(), 16, 1024);
+  CheckAscending(p, "sampling.speeds", s.speeds(), "[1, 2, 4, 8]");
+  if (s.speeds_size() > 16) p.Add("sampling.speeds", "more than 16 speeds; use at most 16");
+  if (!s.speeds().empty() && s.clip_length() > 0) {
+    const int max_speed = *std::max_element(s.speeds().begin(), s.speeds().end());
+    const int64_t span = static_cast<int64_t>(s.clip_length()) * max_speed;
+    if (span > limits.max_clip_span_frames) {
+      p.Add("sampling",
+            absl::StrCat("clip_length ", s.clip_length(), " x largest speed ", max_speed, " = ",
+                         span, " source frames per clip exceeds ", limits.max_clip_span_frames,
+                         "; use shorter clips or smaller speeds"));
+    }
+  }
+  CheckRange(p, "sampling.groups_per_batch", s.groups_per_batch(), 1, 4096);
+}
+
+void ValidateAugment(Problems& p, const JobSpec& spec) {
+  const auto& a = spec.augment();
+  CheckRange(p, "augment.crop_area_min", a.crop_area_min(), 1e-3, 1.0);
+  CheckRange(p, "augment.crop_area_max", a.crop_area_max(), 1e-3, 1.0);
+  if (a.crop_area_max() < a.crop_area_min()) {
+    p.Add("augment.crop_area_max", absl::StrCat(a.crop_area_max(), " is below crop_area_min ",
+                                                a.crop_area_min(), "; swap them"));
+  }
+  CheckRange(p, "augment.aspect_min", a.aspect_min(), 0.1, 10.0);
+  CheckRange(p, "augment.aspect_max", a.aspect_max(), 0.1, 10.0);
+  if (a.aspect_max() < a.aspect_min()) {
+    p.Add("augment.aspect_max",
+          absl::StrCat(a.aspect_max(), " is below aspect_min ", a.aspect_min(), "; swap them"));
+  }
+  CheckProbability(p, "augment.flip_prob", a.flip_prob());
+  CheckProbability(p, "augment.jitter_prob", a.jitter_prob());
+  CheckProbability(p, "augment.grayscale_prob", a.grayscale_prob());
+  CheckRange(p, "augment.brightness", a.brightness(), 0.0, 1.0);
+  CheckRange(p, "augment.contrast", a.contrast(), 0.0, 1.0);
+  CheckRange(p, "augment.saturation", a.saturation(), 0.0, 1.0);
+  CheckRange(p, "augment.hue", a.hue(), 0.0, 0.5);
+}
+
+void ValidateTraining(Problems& p, const JobSpec& spec) {
+  const auto& o = spec.optimizer();
+  if (o.name() != "adamw")
+    p.Add("optimizer.name", absl::StrCat(Quote(o.name()), " is not one of adamw"));
+  CheckRange(p, "optimizer.lr", o.lr(), 1e-9, 10.0);
+  CheckRange(p, "optimizer.weight_decay", o.weight_decay(), 0.0, 10.0);
+  CheckRange(p, "optimizer.beta1", o.beta1(), 0.0, 0.999999);
+  CheckRange(p, "optimizer.beta2", o.beta2(), 0.0, 0.999999);
+  CheckRange(p, "optimizer.grad_clip_norm", o.grad_clip_norm(), 0.0, 1e6, "0 disables clipping");
+
+  const auto& s = spec.schedule();
+  CheckRange<int64_t>(p, "schedule.total_steps", s.total_steps(), 1, 1'000'000'000);
+  if (s.warmup_steps() < 0 || s.warmup_steps() > s.total_steps()) {
+    p.Add("schedule.warmup_steps",
+          absl::StrCat(s.warmup_steps(), " must be in [0, total_steps = ", s.total_steps(), "]"));
+  }
+  CheckRange(p, "schedule.final_lr_ratio", s.final_lr_ratio(), 0.0, 1.0);
+  CheckRange(p, "schedule.log_interval", s.log_interval(), 1, 1'000'000);
+
+  const auto& c = spec.checkpoint();
+  CheckRange<int64_t>(p, "checkpoint.interval_steps", c.interval_steps(), 1, 1'000'000'000);
+  CheckRange(p, "checkpoint.keep", c.keep(), 1, 1000);
+}
+
+void ValidateResources(Problems& p, const JobSpec& spec, const SpecLimits& limits) {
+  const auto& r = spec.resources();
+  if (r.trainers() < 1) {
+    p.Add("resources.trainers",
+          absl::StrCat(r.trainers(), " trainers cannot run a job; use at least 1"));
+  } else if (r.trainers() > limits.max_trainers) {
+    p.Add(
+        "resources.trainers",
+        absl::StrCat(r.trainers(), " is more than this cluster's maximum of ", limits.max_trainers,
+                     " trainers; use fewer (the coordinator's --max_trainers)"));
+  }
+  if (r.dataloaders_per_trainer() < 1) {
+    p.Add("resources.dataloaders_per_trainer",
+          absl::StrCat(r.dataloaders_per_trainer(),
+                       " leaves trainers without input; use at least 1"));
+  } else if (r.dataloaders_per_trainer() > limits.max_dataloaders_per_trainer) {
+    p.Add("resources.dataloaders_per_trainer",
+          absl::StrCat(r.dataloaders_per_trainer(), " is more than the maximum of ",
+                       limits.max_dataloaders_per_trainer));
+  }
+  if (r.device() == tecl::v1::DEVICE_UNSPECIFIED)
+    p.Add("resources.device", "missing; set cpu or cuda");
+  CheckRange(p, "resources.threads_per_trainer", r.threads_per_trainer(), 1, 1024);
+  CheckRange(p, "resources.decode_threads", r.decode_threads(), 1, 256);
+  CheckRange(p, "resources.prefetch_batches", r.prefetch_batches(), 1, 64);
+
+  const auto& rs = spec.restart();
+  CheckRange(p, "restart.max_restarts", rs.max_restarts(), 0, 1000);
+  CheckRange(p, "restart.heartbeat_timeout_s", rs.heartbeat_timeout_s(), 1.0, 86400.0);
+  CheckRange(p, "restart.collective_timeout_s", rs.collective_timeout_s(), 1.0, 86400.0);
+
+  const auto& d = spec.distributed();
+  if (d.backend() == tecl::v1::DistributedSpec::BACKEND_NCCL &&
+      r.device() != tecl::v1::DEVICE_CUDA) {
+    p.Add("distributed.backend", "nccl needs resources.device cuda; use gloo on cpu");
+  }
+  CheckRange(p, "distributed.bucket_size_mb", d.bucket_size_mb(), 0.01, 1024.0);
+}
+
+void ValidateEval(Problems& p, const JobSpec& spec, const SpecLimits& limits) {
+  const auto& e = spec.eval();
+  std::vector<std::string> sources;
+  if (!e.source_job_id().empty()) sources.push_back("source_job_id");
+  if (!e.checkpoint().empty()) sources.push_back("checkpoint");
+  if (e.random_init()) sources.push_back("random_init");
+  if (sources.empty()) {
+    p.Add("eval",
+          "nothing to evaluate; set one of eval.source_job_id (a pretraining job), "
+          "eval.checkpoint (a file) or eval.random_init: true (baseline)");
+  } else if (sources.size() > 1) {
+    p.Add("eval", absl::StrCat("set exactly one of source_job_id, checkpoint, random_init; ",
+                               absl::StrJoin(sources, " and "), " are both set"));
+  }
+  if (!e.checkpoint().empty()) {
+    CheckPath(p, "eval.checkpoint", e.checkpoint(), limits, /*confine=*/false,
+              /*want_directory=*/false);
+  }
+  CheckRange(p, "eval.clips_per_video", e.clips_per_video(), 1, 100);
+  CheckAscending(p, "eval.recall_at", e.recall_at(), "[1, 5, 10, 20, 50]");
+  CheckRange(p, "eval.probe_epochs", e.probe_epochs(), 0, 10000, "0 skips the linear probe");
+  CheckRange(p, "eval.probe_lr", e.probe_lr(), 1e-9, 100.0);
+  CheckRange(p, "eval.probe_weight_decay", e.probe_weight_decay(), 0.0, 10.0);
+}
+
+}  // namespace
+
+Problems Validate(const JobSpec& spec, const SpecLimits& limits) {
+  Problems p;
+  const size_t bytes = spec.ByteSizeLong();
+  if (bytes > limits.max_spec_bytes) {
+    p.Add("", absl::StrCat("the spec is ", bytes, " bytes, more than the limit of ",
+                           limits.max_spec_bytes, "; shorten it"));
+    return p;
+  }
+  if (spec.name().empty()) {
+    p.Add("name", "missing; give the job a name");
+  } else if (spec.name().size() > 128) {
+    p.Add("name", "longer than 128 characters; shorten it");
+  } else if (!std::all_of(spec.name().begin(), spec.name().end(), [](char c) {
+               return absl::ascii_isalnum(c) || c == '.' || c == '_' || c == '-';
+             })) {
+    p.Add("name",
+          absl::StrCat(Quote(spec.name()), " may only hold letters, digits, '.', '_' and '-'"));
+  }
+  const bool pretrain = spec.kind() == tecl::v1::JOB_KIND_PRETRAIN;
+  const bool eval = spec.kind() == tecl::v1::JOB_KIND_EVAL;
+  if (!pretrain && !eval) p.Add("kind", "missing; set pretrain or eval");
+  CheckRange(p, "priority", spec.priority(), -1000, 1000, "higher runs first");
+  ValidateDataset(p, spec, limits);
+  ValidateModel(p, spec);
+  ValidateSampling(p, spec, limits);
+  ValidateResources(p, spec, limits);
+  if (!spec.checkpoint().dir().empty()) {
+    // Rank 0 creates it.
+    CheckPath(p, "checkpoint.dir", spec.checkpoint().dir(), limits, /*confine=*/false,
+              /*want_directory=*/true, /*must_exist=*/false);
+  }
+  if (pretrain) {
+    ValidateMethod(p, spec);
+    ValidateAugment(p, spec);
+    ValidateTraining(p, spec);
+  }
+  if (eval) ValidateEval(p, spec, limits);
+  return p;
+}
+
+}  // namespace spec_internal
+
+absl::Status ValidateJobSpec(const tecl::v1::JobSpec& spec, const SpecLimits& limits) {
+  return spec_internal::Validate(spec, limits).ToStatus();
+}
+
+}  // namespace tecl::coordinator
