@@ -447,6 +447,16 @@ function checkReferences(objects, external) {
 
 // ---------------------------------------------------------------------------------------------
 
+// The object as the API server decodes it, where that differs from the schema's letter: a
+// Secret's base64 data may be wrapped over lines (kustomize's secretGenerator wraps at 70
+// columns; Go's base64 decoder skips line breaks).
+function forSchema(object) {
+  if (object.kind !== "Secret" || object.apiVersion !== "v1" || !isPlainObject(object.data)) return object;
+  const data = Object.fromEntries(Object.entries(object.data).map(([key, value]) =>
+    [key, typeof value === "string" ? value.replace(/[\r\n]/g, "") : value]));
+  return { ...object, data };
+}
+
 async function main(argv) {
   const inputs = [];
   const external = new Set();
@@ -482,7 +492,7 @@ async function main(argv) {
     }
     if (Model) {
       try {
-        new Model(object).validate();
+        new Model(forSchema(object)).validate();
       } catch (error) {
         problems.push(`schema: ${error.message}`);
       }

@@ -68,12 +68,14 @@ class SchemaTest(unittest.TestCase):
             "FAIL cert-manager.io/v1/Certificate/broken: schema: data/spec/usages/3 must be equal to one of "
             "the allowed values",
             "FAIL references: NetworkPolicy/broken: podSelector matches no pod template",
+            "FAIL v1/Secret/broken: schema: data/data/bad must match format \"byte\"",
             "FAIL references: Certificate/broken: issuerRef Issuer missing-issuer not found",
             "FAIL references: Issuer/broken: ca.secretName: Secret missing-ca not found",
         ]:
             self.assertIn(expected, result.stdout)
         # A Secret that a Certificate provides is not missing.
         self.assertNotIn("broken-tls", result.stdout)
+        self.assertNotIn("data/data/wrapped", result.stdout)
         self.assertIn("ok   cert-manager.io/v1/Issuer/broken", result.stdout)
 
 
