@@ -12,6 +12,7 @@ from k8s_render_test import EXTERNAL
 
 lib.require_tool("kubectl", "scripts/setup installs kubernetes-client")
 NODE = lib.require_tool("node", "scripts/setup installs nodejs")
+lib.require_tool("openssl", "apt-get install openssl (make_dev_secrets.py makes the cpu-dev certificates)")
 MODULES = ["kubernetes-models", "@kubernetes-models/prometheus-operator", "@kubernetes-models/cert-manager"]
 if not all((lib.DEPLOY_DIR / "node_modules" / module).is_dir() for module in MODULES):
     lib.skip(f"deploy/node_modules lacks one of {MODULES}: run `npm ci --prefix deploy` (scripts/setup does, "
@@ -42,8 +43,12 @@ class SchemaTest(unittest.TestCase):
         _, text, _ = lib.render_overlay("gpu")
         result = validate(text)
         self.assertEqual(result.returncode, 1)
-        self.assertIn("FAIL references: StatefulSet/tecl-trainer: volume auth: Secret tecl-auth not found",
-                      result.stdout)
+        for workload, volume, secret in [("Deployment/tecl-coordinator", "auth", "tecl-auth"),
+                                         ("Deployment/tecl-dataloader", "token", "tecl-dataloader-token"),
+                                         ("StatefulSet/tecl-trainer", "token", "tecl-trainer-token")]:
+            self.assertIn(f"FAIL references: {workload}: volume {volume}: Secret {secret} not found", result.stdout)
+        # The certificates' Secrets come from the cert-manager component's Certificates.
+        self.assertNotIn("-tls not found", result.stdout)
 
     def test_broken_objects_are_reported(self):
         result = validate((lib.TESTDATA_DIR / "broken-manifests.yaml").read_text())
