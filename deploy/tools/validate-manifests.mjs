@@ -6,14 +6,17 @@
 //
 // For every object of the multi-document YAML input:
 //   1. schema: the object is loaded into its kubernetes-models class (the Kubernetes OpenAPI
-//      schemas; ServiceMonitor and PrometheusRule from @kubernetes-models/prometheus-operator) and
-//      validate() is called (types, required fields, formats, enums);
+//      schemas; ServiceMonitor and PrometheusRule from @kubernetes-models/prometheus-operator;
+//      cert-manager's Certificate and Issuer from @kubernetes-models/cert-manager) and validate()
+//      is called (types, required fields, formats, enums);
 //   2. unknown fields: every field must exist in the type declarations of that class (the schemas
 //      allow unknown fields, so a misspelt `readinesProbe` would otherwise pass and be dropped);
 //   3. references: ConfigMaps, Secrets and PersistentVolumeClaims that pods use, Services'
 //      selectors and named target ports, probe ports, ServiceMonitor ports, StatefulSet
-//      serviceName, HPA and PDB targets must resolve inside the rendered set (`--external
-//      Kind/name` names objects that are created outside it).
+//      serviceName, HPA and PDB targets, NetworkPolicy pod selectors, cert-manager issuerRefs
+//      and CA Secrets must resolve inside the rendered set (`--external Kind/name` names objects
+//      that are created outside it). A cert-manager Certificate provides the Secret named by its
+//      spec.secretName.
 // Prints one line per object and every problem; exits 1 when there is any problem, 2 on usage
 // errors.
 import fs from "node:fs";
@@ -29,6 +32,9 @@ const require = createRequire(import.meta.url);
 function modelModule(apiVersion, kind) {
   if (apiVersion === "monitoring.coreos.com/v1") {
     return `@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/${kind}`;
+  }
+  if (apiVersion === "cert-manager.io/v1") {
+    return `@kubernetes-models/cert-manager/cert-manager.io/v1/${kind}`;
   }
   if (apiVersion === "v1") return `kubernetes-models/v1/${kind}`;
   return `kubernetes-models/${apiVersion}/${kind}`;
@@ -318,6 +324,11 @@ function checkReferences(objects, external) {
   const problems = [];
   const key = (kind, namespace, name) => `${kind}/${namespace || ""}/${name}`;
   const present = new Set(objects.map((o) => key(o.kind, o.metadata?.namespace, o.metadata?.name)));
+  // cert-manager writes each Certificate's Secret (tls.crt, tls.key, ca.crt).
+  const certificates = objects.filter((o) => o.kind === "Certificate" && o.apiVersion?.startsWith("cert-manager.io/"));
+  for (const certificate of certificates) {
+    if (certificate.spec?.secretName) present.add(key("Secret", certificate.metadata?.namespace, certificate.spec.secretName));
+  }
   const exists = (kind, namespace, name) =>
     present.has(key(kind, namespace, name)) || external.has(`${kind}/${name}`);
   const workloads = objects.filter((o) => podTemplate(o) !== undefined);
@@ -413,10 +424,38 @@ function checkReferences(objects, external) {
     const matched = workloads.some((w) => w.metadata.namespace === pdb.metadata.namespace && selectorMatches(pdb.spec.selector, podTemplate(w).metadata?.labels || {}));
     if (!matched) problems.push(`PodDisruptionBudget/${pdb.metadata.name}: selector matches no pod template`);
   }
+  for (const policy of objects.filter((o) => o.kind === "NetworkPolicy")) {
+    const selector = policy.spec?.podSelector || {};
+    const empty = Object.keys(selector.matchLabels || {}).length + (selector.matchExpressions || []).length === 0;
+    if (empty) continue;  // every pod of the namespace
+    const matched = workloads.some((w) => w.metadata.namespace === policy.metadata.namespace && selectorMatches(selector, podTemplate(w).metadata?.labels || {}));
+    if (!matched) problems.push(`NetworkPolicy/${policy.metadata.name}: podSelector matches no pod template`);
+  }
+  for (const certificate of certificates) {
+    const issuer = certificate.spec?.issuerRef || {};
+    const kind = issuer.kind || "Issuer";
+    if ((issuer.group || "cert-manager.io") !== "cert-manager.io") continue;  // external issuers
+    const namespace = kind === "ClusterIssuer" ? undefined : certificate.metadata?.namespace;
+    if (!exists(kind, namespace, issuer.name)) problems.push(`Certificate/${certificate.metadata.name}: issuerRef ${kind} ${issuer.name} not found`);
+  }
+  for (const issuer of objects.filter((o) => o.kind === "Issuer" && o.apiVersion?.startsWith("cert-manager.io/"))) {
+    const secret = issuer.spec?.ca?.secretName;
+    if (secret && !exists("Secret", issuer.metadata?.namespace, secret)) problems.push(`Issuer/${issuer.metadata.name}: ca.secretName: Secret ${secret} not found`);
+  }
   return problems;
 }
 
 // ---------------------------------------------------------------------------------------------
+
+// The object as the API server decodes it, where that differs from the schema's letter: a
+// Secret's base64 data may be wrapped over lines (kustomize's secretGenerator wraps at 70
+// columns; Go's base64 decoder skips line breaks).
+function forSchema(object) {
+  if (object.kind !== "Secret" || object.apiVersion !== "v1" || !isPlainObject(object.data)) return object;
+  const data = Object.fromEntries(Object.entries(object.data).map(([key, value]) =>
+    [key, typeof value === "string" ? value.replace(/[\r\n]/g, "") : value]));
+  return { ...object, data };
+}
 
 async function main(argv) {
   const inputs = [];
@@ -453,7 +492,7 @@ async function main(argv) {
     }
     if (Model) {
       try {
-        new Model(object).validate();
+        new Model(forSchema(object)).validate();
       } catch (error) {
         problems.push(`schema: ${error.message}`);
       }

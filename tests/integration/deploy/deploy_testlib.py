@@ -9,6 +9,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import tempfile
 import unittest
 
 import yaml
@@ -45,9 +46,38 @@ def overlays():
                   if (p / "kustomization.yaml").is_file())
 
 
+def secret_generator_files(kustomization):
+    """(secret name, key, relative path) of every `files:` entry of a kustomization's
+    secretGenerator (`key=path` or just `path`)."""
+    entries = []
+    for generator in kustomization.get("secretGenerator") or []:
+        for entry in generator.get("files") or []:
+            key, _, path = entry.rpartition("=")
+            entries.append((generator["name"], key or pathlib.PurePath(path).name, path))
+    return entries
+
+
 def render_overlay(name):
-    """`kubectl kustomize` of an overlay: (objects, raw YAML, stderr). Raises on failure."""
-    result = run(["kubectl", "kustomize", str(DEPLOY_DIR / "k8s" / "overlays" / name)])
+    """`kubectl kustomize` of an overlay: (objects, raw YAML, stderr). Raises on failure.
+
+    Renders a copy of deploy/k8s without any secrets/ folder an operator may have made; an overlay
+    whose secretGenerator reads files under secrets/ (cpu-dev) gets fresh ones from
+    deploy/tools/make_dev_secrets.py, as an operator would."""
+    with tempfile.TemporaryDirectory(prefix="tecl-k8s-") as scratch:
+        k8s = pathlib.Path(scratch) / "k8s"
+        shutil.copytree(DEPLOY_DIR / "k8s", k8s, ignore=shutil.ignore_patterns("secrets"))
+        overlay = k8s / "overlays" / name
+        kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text())
+        if any(path.startswith("secrets/") for _, _, path in secret_generator_files(kustomization)):
+            made = run([sys.executable, str(DEPLOY_DIR / "tools" / "make_dev_secrets.py"),
+                        "--out", str(overlay / "secrets"), "--quiet"])
+            if made.returncode != 0:
+                raise AssertionError(f"make_dev_secrets.py failed:\n{made.stdout}{made.stderr}")
+        return _render(overlay, name)
+
+
+def _render(path, name):
+    result = run(["kubectl", "kustomize", str(path)])
     if result.returncode != 0:
         version = run(["kubectl", "version", "--client"]).stdout.strip()
         raise AssertionError(f"kubectl kustomize {name} failed (the manifests need kustomize >= v4, "

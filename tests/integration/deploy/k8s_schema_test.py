@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Every object of every rendered overlay validates against the Kubernetes schemas offline
-(kubernetes-models, and @kubernetes-models/prometheus-operator for ServiceMonitor and
-PrometheusRule), has no unknown fields, and references only objects that exist
+(kubernetes-models, @kubernetes-models/prometheus-operator for ServiceMonitor and
+PrometheusRule, @kubernetes-models/cert-manager for Certificate and Issuer), has no unknown fields, and references only objects that exist
 (deploy/tools/validate-manifests.mjs). A file of deliberately broken objects shows that the
 validator reports each kind of problem.
 """
@@ -12,8 +12,10 @@ from k8s_render_test import EXTERNAL
 
 lib.require_tool("kubectl", "scripts/setup installs kubernetes-client")
 NODE = lib.require_tool("node", "scripts/setup installs nodejs")
-if not (lib.DEPLOY_DIR / "node_modules" / "kubernetes-models").is_dir():
-    lib.skip("deploy/node_modules is missing: run `npm ci --prefix deploy` (scripts/setup does, "
+lib.require_tool("openssl", "apt-get install openssl (make_dev_secrets.py makes the cpu-dev certificates)")
+MODULES = ["kubernetes-models", "@kubernetes-models/prometheus-operator", "@kubernetes-models/cert-manager"]
+if not all((lib.DEPLOY_DIR / "node_modules" / module).is_dir() for module in MODULES):
+    lib.skip(f"deploy/node_modules lacks one of {MODULES}: run `npm ci --prefix deploy` (scripts/setup does, "
              "from deploy/package-lock.json, when the npm registry is reachable)")
 VALIDATOR = str(lib.DEPLOY_DIR / "tools" / "validate-manifests.mjs")
 
@@ -41,8 +43,12 @@ class SchemaTest(unittest.TestCase):
         _, text, _ = lib.render_overlay("gpu")
         result = validate(text)
         self.assertEqual(result.returncode, 1)
-        self.assertIn("FAIL references: StatefulSet/tecl-trainer: volume auth: Secret tecl-auth not found",
-                      result.stdout)
+        for workload, volume, secret in [("Deployment/tecl-coordinator", "auth", "tecl-auth"),
+                                         ("Deployment/tecl-dataloader", "token", "tecl-dataloader-token"),
+                                         ("StatefulSet/tecl-trainer", "token", "tecl-trainer-token")]:
+            self.assertIn(f"FAIL references: {workload}: volume {volume}: Secret {secret} not found", result.stdout)
+        # The certificates' Secrets come from the cert-manager component's Certificates.
+        self.assertNotIn("-tls not found", result.stdout)
 
     def test_broken_objects_are_reported(self):
         result = validate((lib.TESTDATA_DIR / "broken-manifests.yaml").read_text())
@@ -62,8 +68,20 @@ class SchemaTest(unittest.TestCase):
             "FAIL references: Service/broken: selector {\"app.kubernetes.io/name\":\"nothing-has-this\"} "
             "matches no pod template",
             "FAIL references: ServiceMonitor/broken: selector matches no Service",
+            "FAIL networking.k8s.io/v1/NetworkPolicy/broken: unknown field spec.ingress[0].ports[0].protocl "
+            "(did you mean protocol?)",
+            "FAIL cert-manager.io/v1/Certificate/broken: schema: data/spec/usages/3 must be equal to one of "
+            "the allowed values",
+            "FAIL references: NetworkPolicy/broken: podSelector matches no pod template",
+            "FAIL v1/Secret/broken: schema: data/data/bad must match format \"byte\"",
+            "FAIL references: Certificate/broken: issuerRef Issuer missing-issuer not found",
+            "FAIL references: Issuer/broken: ca.secretName: Secret missing-ca not found",
         ]:
             self.assertIn(expected, result.stdout)
+        # A Secret that a Certificate provides is not missing.
+        self.assertNotIn("broken-tls", result.stdout)
+        self.assertNotIn("data/data/wrapped", result.stdout)
+        self.assertIn("ok   cert-manager.io/v1/Issuer/broken", result.stdout)
 
 
 if __name__ == "__main__":
