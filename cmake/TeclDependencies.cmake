@@ -1,5 +1,6 @@
 # Finds every third-party dependency and exposes each as one target:
-#   Torch::Torch (LibTorch with c10d), tecl::cuda_nccl (when TECL_HAVE_NCCL),
+#   Torch::Torch (LibTorch with c10d), OpenSSL::Crypto (libcrypto: SHA-256 of checkpoints),
+#   tecl::cuda_nccl (when TECL_HAVE_NCCL),
 #   and outside TECL_CORE_ONLY: gRPC::grpc++, protobuf::libprotobuf, absl::*, tecl::ffmpeg,
 #   SQLite::SQLite3, tecl::civetweb, yaml-cpp, GTest::gtest(_main), GTest::gmock,
 #   benchmark::benchmark.
@@ -22,6 +23,9 @@ if(TORCH_CUDA_LIBRARIES OR CAFFE2_USE_CUDA OR USE_CUDA)
 else()
   set(TECL_TORCH_HAS_CUDA OFF)
 endif()
+
+# OpenSSL's libcrypto (the core's SHA-256; gRPC links it too) ------------------------------------
+find_package(OpenSSL REQUIRED COMPONENTS Crypto)
 
 # CUDA runtime + NCCL -----------------------------------------------------------------------------
 set(TECL_HAVE_NCCL OFF)

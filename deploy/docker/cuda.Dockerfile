@@ -24,7 +24,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential cmake ninja-build ccache pkg-config git ca-certificates curl unzip \
       python3 python3-venv \
-      libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev \
+      libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev libssl-dev \
       libavformat-dev libavcodec-dev libswscale-dev libavutil-dev \
       libsqlite3-dev libcivetweb-dev libyaml-cpp-dev \
  && apt-get clean && rm -rf /var/lib/apt/lists/*
