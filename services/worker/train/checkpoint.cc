@@ -169,7 +169,8 @@ void CopyInto(const std::vector<std::pair<torch::Tensor, torch::Tensor>>& pairs)
 
 }  // namespace
 
-WrittenFile SaveCheckpoint(const std::string& path, Trainer& trainer, const std::string& data_cursor) {
+WrittenFile SaveCheckpoint(const std::string& path, Trainer& trainer, const std::string& data_cursor,
+                           Env* env) {
   TeclModelImpl& model = *trainer.model();
   Dict payload = NewDict();
   payload.insert("format", std::string(kCheckpointFormat));
@@ -210,7 +211,7 @@ WrittenFile SaveCheckpoint(const std::string& path, Trainer& trainer, const std:
   torch::Tensor cursor = torch::empty({static_cast<int64_t>(data_cursor.size())}, torch::kByte);
   std::memcpy(cursor.data_ptr(), data_cursor.data(), data_cursor.size());
   payload.insert("data_cursor", cursor);
-  return WriteSealedFile(path, SealedKind::kCheckpoint, torch::pickle_save(payload));
+  return WriteSealedFile(path, SealedKind::kCheckpoint, torch::pickle_save(payload), env);
 }
 
 ResumeState LoadCheckpoint(const std::string& path, Trainer& trainer) {
@@ -300,14 +301,14 @@ ResumeState LoadCheckpoint(const std::string& path, Trainer& trainer) {
   return resume;
 }
 
-WrittenFile ExportEncoder(const std::string& path, Backbone& backbone, int64_t step) {
+WrittenFile ExportEncoder(const std::string& path, Backbone& backbone, int64_t step, Env* env) {
   Dict payload = NewDict();
   payload.insert("format", std::string(kEncoderFormat));
   payload.insert("backbone", backbone.backbone_name());
   payload.insert("feature_dim", backbone.feature_dim());
   payload.insert("step", step);
   payload.insert("tensors", TensorDict(backbone));
-  return WriteSealedFile(path, SealedKind::kEncoder, torch::pickle_save(payload));
+  return WriteSealedFile(path, SealedKind::kEncoder, torch::pickle_save(payload), env);
 }
 
 LoadedEncoder LoadEncoder(const std::string& path, const c10::Device& device) {

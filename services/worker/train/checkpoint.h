@@ -37,8 +37,9 @@ namespace tecl::worker::core {
 
 // Writes the trainer's full state to `path` (atomically; the folder is created if needed).
 // `data_cursor` is opaque to the core (the runner's sampler position) and comes back from
-// LoadCheckpoint unchanged.
-WrittenFile SaveCheckpoint(const std::string& path, Trainer& trainer, const std::string& data_cursor);
+// LoadCheckpoint unchanged. File operations go through `env` (sealed_file.h).
+WrittenFile SaveCheckpoint(const std::string& path, Trainer& trainer, const std::string& data_cursor,
+                           Env* env = Env::Default());
 
 struct ResumeState {
   int64_t step = 0;  // Optimiser steps taken when the checkpoint was written.
@@ -51,8 +52,10 @@ struct ResumeState {
 // method options: parameters, buffers, optimiser state, step, epoch, generator state.
 ResumeState LoadCheckpoint(const std::string& path, Trainer& trainer);
 
-// Writes the backbone's weights and name (and the step it was trained for) to `path`.
-WrittenFile ExportEncoder(const std::string& path, Backbone& backbone, int64_t step);
+// Writes the backbone's weights and name (and the step it was trained for) to `path` (named
+// EncoderFileName(step) in a checkpoint folder), atomically through `env`.
+WrittenFile ExportEncoder(const std::string& path, Backbone& backbone, int64_t step,
+                          Env* env = Env::Default());
 
 struct LoadedEncoder {
   std::shared_ptr<Backbone> backbone;  // On the requested device, in eval mode.

@@ -1,6 +1,5 @@
 #include "services/worker/train/sealed_file.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -9,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <sstream>
 #include <system_error>
 
@@ -20,6 +20,7 @@ namespace {
 
 constexpr char kMagic[8] = {'T', 'E', 'C', 'L', 'C', 'K', 'P', 'T'};
 constexpr char kPrefix[] = "ckpt-";
+constexpr char kEncoderPrefix[] = "encoder-";
 constexpr char kSuffix[] = ".tecl";
 constexpr char kTempSuffix[] = ".tmp";
 constexpr int kStepDigits = 12;
@@ -35,11 +36,6 @@ std::string Cat(const Parts&... parts) {
   throw Error(code, Cat("checkpoint ", path, ": ", what));
 }
 
-[[noreturn]] void FailErrno(const std::string& path, const std::string& what, int error) {
-  Fail(ErrorCode::kUnavailable, path,
-       Cat(what, ": ", std::strerror(error), "; check the folder's free space and permissions"));
-}
-
 void PutLe(char* out, uint64_t value, int bytes) {
   for (int i = 0; i < bytes; ++i) out[i] = static_cast<char>((value >> (8 * i)) & 0xff);
 }
@@ -50,25 +46,10 @@ uint64_t GetLe(const char* in, int bytes) {
   return value;
 }
 
-void WriteAll(int fd, const char* data, size_t size, const std::string& path) {
-  while (size > 0) {
-    const ssize_t n = ::write(fd, data, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      FailErrno(path, "write failed", errno);
-    }
-    data += n;
-    size -= static_cast<size_t>(n);
-  }
-}
-
-void SyncFolder(const std::string& dir, const std::string& path) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) FailErrno(path, "cannot open the folder to sync it", errno);
-  const int rc = ::fsync(fd);
-  const int error = errno;
-  ::close(fd);
-  if (rc != 0) FailErrno(path, "fsync of the folder failed", error);
+[[noreturn]] void FailIo(const std::string& path, const std::string& what,
+                         const std::error_code& error) {
+  Fail(ErrorCode::kUnavailable, path,
+       Cat(what, ": ", error.message(), "; check the folder's free space and permissions"));
 }
 
 // Step of "ckpt-<digits>.tecl" (or, with temp, ".ckpt-<digits>.tecl.tmp"); -1 otherwise.
@@ -95,32 +76,37 @@ int64_t StepOfName(const std::string& name, bool temp) {
   return step;
 }
 
-std::vector<std::string> FolderEntries(const std::string& dir) {
+std::vector<std::string> FolderEntries(const std::string& dir, Env* env) {
   std::vector<std::string> names;
-  DIR* handle = ::opendir(dir.c_str());
-  if (handle == nullptr) {
-    if (errno == ENOENT) return names;
+  const std::error_code error = env->GetChildren(dir, &names);
+  if (error == std::errc::no_such_file_or_directory) return {};
+  if (error) {
     throw Error(ErrorCode::kUnavailable,
-                Cat("checkpoint folder ", dir, ": cannot list it: ", std::strerror(errno)));
+                Cat("checkpoint folder ", dir, ": cannot list it: ", error.message()));
   }
-  while (const dirent* entry = ::readdir(handle)) names.emplace_back(entry->d_name);
-  ::closedir(handle);
   return names;
+}
+
+// The step as kStepDigits zero-padded digits (negative steps as 0).
+std::string StepDigits(int64_t step) {
+  std::string digits = std::to_string(step < 0 ? 0 : step);
+  if (digits.size() < kStepDigits) digits.insert(0, kStepDigits - digits.size(), '0');
+  return digits;
 }
 
 }  // namespace
 
-WrittenFile WriteSealedFile(const std::string& path, SealedKind kind, const std::vector<char>& payload) {
+WrittenFile WriteSealedFile(const std::string& path, SealedKind kind,
+                            const std::vector<char>& payload, Env* env) {
   const std::filesystem::path target(path);
   const std::string dir = target.has_parent_path() ? target.parent_path().string() : ".";
-  std::error_code error;
-  std::filesystem::create_directories(dir, error);
-  if (error) {
+  if (const std::error_code error = env->CreateDirs(dir)) {
     Fail(ErrorCode::kUnavailable, path,
          Cat("cannot create the folder ", dir, ": ", error.message(),
              "; check the path and its permissions"));
   }
-  const std::string temp = (std::filesystem::path(dir) / ("." + target.filename().string() + kTempSuffix)).string();
+  const std::string temp =
+      (std::filesystem::path(dir) / ("." + target.filename().string() + kTempSuffix)).string();
 
   const Sha256Digest digest = ComputeSha256(payload.data(), payload.size());
   char header[kSealedHeaderSize];
@@ -130,28 +116,27 @@ WrittenFile WriteSealedFile(const std::string& path, SealedKind kind, const std:
   PutLe(header + 16, payload.size(), 8);
   std::memcpy(header + 24, digest.data(), digest.size());
 
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) FailErrno(path, Cat("cannot create ", temp), errno);
-  try {
-    WriteAll(fd, header, sizeof(header), path);
-    WriteAll(fd, payload.data(), payload.size(), path);
-    if (::fsync(fd) != 0) FailErrno(path, "fsync failed", errno);
-  } catch (...) {
-    ::close(fd);
-    ::unlink(temp.c_str());
-    throw;
+  std::unique_ptr<WritableFile> file;
+  if (const std::error_code error = env->NewWritableFile(temp, &file)) {
+    FailIo(path, Cat("cannot create ", temp), error);
   }
-  if (::close(fd) != 0) {
-    const int close_error = errno;
-    ::unlink(temp.c_str());
-    FailErrno(path, "close failed", close_error);
+  // Any failure before the rename: the temporary file goes, the target is untouched.
+  const auto abandon = [&](const std::string& what, const std::error_code& error) {
+    file.reset();
+    env->RemoveFile(temp);
+    FailIo(path, what, error);
+  };
+  std::error_code error = file->Append(header, sizeof(header));
+  if (!error) error = file->Append(payload.data(), payload.size());
+  if (error) abandon("write failed", error);
+  if ((error = file->Sync())) abandon("fsync failed", error);
+  if ((error = file->Close())) abandon("close failed", error);
+  file.reset();
+  if ((error = env->RenameFile(temp, path))) {
+    env->RemoveFile(temp);
+    FailIo(path, "rename of the temporary file failed", error);
   }
-  if (::rename(temp.c_str(), path.c_str()) != 0) {
-    const int rename_error = errno;
-    ::unlink(temp.c_str());
-    FailErrno(path, "rename of the temporary file failed", rename_error);
-  }
-  SyncFolder(dir, path);
+  if ((error = env->SyncDir(dir))) FailIo(path, "fsync of the folder failed", error);
 
   WrittenFile written;
   written.path = path;
@@ -243,15 +228,13 @@ SealedFile ReadSealedFile(const std::string& path) {
   return file;
 }
 
-std::string CheckpointFileName(int64_t step) {
-  std::string digits = std::to_string(step < 0 ? 0 : step);
-  if (digits.size() < kStepDigits) digits.insert(0, kStepDigits - digits.size(), '0');
-  return kPrefix + digits + kSuffix;
-}
+std::string CheckpointFileName(int64_t step) { return Cat(kPrefix, StepDigits(step), kSuffix); }
 
-std::vector<CheckpointEntry> ListCheckpoints(const std::string& dir) {
+std::string EncoderFileName(int64_t step) { return Cat(kEncoderPrefix, StepDigits(step), kSuffix); }
+
+std::vector<CheckpointEntry> ListCheckpoints(const std::string& dir, Env* env) {
   std::vector<CheckpointEntry> entries;
-  for (const std::string& name : FolderEntries(dir)) {
+  for (const std::string& name : FolderEntries(dir, env)) {
     const int64_t step = StepOfName(name, /*temp=*/false);
     if (step >= 0) entries.push_back({(std::filesystem::path(dir) / name).string(), step});
   }
@@ -260,29 +243,34 @@ std::vector<CheckpointEntry> ListCheckpoints(const std::string& dir) {
   return entries;
 }
 
-std::vector<std::string> PruneCheckpoints(const std::string& dir, int keep) {
+std::vector<std::string> PruneCheckpoints(const std::string& dir, int keep, Env* env) {
   if (keep < 1) {
     throw Error(ErrorCode::kInvalidArgument,
                 Cat("checkpoint.keep: ", keep, " must be >= 1 (the newest checkpoint is always kept)"));
   }
-  const std::vector<CheckpointEntry> entries = ListCheckpoints(dir);
+  const std::vector<CheckpointEntry> entries = ListCheckpoints(dir, env);
   std::vector<std::string> doomed;
   for (size_t i = 0; i + static_cast<size_t>(keep) < entries.size(); ++i) {
     doomed.push_back(entries[i].path);
   }
   if (!entries.empty()) {
     const int64_t newest = entries.back().step;
-    for (const std::string& name : FolderEntries(dir)) {
+    for (const std::string& name : FolderEntries(dir, env)) {
       const int64_t step = StepOfName(name, /*temp=*/true);
       if (step >= 0 && step < newest) doomed.push_back((std::filesystem::path(dir) / name).string());
     }
   }
   for (const std::string& path : doomed) {
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-      FailErrno(path, "cannot delete it while pruning", errno);
+    const std::error_code error = env->RemoveFile(path);
+    if (error && error != std::errc::no_such_file_or_directory) {
+      FailIo(path, "cannot delete it while pruning", error);
     }
   }
-  if (!doomed.empty()) SyncFolder(dir, dir);
+  if (!doomed.empty()) {
+    if (const std::error_code error = env->SyncDir(dir)) {
+      FailIo(dir, "fsync of the folder failed after pruning", error);
+    }
+  }
   return doomed;
 }
 

@@ -11,11 +11,14 @@
 //
 // Writes are atomic: the bytes go to a temporary file in the same folder (".<name>.tmp"), which
 // is fsync'ed, renamed over the target, and the folder is fsync'ed; a crash leaves either the old
-// file or the new one, never a mix (at worst a stale temporary file, which PruneCheckpoints
-// removes). Reads check the header, the length and the checksum before handing out a single payload
+// file or the new one, never a mix (at worst a stale temporary file, hidden by its leading dot,
+// which PruneCheckpoints removes). A failed write removes its temporary file and leaves the
+// target as it was. Writes, listing and pruning go through an Env (env.h; the POSIX one by
+// default), so tests can make any step fail or crash. Reads check the header, the length and the checksum before handing out a single payload
 // byte, so a corrupt or truncated file is refused and never loaded.
 //
-// Also: the checkpoint file names of a folder ("ckpt-<step, 12 digits>.tecl"), listing and pruning.
+// Also: the file names of a checkpoint folder ("ckpt-<step, 12 digits>.tecl" and the encoder
+// export "encoder-<step, 12 digits>.tecl"), listing and pruning.
 //
 // Errors: Error(kNotFound) for a missing file; Error(kDataLoss) for a corrupt, truncated or foreign
 // file (the message names the file and what is wrong); Error(kUnavailable) for a failed write or
@@ -27,6 +30,8 @@
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "services/worker/train/env.h"
 
 namespace tecl::worker::core {
 
@@ -42,8 +47,13 @@ struct WrittenFile {
   int64_t size_bytes = 0;  // Whole file, header included.
 };
 
-// Writes header + payload to `path` atomically, creating the folder if needed.
-WrittenFile WriteSealedFile(const std::string& path, SealedKind kind, const std::vector<char>& payload);
+// Writes header + payload to `path` atomically through `env`, creating the folder if needed.
+// Throws Error(kUnavailable) "checkpoint <path>: <step> failed: <reason>; ..." when a step fails
+// (creating the folder or the temporary file, a write, fsync, close, the rename, the folder's
+// fsync); the target then still holds what it held before (except after a failed fsync of the
+// folder, which comes after the rename).
+WrittenFile WriteSealedFile(const std::string& path, SealedKind kind,
+                            const std::vector<char>& payload, Env* env = Env::Default());
 
 struct SealedFile {
   SealedKind kind = SealedKind::kCheckpoint;
@@ -56,6 +66,8 @@ SealedFile ReadSealedFile(const std::string& path);
 
 // "ckpt-000000001000.tecl" for step 1000.
 std::string CheckpointFileName(int64_t step);
+// "encoder-000000001000.tecl" for step 1000 (ExportEncoder's file in a checkpoint folder).
+std::string EncoderFileName(int64_t step);
 
 struct CheckpointEntry {
   std::string path;
@@ -63,13 +75,14 @@ struct CheckpointEntry {
 };
 
 // The checkpoint files of `dir` (names as CheckpointFileName), ascending by step. A missing folder
-// has none. Other files are ignored.
-std::vector<CheckpointEntry> ListCheckpoints(const std::string& dir);
+// has none. Other files are ignored. Throws Error(kUnavailable) when the folder cannot be listed.
+std::vector<CheckpointEntry> ListCheckpoints(const std::string& dir, Env* env = Env::Default());
 
 // Deletes all but the newest `keep` (>= 1) checkpoints of `dir`, and stale temporary files of
 // steps older than the newest checkpoint. Returns the deleted paths. Throws Error(kInvalidArgument)
 // for keep < 1, Error(kUnavailable) when a file cannot be deleted.
-std::vector<std::string> PruneCheckpoints(const std::string& dir, int keep);
+std::vector<std::string> PruneCheckpoints(const std::string& dir, int keep,
+                                          Env* env = Env::Default());
 
 }  // namespace tecl::worker::core
 

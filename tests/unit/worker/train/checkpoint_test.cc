@@ -171,6 +171,8 @@ TEST_F(SealedFileTest, ListsAndPrunesToTheNewestK) {
   Write(Path(".ckpt-000000000050.tecl.tmp"), "stale temporary file");
   Write(Path(".ckpt-000000002000.tecl.tmp"), "newer than every checkpoint: may be in progress");
   EXPECT_EQ(CheckpointFileName(1000), "ckpt-000000001000.tecl");
+  EXPECT_EQ(EncoderFileName(1000), "encoder-000000001000.tecl");
+  Write(Path(EncoderFileName(1000)), "an encoder export is no checkpoint");
 
   std::vector<int64_t> steps;
   for (const CheckpointEntry& entry : ListCheckpoints(dir_.string())) steps.push_back(entry.step);
@@ -180,7 +182,8 @@ TEST_F(SealedFileTest, ListsAndPrunesToTheNewestK) {
   EXPECT_THAT(removed, ElementsAre(Path(CheckpointFileName(5)), Path(CheckpointFileName(20)),
                                    Path(".ckpt-000000000050.tecl.tmp")));
   EXPECT_THAT(Names(), ElementsAre(".ckpt-000000002000.tecl.tmp", "ckpt-000000000100.tecl",
-                                   "ckpt-000000001000.tecl", "ckpt-12.tecl", "notes.txt"));
+                                   "ckpt-000000001000.tecl", "ckpt-12.tecl",
+                                   "encoder-000000001000.tecl", "notes.txt"));
   EXPECT_TRUE(PruneCheckpoints(dir_.string(), 2).empty());
   ExpectError([&] { PruneCheckpoints(dir_.string(), 0); }, ErrorCode::kInvalidArgument,
               "checkpoint.keep: 0 must be >= 1");
