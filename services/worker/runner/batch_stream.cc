@@ -183,4 +183,11 @@ int64_t BatchStream::reconnects() const {
   return reconnects_;
 }
 
+BatchSourceFactory GrpcBatchSources(BatchStream::ChannelFactory channels) {
+  return [channels = std::move(channels)](const BatchStreamOptions& options,
+                                          const std::vector<std::string>& loader_addresses) {
+    return std::make_unique<BatchStream>(options, loader_addresses, channels);
+  };
+}
+
 }  // namespace tecl::worker

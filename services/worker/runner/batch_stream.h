@@ -1,5 +1,5 @@
-// The trainer's input: this rank's clip batches, in step order, streamed from the job's
-// dataloaders with prefetch.
+// BatchStream: the production BatchSource (batch_source.h): this rank's clip batches, in step
+// order, streamed from the job's dataloaders with prefetch.
 //
 // With k healthy loaders, loader j streams steps s+j, s+j+k, ... (StreamBatches with a stride), so
 // k loaders decode in parallel for one trainer, and each keeps up to `prefetch` batches ready ahead
@@ -29,39 +29,28 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "services/worker/runner/batch_source.h"
 #include "tecl/v1/dataloader_service.grpc.pb.h"
 
 namespace tecl::worker {
 
-struct BatchStreamOptions {
-  std::string job_id;
-  tecl::v1::JobSpec spec;
-  tecl::v1::StreamMode mode = tecl::v1::STREAM_MODE_TRAIN;
-  int rank = 0;
-  int world_size = 1;
-  int64_t start_step = 0;  // First step delivered.
-  int64_t end_step = 0;    // One past the last step (TRAIN); EVAL streams end with `last`.
-  int prefetch = 2;        // Batches each loader may have ready ahead of the consumer.
-  absl::Duration reconnect_backoff = absl::Milliseconds(500);  // Doubles up to 5 s.
-};
-
-class BatchStream {
+class BatchStream final : public BatchSource {
  public:
   using ChannelFactory = std::function<std::shared_ptr<grpc::Channel>(const std::string& address)>;
 
   BatchStream(BatchStreamOptions options, std::vector<std::string> addresses,
               ChannelFactory channel_factory);
-  ~BatchStream();  // Cancels and joins every reader.
+  ~BatchStream() override;  // Cancels and joins every reader.
   BatchStream(const BatchStream&) = delete;
   BatchStream& operator=(const BatchStream&) = delete;
 
   // Blocks until the next step's batch is ready and returns it. OUT_OF_RANGE after the last step;
   // CANCELLED after Cancel(); a non-retryable loader error as described above.
-  absl::StatusOr<tecl::v1::ClipBatch> Next();
+  absl::StatusOr<tecl::v1::ClipBatch> Next() override;
 
   // Replaces the loader addresses (e.g. a replacement loader); streams restart from the next step.
   void SetAddresses(std::vector<std::string> addresses);
-  void Cancel();
+  void Cancel() override;
 
   int64_t next_step() const;
   int64_t reconnects() const;  // Stream restarts after a loader failure.
@@ -98,6 +87,10 @@ class BatchStream {
   absl::Duration backoff_ ABSL_GUARDED_BY(mu_);
   int64_t reconnects_ ABSL_GUARDED_BY(mu_) = 0;
 };
+
+// The BatchSourceFactory of tecl-worker: a BatchStream over channels from `channels` (the auth
+// token and TLS settings of this process).
+BatchSourceFactory GrpcBatchSources(BatchStream::ChannelFactory channels);
 
 }  // namespace tecl::worker
 

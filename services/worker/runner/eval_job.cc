@@ -168,10 +168,13 @@ class EvalRun {
     stream_options.rank = 0;
     stream_options.world_size = 1;
     stream_options.prefetch = std::max(1, spec_.resources().prefetch_batches());
-    BatchStream stream(stream_options,
-                       std::vector<std::string>(a_.dataloader_addresses().begin(),
-                                                a_.dataloader_addresses().end()),
-                       options_.loader_channels);
+    if (!options_.batch_sources) {
+      return absl::FailedPreconditionError(
+          "this trainer was given no batch source factory (JobRunnerOptions)");
+    }
+    const std::unique_ptr<BatchSource> stream = options_.batch_sources(
+        stream_options, std::vector<std::string>(a_.dataloader_addresses().begin(),
+                                                 a_.dataloader_addresses().end()));
     progress_.set_total_steps(CountVideos());
     torch::NoGradGuard no_grad;
     int64_t videos = 0;
@@ -179,7 +182,7 @@ class EvalRun {
     const absl::Time start = absl::Now();
     while (true) {
       if (context_->StopRequested()) return absl::CancelledError(context_->StopReason());
-      absl::StatusOr<tecl::v1::ClipBatch> next = stream.Next();
+      absl::StatusOr<tecl::v1::ClipBatch> next = stream->Next();
       if (absl::IsOutOfRange(next.status())) break;
       if (!next.ok()) {
         return absl::Status(next.status().code(),
@@ -234,6 +237,7 @@ class EvalRun {
 
   // Videos in the data set (both splits), from a dataloader's DescribeDataset; 0 when unknown.
   int64_t CountVideos() const {
+    if (!options_.loader_channels) return 0;
     for (const std::string& address : a_.dataloader_addresses()) {
       std::shared_ptr<grpc::Channel> channel = options_.loader_channels(address);
       if (channel == nullptr) continue;

@@ -1,24 +1,28 @@
 // Runs one assignment on this trainer: a pretraining rank (RunTrainingJob) or an evaluation
 // (RunEvalJob). MakeJobExecutor wraps both for the WorkerAgent and is the seam where the core's
-// exceptions become outcomes.
+// exceptions become outcomes. The runner reaches nothing by itself: its input (BatchSourceFactory),
+// its process group (CommunicatorFactory), its files (core::Env) and the agent (RunContext) are
+// handed in, so tests run whole jobs in one process with fakes.
 //
 // Pretraining rank (docs/distributed.md "The training loop"):
 //   1. Build the trainer from the spec (seeded; identical on every rank), load the newest
 //      checkpoint when the assignment resumes one (every rank reads it: checkpoint.dir must be
 //      storage all trainers can read).
-//   2. World size > 1: form the process group through the coordinator's rendezvous (scoped by job
-//      and attempt), broadcast rank 0's parameters and buffers, verify every rank agrees, and
-//      attach a GradientReducer (buckets of distributed.bucket_size_mb, all-reduce overlapped
-//      with backward).
-//   3. Stream this rank's batches from its dataloaders from the resumed step (a batch is a pure
+//   2. World size > 1: form the process group with the CommunicatorFactory (in tecl-worker through
+//      the coordinator's rendezvous, scoped by job and attempt), broadcast rank 0's parameters
+//      and buffers, verify every rank agrees, and attach a GradientReducer (buckets of
+//      distributed.bucket_size_mb, all-reduce overlapped with backward).
+//   3. Open this rank's BatchSource (its dataloaders) from the resumed step (a batch is a pure
 //      function of (seed, rank, world, step), so the stream continues exactly where the
 //      checkpoint left it), prefetching the next batches during the current step.
 //   4. Each step: wait for the batch, ForwardBackward, Finalize the reducer (averaged gradients),
 //      ApplyGradients; metrics per rank; progress in the heartbeats; a log line every
 //      schedule.log_interval steps.
-//   5. Rank 0 writes a checkpoint every checkpoint.interval_steps steps and at the end (atomic,
-//      checksummed), registers it with the coordinator once complete, keeps the newest
-//      checkpoint.keep, and exports the encoder at the end.
+//   5. Rank 0 writes a checkpoint (core::CheckpointFileName: ckpt-<12 digits>.tecl) every
+//      checkpoint.interval_steps steps and at the end (atomic, checksummed), registers it through
+//      the RunContext once complete, keeps the newest checkpoint.keep (core::PruneCheckpoints,
+//      which also removes stale temporary files), and at the end exports the encoder
+//      (core::EncoderFileName: encoder-<12 digits>.tecl).
 // Outcomes: SUCCEEDED at total_steps; STOPPED when the coordinator ordered a stop; FAILED for
 // what a restart can fix (a peer died or timed out in a collective, a coordinator/loader error
 // that persisted, an internal error); FATAL for what it cannot (a bad spec or data set, a
@@ -30,7 +34,9 @@
 // L2-normalised), then recall@k (queries: test split, gallery: train split, cosine) and a linear
 // probe (train -> test top-1). The result goes back in the outcome.
 //
-// Thread-safety: one job at a time per process (LibTorch's intra-op thread count is global).
+// Thread-safety: one job at a time per process (LibTorch's intra-op thread count and generators
+// are global); the ranks of one job may run in threads of one process (tests), which then share
+// the thread count and the global generator.
 #ifndef TECL_SERVICES_WORKER_RUNNER_JOB_RUNNER_H_
 #define TECL_SERVICES_WORKER_RUNNER_JOB_RUNNER_H_
 
@@ -38,20 +44,27 @@
 #include <string>
 
 #include "services/common/metrics.h"
+#include "services/worker/runner/batch_source.h"
 #include "services/worker/runner/batch_stream.h"
+#include "services/worker/runner/communicator_factory.h"
 #include "services/worker/runner/worker_agent.h"
+#include "services/worker/train/env.h"
 #include "tecl/v1/job.pb.h"
 
 namespace tecl::worker {
 
 struct JobRunnerOptions {
   metrics::Registry* registry = nullptr;  // Required; outlives the runner.
-  // Channels to dataloaders (auth token and TLS of this process).
+  // Opens a rank's input (required): GrpcBatchSources in tecl-worker, an in-memory source in tests.
+  BatchSourceFactory batch_sources;
+  // Forms a pretraining rank's process group (required for world size > 1):
+  // RendezvousCommunicators in tecl-worker, a dist::FakeWorld in tests.
+  CommunicatorFactory communicators;
+  // Channels to dataloaders, for the evaluation's DescribeDataset (the video count its progress
+  // and ETA need); null = the count is unknown.
   BatchStream::ChannelFactory loader_channels;
-  // Gloo transport: network interface ("eth0"; else $GLOO_SOCKET_IFNAME) or the address to bind
-  // when none is named ("127.0.0.1" on one machine; empty = this host's name).
-  std::string gloo_interface;
-  std::string gloo_hostname;
+  // Checkpoint and encoder files go through this (not owned; outlives the runner).
+  core::Env* env = core::Env::Default();
   // Intra-op threads when the spec leaves resources.threads_per_trainer unset.
   int default_threads = 1;
   // The CUDA device of this trainer (resources.device: cuda).

@@ -3,6 +3,7 @@
 #include <torch/csrc/distributed/c10d/exception.h>
 
 #include <sstream>
+#include <utility>
 
 namespace tecl::worker {
 namespace {
@@ -122,6 +123,24 @@ void RendezvousStore::wait(const std::vector<std::string>& keys,
   if (absl::Status s = coordinator_->StoreWait(request); !s.ok()) {
     Fail("wait", keys.empty() ? "" : keys.front(), s);
   }
+}
+
+CommunicatorFactory RendezvousCommunicators(std::shared_ptr<CoordinatorClient> coordinator,
+                                            GlooOptions gloo) {
+  return [coordinator = std::move(coordinator),
+          gloo = std::move(gloo)](const CommunicatorRequest& request) {
+    auto store = c10::make_intrusive<RendezvousStore>(coordinator, request.job_id, request.attempt,
+                                                      request.timeout);
+    dist::GroupOptions group;
+    group.rank = request.rank;
+    group.world_size = request.world_size;
+    group.backend = request.backend;
+    group.timeout = request.timeout;
+    group.gloo_interface = gloo.interface;
+    group.gloo_hostname = gloo.hostname;
+    group.cuda_device = request.device.is_cuda() ? request.device.index() : 0;
+    return dist::CreateCommunicator(store, group);
+  };
 }
 
 }  // namespace tecl::worker

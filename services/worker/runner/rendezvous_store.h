@@ -7,6 +7,9 @@
 // failure: c10d::TimeoutError when a key does not appear in time, c10d::C10dError otherwise
 // (including "attempt is stale"). Calls go through the CoordinatorClient, which owns their
 // deadlines (a waiting call: its wait plus the client's rpc timeout). Thread-safe.
+//
+// RendezvousCommunicators: tecl-worker's CommunicatorFactory, which forms each group through a
+// RendezvousStore over the coordinator.
 #ifndef TECL_SERVICES_WORKER_RUNNER_RENDEZVOUS_STORE_H_
 #define TECL_SERVICES_WORKER_RUNNER_RENDEZVOUS_STORE_H_
 
@@ -19,6 +22,7 @@
 
 #include "absl/status/status.h"
 #include "services/client/coordinator_client.h"
+#include "services/worker/runner/communicator_factory.h"
 #include "tecl/v1/coordinator.pb.h"
 
 namespace tecl::worker {
@@ -48,6 +52,20 @@ class RendezvousStore final : public c10d::Store {
   const std::string job_id_;
   const int attempt_;
 };
+
+// Gloo transport settings of this process (dist::GroupOptions).
+struct GlooOptions {
+  // Network interface ("eth0"; else $GLOO_SOCKET_IFNAME) or the address to bind when none is named
+  // ("127.0.0.1" on one machine; empty = this host's name).
+  std::string interface;
+  std::string hostname;
+};
+
+// The factory that makes a RendezvousStore over `coordinator` for the request's (job, attempt)
+// and calls dist::CreateCommunicator with it (Gloo settings from `gloo`, the NCCL device from
+// the request's device).
+CommunicatorFactory RendezvousCommunicators(std::shared_ptr<CoordinatorClient> coordinator,
+                                            GlooOptions gloo);
 
 }  // namespace tecl::worker
 

@@ -1,5 +1,4 @@
 // RunTrainingJob: one pretraining rank (job_runner.h).
-#include <c10/util/intrusive_ptr.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -24,9 +23,9 @@
 #include "services/worker/dist/process_group_factory.h"
 #include "services/worker/runner/job_options.h"
 #include "services/worker/runner/job_runner.h"
-#include "services/worker/runner/rendezvous_store.h"
 #include "services/worker/runner/trainer_metrics.h"
 #include "services/worker/train/checkpoint.h"
+#include "services/worker/train/sealed_file.h"
 #include "services/worker/train/trainer.h"
 
 namespace tecl::worker {
@@ -35,9 +34,6 @@ namespace {
 namespace fs = std::filesystem;
 using tecl::v1::Assignment;
 using tecl::v1::JobSpec;
-
-constexpr char kCheckpointPrefix[] = "ckpt-";
-constexpr char kCheckpointSuffix[] = ".tecl";
 
 // Returns the outcome for a status that ends the run.
 JobOutcome Ended(tecl::v1::Outcome outcome, std::string reason, int64_t step,
@@ -50,32 +46,8 @@ JobOutcome Ended(tecl::v1::Outcome outcome, std::string reason, int64_t step,
   return o;
 }
 
-std::string CheckpointPath(const std::string& dir, int64_t step) {
-  return (fs::path(dir) / absl::StrFormat("%s%09d%s", kCheckpointPrefix, step, kCheckpointSuffix))
-      .string();
-}
-
-// Removes all but the newest `keep` checkpoints of `dir` (by step in the name). Leftover temp
-// files of an interrupted write (SaveCheckpoint writes <name>.tmp*) go too.
-void PruneCheckpoints(const std::string& dir, int keep) {
-  std::error_code error;
-  std::vector<fs::path> checkpoints;
-  for (const auto& entry : fs::directory_iterator(dir, error)) {
-    const std::string name = entry.path().filename().string();
-    if (name.rfind(kCheckpointPrefix, 0) != 0) continue;
-    if (name.size() > 5 && name.compare(name.size() - 5, 5, kCheckpointSuffix) == 0) {
-      checkpoints.push_back(entry.path());
-    }
-  }
-  std::sort(checkpoints.begin(), checkpoints.end());  // Zero-padded steps sort by name.
-  const int excess = static_cast<int>(checkpoints.size()) - std::max(1, keep);
-  for (int i = 0; i < excess; ++i) {
-    fs::remove(checkpoints[i], error);
-    if (error) {
-      TECL_LOG(WARNING) << "cannot remove old checkpoint " << checkpoints[i] << ": "
-                        << error.message();
-    }
-  }
+std::string InFolder(const std::string& dir, const std::string& name) {
+  return (fs::path(dir) / name).string();
 }
 
 tecl::v1::LossTerms ToProto(const core::LossValues& v) {
@@ -105,11 +77,11 @@ class Ema {
   bool seen_ = false;
 };
 
-// Calls stream->Cancel() once the coordinator orders a stop, so that a rank blocked waiting for
+// Calls source->Cancel() once the coordinator orders a stop, so that a rank blocked waiting for
 // data notices at once.
 class StopWatcher {
  public:
-  StopWatcher(RunContext* context, BatchStream* stream)
+  StopWatcher(RunContext* context, BatchSource* stream)
       : thread_([this, context, stream] {
           while (!done_.WaitForNotificationWithTimeout(absl::Milliseconds(50))) {
             if (context->StopRequested()) {
@@ -199,11 +171,13 @@ class TrainingRun {
     stream_options.start_step = trainer_->step();
     stream_options.end_step = spec_.schedule().total_steps();
     stream_options.prefetch = std::max(1, spec_.resources().prefetch_batches());
-    stream_ =
-        std::make_unique<BatchStream>(stream_options,
-                                      std::vector<std::string>(a_.dataloader_addresses().begin(),
-                                                               a_.dataloader_addresses().end()),
-                                      options_.loader_channels);
+    if (!options_.batch_sources) {
+      return absl::FailedPreconditionError(
+          "this trainer was given no batch source factory (JobRunnerOptions)");
+    }
+    stream_ = options_.batch_sources(
+        stream_options, std::vector<std::string>(a_.dataloader_addresses().begin(),
+                                                 a_.dataloader_addresses().end()));
     TECL_LOG(INFO) << "job " << a_.job_id() << " attempt " << a_.attempt() << ": rank " << a_.rank()
                    << " of " << a_.world_size() << ", " << spec_.model().backbone() << " on "
                    << device->str() << " with " << torch::get_num_threads() << " threads, "
@@ -217,24 +191,26 @@ class TrainingRun {
   }
 
   absl::Status FormGroup(const c10::Device& device) {
-    const auto timeout = std::chrono::milliseconds(
+    if (!options_.communicators) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "job ", a_.job_id(), " has ", a_.world_size(),
+          " ranks but this trainer was given no process-group factory (JobRunnerOptions)"));
+    }
+    CommunicatorRequest request;
+    request.job_id = a_.job_id();
+    request.attempt = a_.attempt();
+    request.rank = a_.rank();
+    request.world_size = a_.world_size();
+    request.timeout = std::chrono::milliseconds(
         static_cast<int64_t>(spec_.restart().collective_timeout_s() * 1000));
-    try {
-      auto store = c10::make_intrusive<RendezvousStore>(context_->coordinator(), a_.job_id(),
-                                                        a_.attempt(), timeout);
-      dist::GroupOptions group;
-      group.rank = a_.rank();
-      group.world_size = a_.world_size();
-      group.backend = spec_.distributed().backend() == tecl::v1::DistributedSpec::BACKEND_NCCL
+    request.device = device;
+    request.backend = spec_.distributed().backend() == tecl::v1::DistributedSpec::BACKEND_NCCL
                           ? dist::Backend::kNccl
                       : spec_.distributed().backend() == tecl::v1::DistributedSpec::BACKEND_GLOO
                           ? dist::Backend::kGloo
                           : dist::BackendForDevice(device);
-      group.timeout = timeout;
-      group.gloo_interface = options_.gloo_interface;
-      group.gloo_hostname = options_.gloo_hostname;
-      group.cuda_device = device.is_cuda() ? device.index() : 0;
-      communicator_ = dist::CreateCommunicator(store, group);
+    try {
+      communicator_ = options_.communicators(request);
       // Rank 0's parameters and buffers everywhere (identical already when every rank built from
       // the same seed or loaded the same checkpoint; this makes it so whatever happened), then a
       // checksum comparison.
@@ -351,16 +327,16 @@ class TrainingRun {
   absl::Status WriteCheckpoint(bool final) {
     const absl::Time start = absl::Now();
     const int64_t step = trainer_->step();
-    const std::string path = CheckpointPath(a_.checkpoint_dir(), step);
+    const std::string path = InFolder(a_.checkpoint_dir(), core::CheckpointFileName(step));
     core::WrittenFile written;
     try {
       written = core::SaveCheckpoint(
           path, *trainer_,
-          absl::StrCat("seed=", spec_.seed(), " world=", a_.world_size(), " step=", step));
+          absl::StrCat("seed=", spec_.seed(), " world=", a_.world_size(), " step=", step),
+          options_.env);
       if (final) {
-        core::ExportEncoder(
-            (fs::path(a_.checkpoint_dir()) / absl::StrFormat("encoder-%09d.tecl", step)).string(),
-            trainer_->model()->backbone(), step);
+        core::ExportEncoder(InFolder(a_.checkpoint_dir(), core::EncoderFileName(step)),
+                            trainer_->model()->backbone(), step, options_.env);
       }
     } catch (...) {
       return StatusFromCurrentException("writing checkpoint " + path);
@@ -377,7 +353,13 @@ class TrainingRun {
       return absl::Status(registered.code(), absl::StrCat("registering checkpoint ", path, ": ",
                                                           registered.message()));
     }
-    PruneCheckpoints(a_.checkpoint_dir(), spec_.checkpoint().keep());
+    try {
+      core::PruneCheckpoints(a_.checkpoint_dir(), std::max(1, spec_.checkpoint().keep()),
+                             options_.env);
+    } catch (...) {
+      // The new checkpoint is registered; an old file left behind does not stop training.
+      TECL_LOG(WARNING) << StatusFromCurrentException("pruning " + a_.checkpoint_dir());
+    }
     const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
     metrics_.RecordCheckpoint(seconds);
     TECL_LOG(INFO) << absl::StrFormat("job %s: checkpoint at step %d: %s (%.1f MB, %.2f s)",
@@ -395,7 +377,7 @@ class TrainingRun {
   std::shared_ptr<dist::Communicator> communicator_;
   // Declared after the communicator and trainer it hooks into: destroyed first.
   std::unique_ptr<dist::GradientReducer> reducer_;
-  std::unique_ptr<BatchStream> stream_;
+  std::unique_ptr<BatchSource> stream_;
 };
 
 }  // namespace

@@ -46,8 +46,6 @@ class WorkerAgent::Run final : public RunContext {
                                                     ": ", status.message()));
   }
 
-  std::shared_ptr<CoordinatorClient> coordinator() override { return agent_->coordinator_; }
-
   void FillHeartbeat(tecl::v1::HeartbeatRequest* request) const {
     absl::MutexLock lock(&mu_);
     request->set_status(status_);

@@ -32,7 +32,9 @@
 
 namespace tecl::worker {
 
-// What a running job sees of the agent.
+// What a running job sees of the agent: stop orders, progress, checkpoint registration. The
+// process group and the input are not reached through it (JobRunnerOptions' factories).
+// Implementations are thread-safe.
 class RunContext {
  public:
   virtual ~RunContext() = default;
@@ -46,8 +48,6 @@ class RunContext {
   // Registers a completely written checkpoint with the coordinator (blocks; retries UNAVAILABLE).
   // ABORTED when the attempt is no longer current.
   virtual absl::Status RegisterCheckpoint(const tecl::v1::Checkpoint& checkpoint) = 0;
-  // The coordinator's client (rendezvous for the process group).
-  virtual std::shared_ptr<CoordinatorClient> coordinator() = 0;
 };
 
 struct JobOutcome {
