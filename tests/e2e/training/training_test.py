@@ -82,9 +82,12 @@ class TrainingEndToEnd(unittest.TestCase):
             self.assertGreater(loss.get(term, 0), 0, f"loss term {term} missing: {loss}")
         self.assertEqual(int(job["latest_checkpoint"]["step"]), 30)
         self.assertTrue(pathlib.Path(job["latest_checkpoint"]["path"]).is_file())
-        self.assertTrue((ckpt / "encoder-000000030.tecl").is_file(), list(ckpt.iterdir()))
+        self.assertTrue((ckpt / "encoder-000000000030.tecl").is_file(), list(ckpt.iterdir()))
         kept = sorted(p.name for p in ckpt.glob("ckpt-*.tecl"))
-        self.assertEqual(kept, ["ckpt-000000020.tecl", "ckpt-000000030.tecl"], "checkpoint.keep=2")
+        self.assertEqual(kept, ["ckpt-000000000020.tecl", "ckpt-000000000030.tecl"],
+                         "checkpoint.keep=2")
+        # No temporary file of an interrupted write is left visible or hidden.
+        self.assertEqual([p.name for p in ckpt.glob(".*.tmp")], [], list(ckpt.iterdir()))
         # Both ranks trained: each logged its steps.
         for rank in (0, 1):
             self.assertIsNotNone(self.cluster.trainer_running(job_id, 1, rank))
