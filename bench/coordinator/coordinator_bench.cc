@@ -78,11 +78,23 @@ std::string HttpGetBody(int port, const std::string& path) {
   return body == std::string::npos ? "" : response.substr(body + 4);
 }
 
+constexpr char kBenchToken[] = "bench-user-token-0123456789abcdef";
+
+tecl::ChannelOptions BenchChannel() {
+  tecl::ChannelOptions options;
+  options.token = kBenchToken;
+  return options;
+}
+
 // A tecl-coordinator process on a fresh state folder.
 class Coordinator {
  public:
   Coordinator(const std::string& dir, std::vector<std::string> extra_flags) : dir_(dir) {
     std::filesystem::create_directories(dir_);
+    // Secured as shipped: the clients' token in an auth file (checked on every call).
+    std::ofstream(dir_ + "/auth_file") << "user bench " << kBenchToken << "\n";
+    std::filesystem::permissions(dir_ + "/auth_file", std::filesystem::perms::owner_read |
+                                                          std::filesystem::perms::owner_write);
     const std::string binary =
         (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "tecl-coordinator")
             .string();
@@ -91,6 +103,7 @@ class Coordinator {
                                      "--metrics_listen=127.0.0.1:0",
                                      "--state_dir=" + dir_,
                                      "--port_file=" + dir_ + "/addr",
+                                     "--auth_file=" + dir_ + "/auth_file",
                                      "--check_dataset_paths=false"};
     args.insert(args.end(), extra_flags.begin(), extra_flags.end());
     std::vector<char*> argv;
@@ -183,7 +196,7 @@ RunResult Drive(const std::string& address, int clients, double seconds, Call ca
     threads.emplace_back([&, c] {
       tecl::ClientOptions options;
       options.max_attempts = 1;  // A failed call counts as failed.
-      auto client = tecl::NewCoordinatorClient(*tecl::MakeChannel(address, {}), options);
+      auto client = tecl::NewCoordinatorClient(*tecl::MakeChannel(address, BenchChannel()), options);
       std::mt19937 random(c);
       for (int64_t i = 0; SteadyClock::now() < end; ++i) {
         const auto t0 = SteadyClock::now();

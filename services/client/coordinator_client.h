@@ -6,10 +6,13 @@
 //
 // Deadlines: every unary call gets ClientOptions::rpc_timeout; rendezvous calls that wait get
 // their wait on top; WatchJob gets the caller's timeout (none by default).
-// Retries: ReportOutcome and RegisterCheckpoint (idempotent on the coordinator) are retried on
-// UNAVAILABLE with a jittered Backoff, up to ClientOptions::max_attempts calls; SubmitJob is
-// retried likewise when it carries a request id (idempotent then). Every other call is tried once:
-// its caller's loop decides.
+// Retries: ReportOutcome, RegisterCheckpoint and RejectCheckpoint (idempotent on the coordinator)
+// are retried on UNAVAILABLE with a jittered Backoff, up to ClientOptions::max_attempts calls;
+// SubmitJob is retried likewise when it carries a request id (idempotent then). Every other call is
+// tried once: its caller's loop decides.
+// Sessions: a worker's calls after RegisterWorker carry the session token it returned
+// (`x-tecl-session` metadata; the `session` parameters below); the coordinator refuses them
+// without it (docs/security.md).
 //
 // NewCoordinatorClient (grpc_coordinator_client.h) builds the gRPC implementation over the
 // generated StubInterfaces; tests of the callers use fakes of this interface
@@ -70,24 +73,34 @@ class CoordinatorClient {
   virtual absl::StatusOr<tecl::v1::RegisterWorkerResponse> RegisterWorker(
       const tecl::v1::WorkerInfo& worker) = 0;
   virtual absl::StatusOr<tecl::v1::HeartbeatResponse> Heartbeat(
-      const tecl::v1::HeartbeatRequest& request) = 0;
+      const tecl::v1::HeartbeatRequest& request, const std::string& session) = 0;
   // Retried on UNAVAILABLE.
-  virtual absl::Status ReportOutcome(const tecl::v1::ReportOutcomeRequest& request) = 0;
+  virtual absl::Status ReportOutcome(const tecl::v1::ReportOutcomeRequest& request,
+                                     const std::string& session) = 0;
   // Retried on UNAVAILABLE.
-  virtual absl::Status RegisterCheckpoint(const tecl::v1::RegisterCheckpointRequest& request) = 0;
+  virtual absl::Status RegisterCheckpoint(const tecl::v1::RegisterCheckpointRequest& request,
+                                          const std::string& session) = 0;
+  // Retried on UNAVAILABLE.
+  virtual absl::Status RejectCheckpoint(const tecl::v1::RejectCheckpointRequest& request,
+                                        const std::string& session) = 0;
   virtual absl::StatusOr<std::vector<tecl::v1::WorkerInfo>> ListWorkers(
       tecl::v1::WorkerKind kind) = 0;
 
-  // ---- RendezvousService ----
-  virtual absl::Status StoreSet(const tecl::v1::StoreSetRequest& request) = 0;
-  virtual absl::StatusOr<std::string> StoreGet(const tecl::v1::StoreGetRequest& request) = 0;
-  virtual absl::StatusOr<int64_t> StoreAdd(const tecl::v1::StoreAddRequest& request) = 0;
+  // ---- RendezvousService (a trainer's session) ----
+  virtual absl::Status StoreSet(const tecl::v1::StoreSetRequest& request,
+                                const std::string& session) = 0;
+  virtual absl::StatusOr<std::string> StoreGet(const tecl::v1::StoreGetRequest& request,
+                                               const std::string& session) = 0;
+  virtual absl::StatusOr<int64_t> StoreAdd(const tecl::v1::StoreAddRequest& request,
+                                           const std::string& session) = 0;
   virtual absl::StatusOr<std::string> StoreCompareSet(
-      const tecl::v1::StoreCompareSetRequest& request) = 0;
-  virtual absl::Status StoreWait(const tecl::v1::StoreWaitRequest& request) = 0;
-  virtual absl::StatusOr<bool> StoreDelete(const tecl::v1::StoreDeleteRequest& request) = 0;
+      const tecl::v1::StoreCompareSetRequest& request, const std::string& session) = 0;
+  virtual absl::Status StoreWait(const tecl::v1::StoreWaitRequest& request,
+                                 const std::string& session) = 0;
+  virtual absl::StatusOr<bool> StoreDelete(const tecl::v1::StoreDeleteRequest& request,
+                                           const std::string& session) = 0;
   virtual absl::StatusOr<tecl::v1::StoreCheckResponse> StoreCheck(
-      const tecl::v1::StoreCheckRequest& request) = 0;
+      const tecl::v1::StoreCheckRequest& request, const std::string& session) = 0;
 };
 
 }  // namespace tecl

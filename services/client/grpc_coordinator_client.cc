@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "services/common/auth.h"
 #include "services/common/grpc_status.h"
 
 namespace tecl {
@@ -17,11 +18,14 @@ void SetDeadline(grpc::ClientContext* context, absl::Duration timeout) {
   }
 }
 
-// One unary call: `invoke(context, response)` with the deadline set.
+// One unary call: `invoke(context, response)` with the deadline and, when given, the worker's
+// session set.
 template <typename Response, typename Invoke>
-absl::StatusOr<Response> Unary(absl::Duration timeout, Invoke invoke) {
+absl::StatusOr<Response> Unary(absl::Duration timeout, Invoke invoke,
+                               const std::string& session = "") {
   grpc::ClientContext context;
   SetDeadline(&context, timeout);
+  if (!session.empty()) context.AddMetadata(kSessionMetadata, session);
   Response response;
   const grpc::Status status = invoke(&context, &response);
   if (!status.ok()) return FromGrpcStatus(status);
@@ -137,29 +141,46 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
     });
   }
 
-  absl::StatusOr<HeartbeatResponse> Heartbeat(const HeartbeatRequest& request) override {
+  absl::StatusOr<HeartbeatResponse> Heartbeat(const HeartbeatRequest& request,
+                                              const std::string& session) override {
     if (absl::Status s = Missing(membership_, "MembershipService"); !s.ok()) return s;
-    return Unary<HeartbeatResponse>(options_.rpc_timeout, [&](auto* c, auto* r) {
-      return membership_->Heartbeat(c, request, r);
-    });
+    return Unary<HeartbeatResponse>(
+        options_.rpc_timeout,
+        [&](auto* c, auto* r) { return membership_->Heartbeat(c, request, r); }, session);
   }
 
-  absl::Status ReportOutcome(const ReportOutcomeRequest& request) override {
+  absl::Status ReportOutcome(const ReportOutcomeRequest& request,
+                             const std::string& session) override {
     if (absl::Status s = Missing(membership_, "MembershipService"); !s.ok()) return s;
     return Retry([&] {
-      return Unary<ReportOutcomeResponse>(options_.rpc_timeout, [&](auto* c, auto* r) {
-               return membership_->ReportOutcome(c, request, r);
-             })
+      return Unary<ReportOutcomeResponse>(
+                 options_.rpc_timeout,
+                 [&](auto* c, auto* r) { return membership_->ReportOutcome(c, request, r); },
+                 session)
           .status();
     });
   }
 
-  absl::Status RegisterCheckpoint(const RegisterCheckpointRequest& request) override {
+  absl::Status RegisterCheckpoint(const RegisterCheckpointRequest& request,
+                                  const std::string& session) override {
     if (absl::Status s = Missing(membership_, "MembershipService"); !s.ok()) return s;
     return Retry([&] {
-      return Unary<RegisterCheckpointResponse>(options_.rpc_timeout, [&](auto* c, auto* r) {
-               return membership_->RegisterCheckpoint(c, request, r);
-             })
+      return Unary<RegisterCheckpointResponse>(
+                 options_.rpc_timeout,
+                 [&](auto* c, auto* r) { return membership_->RegisterCheckpoint(c, request, r); },
+                 session)
+          .status();
+    });
+  }
+
+  absl::Status RejectCheckpoint(const RejectCheckpointRequest& request,
+                                const std::string& session) override {
+    if (absl::Status s = Missing(membership_, "MembershipService"); !s.ok()) return s;
+    return Retry([&] {
+      return Unary<RejectCheckpointResponse>(
+                 options_.rpc_timeout,
+                 [&](auto* c, auto* r) { return membership_->RejectCheckpoint(c, request, r); },
+                 session)
           .status();
     });
   }
@@ -178,64 +199,71 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
 
   // ---- RendezvousService ----
 
-  absl::Status StoreSet(const StoreSetRequest& request) override {
+  absl::Status StoreSet(const StoreSetRequest& request,
+                                       const std::string& session) override {
     if (absl::Status s = Missing(rendezvous_, "RendezvousService"); !s.ok()) return s;
     return Unary<StoreSetResponse>(options_.rpc_timeout, [&](auto* c, auto* r) {
              return rendezvous_->StoreSet(c, request, r);
-           })
+           }, session)
         .status();
   }
 
-  absl::StatusOr<std::string> StoreGet(const StoreGetRequest& request) override {
+  absl::StatusOr<std::string> StoreGet(const StoreGetRequest& request,
+                                       const std::string& session) override {
     if (absl::Status s = Missing(rendezvous_, "RendezvousService"); !s.ok()) return s;
     absl::StatusOr<StoreGetResponse> response = Unary<StoreGetResponse>(
         Waiting(request.wait_timeout_ms()),
-        [&](auto* c, auto* r) { return rendezvous_->StoreGet(c, request, r); });
+        [&](auto* c, auto* r) { return rendezvous_->StoreGet(c, request, r); }, session);
     if (!response.ok()) return response.status();
     return std::move(*response->mutable_value());
   }
 
-  absl::StatusOr<int64_t> StoreAdd(const StoreAddRequest& request) override {
+  absl::StatusOr<int64_t> StoreAdd(const StoreAddRequest& request,
+                                       const std::string& session) override {
     if (absl::Status s = Missing(rendezvous_, "RendezvousService"); !s.ok()) return s;
     absl::StatusOr<StoreAddResponse> response = Unary<StoreAddResponse>(
-        options_.rpc_timeout, [&](auto* c, auto* r) { return rendezvous_->StoreAdd(c, request, r); });
+        options_.rpc_timeout, [&](auto* c, auto* r) { return rendezvous_->StoreAdd(c, request, r); }, session);
     if (!response.ok()) return response.status();
     return response->value();
   }
 
-  absl::StatusOr<std::string> StoreCompareSet(const StoreCompareSetRequest& request) override {
+  absl::StatusOr<std::string> StoreCompareSet(const StoreCompareSetRequest& request,
+                                              const std::string& session) override {
     if (absl::Status s = Missing(rendezvous_, "RendezvousService"); !s.ok()) return s;
     absl::StatusOr<StoreCompareSetResponse> response =
         Unary<StoreCompareSetResponse>(options_.rpc_timeout, [&](auto* c, auto* r) {
           return rendezvous_->StoreCompareSet(c, request, r);
-        });
+        }, session);
     if (!response.ok()) return response.status();
     return std::move(*response->mutable_value());
   }
 
-  absl::Status StoreWait(const StoreWaitRequest& request) override {
+  absl::Status StoreWait(const StoreWaitRequest& request,
+                                        const std::string& session) override {
     if (absl::Status s = Missing(rendezvous_, "RendezvousService"); !s.ok()) return s;
     return Unary<StoreWaitResponse>(Waiting(request.wait_timeout_ms()), [&](auto* c, auto* r) {
              return rendezvous_->StoreWait(c, request, r);
-           })
+           }, session)
         .status();
   }
 
-  absl::StatusOr<bool> StoreDelete(const StoreDeleteRequest& request) override {
+  absl::StatusOr<bool> StoreDelete(const StoreDeleteRequest& request,
+                                          const std::string& session) override {
     if (absl::Status s = Missing(rendezvous_, "RendezvousService"); !s.ok()) return s;
     absl::StatusOr<StoreDeleteResponse> response =
         Unary<StoreDeleteResponse>(options_.rpc_timeout, [&](auto* c, auto* r) {
           return rendezvous_->StoreDelete(c, request, r);
-        });
+        }, session);
     if (!response.ok()) return response.status();
     return response->deleted();
   }
 
-  absl::StatusOr<StoreCheckResponse> StoreCheck(const StoreCheckRequest& request) override {
+  absl::StatusOr<StoreCheckResponse> StoreCheck(const StoreCheckRequest& request,
+                                         const std::string& session) override {
     if (absl::Status s = Missing(rendezvous_, "RendezvousService"); !s.ok()) return s;
     return Unary<StoreCheckResponse>(options_.rpc_timeout, [&](auto* c, auto* r) {
       return rendezvous_->StoreCheck(c, request, r);
-    });
+    }, session);
   }
 
  private:

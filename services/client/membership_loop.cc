@@ -34,12 +34,19 @@ void MembershipLoop::Wake() {
 
 std::string MembershipLoop::worker_id() const {
   absl::MutexLock lock(&mu_);
-  return worker_id_;
+  return registration_.worker_id;
+}
+
+MembershipLoop::Registration MembershipLoop::registration() const {
+  absl::MutexLock lock(&mu_);
+  return registration_;
 }
 
 bool MembershipLoop::WaitUntilRegistered(absl::Duration timeout) const {
   absl::MutexLock lock(&mu_);
-  auto registered = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return !worker_id_.empty(); };
+  auto registered = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return !registration_.worker_id.empty();
+  };
   return mu_.AwaitWithTimeout(absl::Condition(&registered), timeout);
 }
 
@@ -62,8 +69,8 @@ void MembershipLoop::Failed(absl::string_view what, const absl::Status& status) 
 void MembershipLoop::Loop() {
   Backoff backoff(options_.backoff);
   while (true) {
-    std::string id = worker_id();
-    if (id.empty()) {
+    Registration current = registration();
+    if (current.worker_id.empty()) {
       if (metrics_.registered != nullptr) metrics_.registered->Set(0);
       absl::StatusOr<tecl::v1::RegisterWorkerResponse> registered =
           coordinator_->RegisterWorker(options_.worker);
@@ -72,16 +79,16 @@ void MembershipLoop::Loop() {
         if (!Sleep(backoff.Next())) return;
         continue;
       }
+      current = {registered->worker_id(), registered->session_token()};
       {
         absl::MutexLock lock(&mu_);
-        worker_id_ = registered->worker_id();
+        registration_ = current;
         if (registered->heartbeat_interval_ms() > 0) {
           interval_ = absl::Milliseconds(registered->heartbeat_interval_ms());
         }
       }
-      id = registered->worker_id();
       TECL_LOG(INFO) << "registered with the coordinator at " << options_.coordinator_address
-                     << " as " << id
+                     << " as " << current.worker_id
                      << (options_.worker.address().empty()
                              ? ""
                              : " (address " + options_.worker.address() + ")");
@@ -92,9 +99,10 @@ void MembershipLoop::Loop() {
     }
 
     tecl::v1::HeartbeatRequest request;
-    if (hooks_.before_heartbeat) hooks_.before_heartbeat(id, &request);
-    request.set_worker_id(id);
-    absl::StatusOr<tecl::v1::HeartbeatResponse> response = coordinator_->Heartbeat(request);
+    if (hooks_.before_heartbeat) hooks_.before_heartbeat(current, &request);
+    request.set_worker_id(current.worker_id);
+    absl::StatusOr<tecl::v1::HeartbeatResponse> response =
+        coordinator_->Heartbeat(request, current.session);
     absl::Duration wait;
     if (response.ok()) {
       failures_in_a_row_ = 0;
@@ -104,13 +112,14 @@ void MembershipLoop::Loop() {
         interval_ = absl::Milliseconds(response->heartbeat_interval_ms());
       }
       wait = interval_;
-    } else if (response.status().code() == absl::StatusCode::kNotFound) {
+    } else if (response.status().code() == absl::StatusCode::kNotFound ||
+               response.status().code() == absl::StatusCode::kPermissionDenied) {
       TECL_LOG(WARNING) << "the coordinator at " << options_.coordinator_address
-                        << " no longer knows worker " << id << " (" << response.status().message()
-                        << "); registering again";
+                        << " no longer knows worker " << current.worker_id << " ("
+                        << response.status().message() << "); registering again";
       {
         absl::MutexLock lock(&mu_);
-        worker_id_.clear();
+        registration_ = {};
       }
       if (metrics_.registered != nullptr) metrics_.registered->Set(0);
       if (hooks_.on_lost) hooks_.on_lost();

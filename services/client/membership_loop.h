@@ -1,9 +1,13 @@
 // MembershipLoop: a worker's membership in the cluster, shared by dataloaders and trainers. On its
 // own thread it registers with the coordinator, heartbeats at the interval the coordinator asks
 // for, and registers again (a new id) when the coordinator no longer knows the worker (NOT_FOUND:
-// it was declared lost, or the coordinator lost its state). Failures are never fatal: an
+// it was declared lost, or the coordinator lost its state) or no longer takes its session
+// (PERMISSION_DENIED). Failures are never fatal: an
 // unreachable coordinator is retried with a jittered Backoff, logged once per streak and then on
 // every tenth failure, while the worker goes on serving.
+//
+// Each registration comes with a session token; the loop sends it with every heartbeat and hands
+// it to the worker (Registration) for its other calls.
 //
 // The worker plugs in through Hooks (all run on the loop's thread): `before_heartbeat` fills its
 // report into each heartbeat (a trainer: its status, job and progress; it may first make other
@@ -49,8 +53,13 @@ struct MembershipMetrics {
 
 class MembershipLoop {
  public:
+  // The current registration: the worker's id and the session its calls carry.
+  struct Registration {
+    std::string worker_id;
+    std::string session;
+  };
   struct Hooks {
-    std::function<void(const std::string& worker_id, tecl::v1::HeartbeatRequest* request)>
+    std::function<void(const Registration& registration, tecl::v1::HeartbeatRequest* request)>
         before_heartbeat;
     std::function<void(const tecl::v1::HeartbeatResponse& response)> on_response;
     std::function<void()> on_lost;
@@ -71,6 +80,7 @@ class MembershipLoop {
 
   // The id of the current registration; empty while not registered.
   std::string worker_id() const;
+  Registration registration() const;
   // Blocks until registered or `timeout` passes; returns whether registered.
   bool WaitUntilRegistered(absl::Duration timeout) const;
 
@@ -86,7 +96,7 @@ class MembershipLoop {
   const MembershipMetrics metrics_;
 
   mutable absl::Mutex mu_;
-  std::string worker_id_ ABSL_GUARDED_BY(mu_);
+  Registration registration_ ABSL_GUARDED_BY(mu_);
   absl::Duration interval_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool woken_ ABSL_GUARDED_BY(mu_) = false;

@@ -1,6 +1,6 @@
-// Flags shared by every TECL binary that calls another (and by servers for their tokens), and the
-// options built from them:
-//   --coordinator, --token_file, --tls_ca
+// Flags every TECL binary has: whom it calls and the credentials it calls with, which servers also
+// use as their TLS identity:
+//   --coordinator, --token_file, --tls_ca, --tls_cert, --tls_key, --tls_server_name
 // Each flag also reads TECL_<NAME> from the environment (services/common/flags.h).
 #ifndef TECL_SERVICES_COMMON_CLIENT_FLAGS_H_
 #define TECL_SERVICES_COMMON_CLIENT_FLAGS_H_
@@ -14,14 +14,15 @@
 ABSL_DECLARE_FLAG(std::string, coordinator);
 ABSL_DECLARE_FLAG(std::string, token_file);
 ABSL_DECLARE_FLAG(std::string, tls_ca);
+ABSL_DECLARE_FLAG(std::string, tls_cert);
+ABSL_DECLARE_FLAG(std::string, tls_key);
+ABSL_DECLARE_FLAG(std::string, tls_server_name);
 
 namespace tecl {
 
-// Channel options (token, TLS roots) from the client flags.
+// Channel options (token, TLS roots, client certificate, server name) from the flags. Errors of
+// LoadToken name the token file.
 absl::StatusOr<ChannelOptions> ChannelOptionsFromFlags();
-
-// The tokens this server accepts (from --token_file or $TECL_AUTH_TOKEN; none = no auth).
-absl::StatusOr<TokenAuthenticator> AuthenticatorFromFlags();
 
 }  // namespace tecl
 

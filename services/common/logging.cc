@@ -32,6 +32,29 @@ const char* Basename(const char* path) {
 
 }  // namespace
 
+std::string EscapeControlCharacters(absl::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (const char c : text) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (u >= 0x20 && u != 0x7f) {
+      out.push_back(c);
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else {
+      static constexpr char kDigits[] = "0123456789abcdef";
+      out += "\\x";
+      out.push_back(kDigits[u >> 4]);
+      out.push_back(kDigits[u & 0xf]);
+    }
+  }
+  return out;
+}
+
 void SetMinLogLevel(LogSeverity severity) { g_min_level = static_cast<int>(severity); }
 LogSeverity MinLogLevel() { return static_cast<LogSeverity>(g_min_level.load()); }
 
@@ -61,8 +84,7 @@ LogMessage::LogMessage(const char* file, int line, LogSeverity severity) : sever
 }
 
 LogMessage::~LogMessage() {
-  stream_ << '\n';
-  const std::string text = stream_.str();
+  const std::string text = EscapeControlCharacters(stream_.str()) + '\n';
   // One write(2) keeps concurrent lines whole.
   ssize_t ignored = ::write(STDERR_FILENO, text.data(), text.size());
   (void)ignored;

@@ -14,6 +14,8 @@
 #include <sstream>
 #include <string>
 
+#include "absl/strings/string_view.h"
+
 namespace tecl {
 
 enum class LogSeverity { kInfo = 0, kWarning = 1, kError = 2, kFatal = 3 };
@@ -22,6 +24,11 @@ void SetMinLogLevel(LogSeverity severity);
 LogSeverity MinLogLevel();
 // Prefixes every line with `[tag]` (e.g. the process role); empty = none.
 void SetLogTag(const std::string& tag);
+
+// `text` with every control character (newline and escape included) written as \n, \r, \t or
+// \xNN, so that text from a request cannot start a forged log line or hide one. Every log line
+// goes through it.
+std::string EscapeControlCharacters(absl::string_view text);
 
 namespace internal {
 

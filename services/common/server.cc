@@ -121,17 +121,36 @@ class GrpcServer::UnimplementedGenericService final : public grpc::CallbackGener
   }
 };
 
+absl::StatusOr<Authenticator> MakeAuthenticator(const ServerOptions& options) {
+  AuthOptions auth;
+  auth.tokens = options.tokens;
+  auth.mutual_tls = !options.tls_ca_file.empty();
+  auth.insecure = options.insecure;
+  return Authenticator::Create(std::move(auth));
+}
+
 absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
     const ServerOptions& options, const std::vector<grpc::Service*>& services,
     metrics::Registry* registry) {
+  // A server with rpcs of its own needs credentials to check its callers; one that serves only
+  // the health service (a trainer) has nothing to guard and takes none.
+  if (!services.empty()) {
+    if (absl::StatusOr<Authenticator> auth = MakeAuthenticator(options); !auth.ok()) {
+      return auth.status();
+    }
+  }
   std::unique_ptr<GrpcServer> server(new GrpcServer());
   std::shared_ptr<grpc::ServerCredentials> credentials;
+  if (!options.tls_ca_file.empty() && options.tls_cert_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls_ca (mutual TLS) needs the server's own --tls_cert and --tls_key");
+  }
   if (!options.tls_cert_file.empty() || !options.tls_key_file.empty()) {
     if (options.tls_cert_file.empty() || options.tls_key_file.empty()) {
       return absl::InvalidArgumentError("TLS needs both --tls_cert and --tls_key");
     }
     grpc::SslServerCredentialsOptions ssl(
-        options.tls_client_ca_file.empty()
+        options.tls_ca_file.empty()
             ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
             : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
     grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
@@ -142,8 +161,8 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
     pair.cert_chain = *cert;
     pair.private_key = *key;
     ssl.pem_key_cert_pairs.push_back(pair);
-    if (!options.tls_client_ca_file.empty()) {
-      auto ca = ReadPem(options.tls_client_ca_file, "TLS client CA");
+    if (!options.tls_ca_file.empty()) {
+      auto ca = ReadPem(options.tls_ca_file, "TLS CA");
       if (!ca.ok()) return ca.status();
       ssl.pem_root_certs = *ca;
     }
@@ -181,6 +200,17 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
                                   server->port_);
   server->server_->GetHealthCheckService()->SetServingStatus(true);
 
+  if (registry != nullptr) {
+    metrics::BuildGauge()
+        .Name("tecl_insecure")
+        .Help("1 when this server runs without credentials (--insecure), else 0.")
+        .Register(*registry)
+        .Add({})
+        .Set(options.insecure ? 1 : 0);
+  }
+  if (options.insecure) {
+    server->insecure_warning_ = std::thread(&GrpcServer::WarnInsecureLoop, server.get());
+  }
   if (registry != nullptr && !options.metrics_address.empty()) {
     auto metrics = metrics::MetricsHttpServer::Start(options.metrics_address, registry);
     if (!metrics.ok()) {
@@ -194,7 +224,17 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
 
 std::string GrpcServer::local_address() const { return DialableAddress(address_, port_); }
 
+void GrpcServer::WarnInsecureLoop() {
+  do {
+    TECL_LOG(WARNING) << "serving " << address_
+                      << " WITHOUT credentials (--insecure): anyone who can reach this port can "
+                         "call it; give --auth_file or mutual TLS (docs/security.md)";
+  } while (!stop_warning_.WaitForNotificationWithTimeout(absl::Minutes(1)));
+}
+
 void GrpcServer::Shutdown(absl::Duration grace) {
+  if (!stop_warning_.HasBeenNotified()) stop_warning_.Notify();
+  if (insecure_warning_.joinable()) insecure_warning_.join();
   if (shut_down_ || server_ == nullptr) return;
   shut_down_ = true;
   server_->GetHealthCheckService()->SetServingStatus(false);

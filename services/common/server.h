@@ -1,6 +1,8 @@
 // Runs a gRPC server the same way in every TECL process: binds host:port (port 0 picks a free
-// port and the bound port is reported), serves the standard gRPC health service, optional TLS,
-// large messages (clip batches), per-method request metrics, and a Prometheus /metrics endpoint.
+// port and the bound port is reported), serves the standard gRPC health service, TLS (mutual when
+// a CA is given), large messages (clip batches), per-method request metrics, and a Prometheus
+// /metrics endpoint. It refuses to start without credentials (tokens or mutual TLS) unless told
+// `insecure`; an insecure server logs a warning every minute and exports tecl_insecure 1.
 //
 //   tecl::BlockTerminationSignals();              // first thing in main, before any thread
 //   auto server = tecl::GrpcServer::Start(options, {&service}, &registry);
@@ -15,10 +17,13 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "absl/synchronization/notification.h"
+#include "services/common/auth.h"
 #include "services/common/metrics.h"
 #include "services/common/metrics_http.h"
 
@@ -32,15 +37,26 @@ struct ServerOptions {
   // TLS: certificate chain and private key (PEM). Both empty = plaintext.
   std::string tls_cert_file;
   std::string tls_key_file;
-  // When set, clients must present a certificate signed by this CA (mutual TLS).
-  std::string tls_client_ca_file;
+  // When set (with a certificate), clients must present a certificate signed by this CA (mutual
+  // TLS), and its Common Name `<role>:<name>` is the caller's principal.
+  std::string tls_ca_file;
+  // Bearer tokens accepted, with their principals (auth.h), and whether to serve without any
+  // credential.
+  std::vector<Credential> tokens;
+  bool insecure = false;
   int max_message_bytes = 256 << 20;
 };
 
+// The authenticator of a server with these options (tokens; mutual TLS when a CA is set).
+// FAILED_PRECONDITION without credentials unless `insecure` (Authenticator::Create).
+absl::StatusOr<Authenticator> MakeAuthenticator(const ServerOptions& options);
+
 class GrpcServer {
  public:
-  // Starts serving `services`. UNAVAILABLE when an address cannot be bound; NOT_FOUND /
-  // INVALID_ARGUMENT for unreadable TLS files.
+  // Starts serving `services` (and health). FAILED_PRECONDITION without credentials (and not
+  // insecure) when `services` is not empty: a health-only server needs none;
+  // UNAVAILABLE when an address cannot be bound; NOT_FOUND / INVALID_ARGUMENT for unreadable TLS
+  // files or a CA without a certificate.
   static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(const ServerOptions& options,
                                                            const std::vector<grpc::Service*>& services,
                                                            metrics::Registry* registry);
@@ -62,12 +78,16 @@ class GrpcServer {
   class UnimplementedGenericService;
   GrpcServer() = default;
 
+  void WarnInsecureLoop();
+
   std::unique_ptr<UnimplementedGenericService> unknown_methods_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<metrics::MetricsHttpServer> metrics_;
   int port_ = 0;
   std::string address_;
   bool shut_down_ = false;
+  absl::Notification stop_warning_;
+  std::thread insecure_warning_;  // Runs while an insecure server serves.
 };
 
 // Blocks SIGTERM and SIGINT in the calling thread and every thread created after it, so that

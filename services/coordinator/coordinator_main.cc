@@ -22,6 +22,9 @@ ABSL_FLAG(absl::Duration, heartbeat_timeout, kDefaults.coordinator.membership.he
 ABSL_FLAG(int, max_trainers, kDefaults.coordinator.jobs.limits.max_trainers,
           "Largest number of trainers one job may ask for");
 ABSL_FLAG(std::string, data_roots, "", "Folders dataset paths must lie under (comma-separated)");
+ABSL_FLAG(std::string, checkpoint_roots, "",
+          "Folders a spec's checkpoint.dir may name (comma-separated; empty = specs cannot name "
+          "one: checkpoints go to <state_dir>/checkpoints/<job id>)");
 ABSL_FLAG(bool, check_dataset_paths, kDefaults.coordinator.jobs.limits.check_paths_exist,
           "Refuse specs whose dataset paths do not exist here");
 ABSL_FLAG(int, max_bypasses, kDefaults.coordinator.attempts.scheduler.max_bypasses,
@@ -36,13 +39,12 @@ int main(int argc, char** argv) {
   tecl::ParseFlags(argc, argv, "tecl-coordinator [flags]: schedules TECL jobs, stores their state");
   tecl::SetLogTag("coordinator");
   tecl::coordinator::CoordinatorConfig config;
-  config.server = tecl::ServerOptionsFromFlags("0.0.0.0:7070");
-  auto tokens = tecl::LoadTokens(absl::GetFlag(FLAGS_token_file));
-  if (!tokens.ok()) {
-    TECL_LOG(ERROR) << tokens.status().message();
+  auto server_options = tecl::ServerOptionsFromFlags("0.0.0.0:7070");
+  if (!server_options.ok()) {
+    TECL_LOG(ERROR) << server_options.status().message();
     return 2;
   }
-  config.tokens = *tokens;
+  config.server = *std::move(server_options);
   config.state_dir = absl::GetFlag(FLAGS_state_dir);
   config.coordinator.membership.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
   config.coordinator.membership.heartbeat_timeout = absl::GetFlag(FLAGS_heartbeat_timeout);
@@ -50,6 +52,8 @@ int main(int argc, char** argv) {
   config.coordinator.jobs.limits.data_roots =
       absl::StrSplit(absl::GetFlag(FLAGS_data_roots), ',', absl::SkipEmpty());
   config.coordinator.jobs.limits.check_paths_exist = absl::GetFlag(FLAGS_check_dataset_paths);
+  config.coordinator.jobs.limits.checkpoints.emplace().roots =
+      absl::StrSplit(absl::GetFlag(FLAGS_checkpoint_roots), ',', absl::SkipEmpty());
   config.coordinator.attempts.scheduler.max_bypasses = absl::GetFlag(FLAGS_max_bypasses);
   config.coordinator.attempts.coordinator_address = absl::GetFlag(FLAGS_advertise_address);
   config.store.max_group_batches = absl::GetFlag(FLAGS_store_max_group);

@@ -24,14 +24,13 @@ int main(int argc, char** argv) {
   tecl::ParseFlags(argc, argv, "decodes, samples and augments clip batches for TECL trainers.\nUsage: tecl-dataloader [flags]");
   tecl::SetLogTag("dataloader");
   tecl::dataloader::DataLoaderConfig config;
-  config.server = tecl::ServerOptionsFromFlags("0.0.0.0:7080");
-  auto tokens = tecl::LoadTokens(absl::GetFlag(FLAGS_token_file));
+  auto server_options = tecl::ServerOptionsFromFlags("0.0.0.0:7080");
   auto channel = tecl::ChannelOptionsFromFlags();
-  if (!tokens.ok() || !channel.ok()) {
-    TECL_LOG(ERROR) << (tokens.ok() ? channel.status() : tokens.status()).message();
+  if (!server_options.ok() || !channel.ok()) {
+    TECL_LOG(ERROR) << (server_options.ok() ? channel.status() : server_options.status()).message();
     return 2;
   }
-  config.tokens = *tokens;
+  config.server = *std::move(server_options);
   config.data_roots = absl::GetFlag(FLAGS_data_root);
   config.loader.decode_threads = absl::GetFlag(FLAGS_decode_threads) > 0 ? absl::GetFlag(FLAGS_decode_threads)
                                                                           : absl::GetFlag(FLAGS_threads);

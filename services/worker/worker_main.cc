@@ -25,12 +25,13 @@ int main(int argc, char** argv) {
   tecl::ParseFlags(argc, argv, "runs TECL pretraining ranks and evaluation jobs assigned by the coordinator.\nUsage: tecl-worker [flags]");
   tecl::SetLogTag("worker");
   tecl::worker::WorkerConfig config;
-  config.server = tecl::ServerOptionsFromFlags("0.0.0.0:7090");
+  absl::StatusOr<tecl::ServerOptions> server_options = tecl::ServerOptionsFromFlags("0.0.0.0:7090");
   absl::StatusOr<tecl::ChannelOptions> channel = tecl::ChannelOptionsFromFlags();
-  if (!channel.ok()) {
-    TECL_LOG(ERROR) << channel.status().message();
+  if (!server_options.ok() || !channel.ok()) {
+    TECL_LOG(ERROR) << (server_options.ok() ? channel.status() : server_options.status()).message();
     return 2;
   }
+  config.server = *std::move(server_options);
   config.channel = *channel;
   config.coordinator = absl::GetFlag(FLAGS_coordinator);
   config.advertise_address = absl::GetFlag(FLAGS_advertise_address);

@@ -64,9 +64,13 @@ absl::Status FakeCoordinatorClient::Enter(const std::string& method) {
   return absl::OkStatus();
 }
 
-absl::Status FakeCoordinatorClient::NeedRendezvous() const {
-  if (rendezvous_ != nullptr) return absl::OkStatus();
-  return absl::FailedPreconditionError("this fake client has no rendezvous");
+absl::Status FakeCoordinatorClient::NeedRendezvous(const tecl::v1::RendezvousScope& scope,
+                                                   const std::string& session) const {
+  if (rendezvous_ == nullptr) {
+    return absl::FailedPreconditionError("this fake client has no rendezvous");
+  }
+  return coordinator_->membership().CheckRendezvousCaller(session, scope.job_id(),
+                                                          scope.attempt());
 }
 
 absl::StatusOr<tecl::v1::Job> FakeCoordinatorClient::SubmitJob(const tecl::v1::JobSpec& spec,
@@ -165,24 +169,35 @@ absl::StatusOr<tecl::v1::RegisterWorkerResponse> FakeCoordinatorClient::Register
 }
 
 absl::StatusOr<tecl::v1::HeartbeatResponse> FakeCoordinatorClient::Heartbeat(
-    const tecl::v1::HeartbeatRequest& request) {
+    const tecl::v1::HeartbeatRequest& request, const std::string& session) {
   if (absl::Status s = Enter("Heartbeat"); !s.ok()) return s;
   return Await<tecl::v1::HeartbeatResponse>([&](Callback<tecl::v1::HeartbeatResponse> done) {
-    coordinator_->membership().Heartbeat(request, done);
+    coordinator_->membership().Heartbeat(request, session, done);
   });
 }
 
-absl::Status FakeCoordinatorClient::ReportOutcome(const tecl::v1::ReportOutcomeRequest& request) {
+absl::Status FakeCoordinatorClient::ReportOutcome(const tecl::v1::ReportOutcomeRequest& request,
+                                                  const std::string& session) {
   if (absl::Status s = Enter("ReportOutcome"); !s.ok()) return s;
-  return AwaitStatus(
-      [&](StatusCallback done) { coordinator_->attempts().ReportOutcome(request, done); });
+  return AwaitStatus([&](StatusCallback done) {
+    coordinator_->attempts().ReportOutcome(request, session, done);
+  });
 }
 
 absl::Status FakeCoordinatorClient::RegisterCheckpoint(
-    const tecl::v1::RegisterCheckpointRequest& request) {
+    const tecl::v1::RegisterCheckpointRequest& request, const std::string& session) {
   if (absl::Status s = Enter("RegisterCheckpoint"); !s.ok()) return s;
-  return AwaitStatus(
-      [&](StatusCallback done) { coordinator_->checkpoints().Register(request, done); });
+  return AwaitStatus([&](StatusCallback done) {
+    coordinator_->checkpoints().Register(request, session, done);
+  });
+}
+
+absl::Status FakeCoordinatorClient::RejectCheckpoint(
+    const tecl::v1::RejectCheckpointRequest& request, const std::string& session) {
+  if (absl::Status s = Enter("RejectCheckpoint"); !s.ok()) return s;
+  return AwaitStatus([&](StatusCallback done) {
+    coordinator_->checkpoints().Reject(request, session, done);
+  });
 }
 
 absl::StatusOr<std::vector<tecl::v1::WorkerInfo>> FakeCoordinatorClient::ListWorkers(
@@ -191,39 +206,39 @@ absl::StatusOr<std::vector<tecl::v1::WorkerInfo>> FakeCoordinatorClient::ListWor
   return coordinator_->membership().List(kind);
 }
 
-absl::Status FakeCoordinatorClient::StoreSet(const tecl::v1::StoreSetRequest& request) {
+absl::Status FakeCoordinatorClient::StoreSet(const tecl::v1::StoreSetRequest& request, const std::string& session) {
   if (absl::Status s = Enter("StoreSet"); !s.ok()) return s;
-  if (absl::Status s = NeedRendezvous(); !s.ok()) return s;
+  if (absl::Status s = NeedRendezvous(request.scope(), session); !s.ok()) return s;
   return rendezvous_->Set(ScopeOf(request.scope()), request.key(), request.value());
 }
 
 absl::StatusOr<std::string> FakeCoordinatorClient::StoreGet(
-    const tecl::v1::StoreGetRequest& request) {
+    const tecl::v1::StoreGetRequest& request, const std::string& session) {
   if (absl::Status s = Enter("StoreGet"); !s.ok()) return s;
-  if (absl::Status s = NeedRendezvous(); !s.ok()) return s;
+  if (absl::Status s = NeedRendezvous(request.scope(), session); !s.ok()) return s;
   return Await<std::string>([&](Callback<std::string> done) {
     rendezvous_->Get(ScopeOf(request.scope()), request.key(),
                      absl::Milliseconds(request.wait_timeout_ms()), done);
   });
 }
 
-absl::StatusOr<int64_t> FakeCoordinatorClient::StoreAdd(const tecl::v1::StoreAddRequest& request) {
+absl::StatusOr<int64_t> FakeCoordinatorClient::StoreAdd(const tecl::v1::StoreAddRequest& request, const std::string& session) {
   if (absl::Status s = Enter("StoreAdd"); !s.ok()) return s;
-  if (absl::Status s = NeedRendezvous(); !s.ok()) return s;
+  if (absl::Status s = NeedRendezvous(request.scope(), session); !s.ok()) return s;
   return rendezvous_->Add(ScopeOf(request.scope()), request.key(), request.delta());
 }
 
 absl::StatusOr<std::string> FakeCoordinatorClient::StoreCompareSet(
-    const tecl::v1::StoreCompareSetRequest& request) {
+    const tecl::v1::StoreCompareSetRequest& request, const std::string& session) {
   if (absl::Status s = Enter("StoreCompareSet"); !s.ok()) return s;
-  if (absl::Status s = NeedRendezvous(); !s.ok()) return s;
+  if (absl::Status s = NeedRendezvous(request.scope(), session); !s.ok()) return s;
   return rendezvous_->CompareSet(ScopeOf(request.scope()), request.key(), request.expected(),
                                  request.desired(), request.expect_absent());
 }
 
-absl::Status FakeCoordinatorClient::StoreWait(const tecl::v1::StoreWaitRequest& request) {
+absl::Status FakeCoordinatorClient::StoreWait(const tecl::v1::StoreWaitRequest& request, const std::string& session) {
   if (absl::Status s = Enter("StoreWait"); !s.ok()) return s;
-  if (absl::Status s = NeedRendezvous(); !s.ok()) return s;
+  if (absl::Status s = NeedRendezvous(request.scope(), session); !s.ok()) return s;
   std::vector<std::string> keys(request.keys().begin(), request.keys().end());
   return AwaitStatus([&](StatusCallback done) {
     rendezvous_->Wait(ScopeOf(request.scope()), keys,
@@ -232,16 +247,16 @@ absl::Status FakeCoordinatorClient::StoreWait(const tecl::v1::StoreWaitRequest& 
 }
 
 absl::StatusOr<bool> FakeCoordinatorClient::StoreDelete(
-    const tecl::v1::StoreDeleteRequest& request) {
+    const tecl::v1::StoreDeleteRequest& request, const std::string& session) {
   if (absl::Status s = Enter("StoreDelete"); !s.ok()) return s;
-  if (absl::Status s = NeedRendezvous(); !s.ok()) return s;
+  if (absl::Status s = NeedRendezvous(request.scope(), session); !s.ok()) return s;
   return rendezvous_->Delete(ScopeOf(request.scope()), request.key());
 }
 
 absl::StatusOr<tecl::v1::StoreCheckResponse> FakeCoordinatorClient::StoreCheck(
-    const tecl::v1::StoreCheckRequest& request) {
+    const tecl::v1::StoreCheckRequest& request, const std::string& session) {
   if (absl::Status s = Enter("StoreCheck"); !s.ok()) return s;
-  if (absl::Status s = NeedRendezvous(); !s.ok()) return s;
+  if (absl::Status s = NeedRendezvous(request.scope(), session); !s.ok()) return s;
   std::vector<std::string> keys(request.keys().begin(), request.keys().end());
   auto result = rendezvous_->Check(ScopeOf(request.scope()), keys);
   if (!result.ok()) return result.status();

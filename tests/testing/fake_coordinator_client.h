@@ -3,6 +3,9 @@
 // tests of its callers: the membership loop, the trainer's agent, teclctl's commands. Calls go
 // straight to the managers' entry points and wait for their answers.
 //
+// Worker calls are checked against their session as the real services check them (the
+// principal's role is not: there is no transport).
+//
 // SetUnreachable(true) makes every call fail with UNAVAILABLE (a coordinator that is down);
 // calls() counts the calls made per method.
 //
@@ -47,26 +50,37 @@ class FakeCoordinatorClient final : public CoordinatorClient {
       const std::function<bool(const tecl::v1::WatchJobResponse&)>& on_update) override;
   absl::StatusOr<tecl::v1::RegisterWorkerResponse> RegisterWorker(
       const tecl::v1::WorkerInfo& worker) override;
-  absl::StatusOr<tecl::v1::HeartbeatResponse> Heartbeat(
-      const tecl::v1::HeartbeatRequest& request) override;
-  absl::Status ReportOutcome(const tecl::v1::ReportOutcomeRequest& request) override;
-  absl::Status RegisterCheckpoint(const tecl::v1::RegisterCheckpointRequest& request) override;
+  absl::StatusOr<tecl::v1::HeartbeatResponse> Heartbeat(const tecl::v1::HeartbeatRequest& request,
+                                                        const std::string& session) override;
+  absl::Status ReportOutcome(const tecl::v1::ReportOutcomeRequest& request,
+                             const std::string& session) override;
+  absl::Status RegisterCheckpoint(const tecl::v1::RegisterCheckpointRequest& request,
+                                  const std::string& session) override;
+  absl::Status RejectCheckpoint(const tecl::v1::RejectCheckpointRequest& request,
+                                const std::string& session) override;
   absl::StatusOr<std::vector<tecl::v1::WorkerInfo>> ListWorkers(
       tecl::v1::WorkerKind kind) override;
-  absl::Status StoreSet(const tecl::v1::StoreSetRequest& request) override;
-  absl::StatusOr<std::string> StoreGet(const tecl::v1::StoreGetRequest& request) override;
-  absl::StatusOr<int64_t> StoreAdd(const tecl::v1::StoreAddRequest& request) override;
-  absl::StatusOr<std::string> StoreCompareSet(
-      const tecl::v1::StoreCompareSetRequest& request) override;
-  absl::Status StoreWait(const tecl::v1::StoreWaitRequest& request) override;
-  absl::StatusOr<bool> StoreDelete(const tecl::v1::StoreDeleteRequest& request) override;
-  absl::StatusOr<tecl::v1::StoreCheckResponse> StoreCheck(
-      const tecl::v1::StoreCheckRequest& request) override;
+  absl::Status StoreSet(const tecl::v1::StoreSetRequest& request,
+                        const std::string& session) override;
+  absl::StatusOr<std::string> StoreGet(const tecl::v1::StoreGetRequest& request,
+                                       const std::string& session) override;
+  absl::StatusOr<int64_t> StoreAdd(const tecl::v1::StoreAddRequest& request,
+                                   const std::string& session) override;
+  absl::StatusOr<std::string> StoreCompareSet(const tecl::v1::StoreCompareSetRequest& request,
+                                              const std::string& session) override;
+  absl::Status StoreWait(const tecl::v1::StoreWaitRequest& request,
+                         const std::string& session) override;
+  absl::StatusOr<bool> StoreDelete(const tecl::v1::StoreDeleteRequest& request,
+                                   const std::string& session) override;
+  absl::StatusOr<tecl::v1::StoreCheckResponse> StoreCheck(const tecl::v1::StoreCheckRequest& request,
+                                                          const std::string& session) override;
 
  private:
   // UNAVAILABLE while unreachable; counts the call.
   absl::Status Enter(const std::string& method);
-  absl::Status NeedRendezvous() const;
+  // FAILED_PRECONDITION without a rendezvous; else the session check of the rendezvous service.
+  absl::Status NeedRendezvous(const tecl::v1::RendezvousScope& scope,
+                              const std::string& session) const;
 
   coordinator::Coordinator* const coordinator_;
   coordinator::Rendezvous* const rendezvous_;

@@ -32,6 +32,7 @@
 #include "services/coordinator/state/job_state.h"
 #include "tools/teclctl/format.h"
 #include "tools/teclctl/local_cluster.h"
+#include "tools/teclctl/local_secrets.h"
 
 ABSL_FLAG(std::string, output, "text", "Output format: text or json (protobuf JSON)");
 ABSL_FLAG(bool, wait, false, "submit: wait for the job to finish, showing progress on stderr");
@@ -51,6 +52,8 @@ ABSL_FLAG(std::string, home, "",
 ABSL_FLAG(int, trainers, 1, "local up: trainer worker processes");
 ABSL_FLAG(int, dataloaders, 1, "local up: dataloader processes");
 ABSL_FLAG(int, threads, 2, "local up: threads of each trainer and dataloader");
+ABSL_FLAG(std::string, checkpoint_roots, "",
+          "local up: comma-separated folders job specs may name as checkpoint.dir");
 ABSL_FLAG(bool, random_init, false, "eval: evaluate a randomly initialised encoder of the job's backbone (the baseline)");
 
 namespace tecl::teclctl {
@@ -136,6 +139,7 @@ Registered trainers and dataloaders: id, kind, state (idle, busy, lost), host, d
 rank they work on, time since their last heartbeat, address.
 )"},
       {"local", R"(teclctl local up [--trainers M] [--dataloaders N] [--threads T] [--home DIR]
+                [--checkpoint_roots DIR,...]
 teclctl local down [--home DIR]
 teclctl local status [--home DIR]
 
@@ -144,6 +148,11 @@ background. Their state, logs and pid files live in DIR (default $TECL_HOME, els
 coordinator listens on 127.0.0.1 on a free port, which later teclctl commands find by themselves.
 `up` returns once the coordinator answers and every worker registered. Binaries are looked up in
 $TECL_LOCAL_BIN_DIR, next to teclctl, then on PATH. `down` stops every process (state is kept).
+The cluster is secured like a shared one: `up` creates DIR/secrets once (a CA for this cluster,
+a certificate and a token per role, the auth file; files 0600) and every process speaks mutual
+TLS; teclctl calls it with the `user` credentials from there. Specs may name a checkpoint.dir only
+under --checkpoint_roots (relative folders are taken from the current directory); without one,
+checkpoints go to DIR/state/checkpoints/<job id>.
 )"},
   };
   return *help;
@@ -626,14 +635,18 @@ int Cli::Local(const std::vector<std::string>& args) {
     options.trainers = absl::GetFlag(FLAGS_trainers);
     options.dataloaders = absl::GetFlag(FLAGS_dataloaders);
     options.threads = absl::GetFlag(FLAGS_threads);
-    options.channel = channel_options_;
+    options.checkpoint_roots =
+        absl::StrSplit(absl::GetFlag(FLAGS_checkpoint_roots), ',', absl::SkipEmpty());
+    for (std::string& root : options.checkpoint_roots) {
+      root = std::filesystem::absolute(root).lexically_normal().string();
+    }
     if (absl::GetFlag(FLAGS_timeout) > absl::ZeroDuration())
       options.timeout = absl::GetFlag(FLAGS_timeout);
     status = LocalUp(options, std::cout);
   } else if (args[2] == "down") {
     status = LocalDown(home, std::cout);
   } else if (args[2] == "status") {
-    status = LocalStatus(home, channel_options_, std::cout);
+    status = LocalStatus(home, std::cout);
   } else {
     return Usage(absl::StrCat("local takes up, down or status, not \"", args[2], "\""));
   }
@@ -698,13 +711,20 @@ int Run(int argc, char** argv) {
     std::cerr << "teclctl: " << channel.status().message() << "\n";
     return kExitUsage;
   }
-  // The coordinator: --coordinator or $TECL_COORDINATOR, else a local cluster's, else the default.
+  // The coordinator: --coordinator or $TECL_COORDINATOR, else a local cluster's (with its user
+  // credentials, unless a token or certificate is given), else the default.
   std::string address = absl::GetFlag(FLAGS_coordinator);
   const char* env = std::getenv("TECL_COORDINATOR");
+  const std::string home = LocalHome(absl::GetFlag(FLAGS_home));
   if (!ArgGiven(raw, "coordinator") && (env == nullptr || *env == '\0')) {
-    absl::StatusOr<std::string> local =
-        LocalCoordinatorAddress(LocalHome(absl::GetFlag(FLAGS_home)));
+    absl::StatusOr<std::string> local = LocalCoordinatorAddress(home);
     if (local.ok()) address = *local;
+  }
+  if (channel->token.empty() && channel->tls_ca_file.empty()) {
+    const LocalSecrets secrets = LocalSecretsIn(home);
+    if (std::filesystem::exists(secrets.auth_file)) {
+      *channel = LocalChannelOptions(secrets, "user");
+    }
   }
   Cli cli(address, *channel);
   return cli.Dispatch(args, overrides);

@@ -21,10 +21,12 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "services/client/grpc_coordinator_client.h"
+#include "tools/teclctl/local_secrets.h"
 
 extern char** environ;
 
@@ -256,6 +258,29 @@ absl::Status LocalUp(const LocalClusterOptions& options, std::ostream& out) {
   if (options.trainers < 0 || options.dataloaders < 0 || options.threads < 1) {
     return absl::InvalidArgumentError("--trainers and --dataloaders must be >= 0, --threads >= 1");
   }
+  for (const std::string& root : options.checkpoint_roots) {
+    if (!fs::path(root).is_absolute()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--checkpoint_roots: \"", root, "\" is relative; give absolute folders"));
+    }
+  }
+  const LocalSecrets secrets = LocalSecretsIn(home);
+  if (absl::Status made = EnsureLocalSecrets(secrets); !made.ok()) return made;
+  const ChannelOptions user = LocalChannelOptions(secrets, "user");
+  // A process's credentials: its role's certificate, the CA, its token; servers the auth file.
+  auto credentials = [&](const std::string& role, bool server) {
+    std::map<std::string, std::string> env = {
+        {"TECL_TLS_CERT", secrets.Certificate(role)},
+        {"TECL_TLS_KEY", secrets.Key(role)},
+        {"TECL_TLS_CA", secrets.ca},
+        {"TECL_TLS_SERVER_NAME", ""},
+        {"TECL_INSECURE", "false"},
+        {"TECL_AUTH_TOKEN", ""},
+    };
+    env["TECL_TOKEN_FILE"] = role == "coordinator" ? "" : secrets.Token(role);
+    env["TECL_AUTH_FILE"] = server ? secrets.auth_file : "";
+    return env;
+  };
   // Every binary first, so that nothing starts when one is missing.
   absl::StatusOr<std::string> coordinator_bin = FindBinary("tecl-coordinator");
   if (!coordinator_bin.ok()) return coordinator_bin.status();
@@ -307,17 +332,19 @@ absl::Status LocalUp(const LocalClusterOptions& options, std::ostream& out) {
 
   const absl::Time deadline = absl::Now() + options.timeout;
   const int64_t start_ms = absl::ToUnixMillis(absl::Now());
-  absl::Status status = start("coordinator", *coordinator_bin,
-                              {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
-                               absl::StrCat("--state_dir=", (fs::path(home) / "state").string()),
-                               absl::StrCat("--port_file=", addr_file.string())},
-                              {});
+  absl::Status status = start(
+      "coordinator", *coordinator_bin,
+      {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
+       absl::StrCat("--state_dir=", (fs::path(home) / "state").string()),
+       absl::StrCat("--port_file=", addr_file.string()),
+       absl::StrCat("--checkpoint_roots=", absl::StrJoin(options.checkpoint_roots, ","))},
+      credentials("coordinator", /*server=*/true));
   if (!status.ok()) return fail(status);
   std::string address;
   while (true) {
     if (status = check_alive(); !status.ok()) return fail(status);
     address = std::string(absl::StripAsciiWhitespace(ReadFile(addr_file)));
-    if (!address.empty() && Healthy(address, options.channel)) break;
+    if (!address.empty() && Healthy(address, user)) break;
     if (absl::Now() > deadline) {
       return fail(absl::DeadlineExceededError(absl::StrCat(
           "the coordinator did not become healthy within ", absl::FormatDuration(options.timeout),
@@ -329,26 +356,28 @@ absl::Status LocalUp(const LocalClusterOptions& options, std::ostream& out) {
       << (fs::path(home) / "logs" / "coordinator.log").string() << ")\n";
   const std::string threads = absl::StrCat(options.threads);
   for (int i = 0; i < options.dataloaders; ++i) {
-    status = start(absl::StrCat("dataloader-", i), dataloader_bin, {},
-                   {{"TECL_COORDINATOR", address},
-                    {"TECL_LISTEN", "127.0.0.1:0"},
-                    {"TECL_METRICS_LISTEN", "127.0.0.1:0"},
-                    {"TECL_THREADS", threads}});
+    std::map<std::string, std::string> env = credentials("dataloader", /*server=*/true);
+    env.insert({{"TECL_COORDINATOR", address},
+                {"TECL_LISTEN", "127.0.0.1:0"},
+                {"TECL_METRICS_LISTEN", "127.0.0.1:0"},
+                {"TECL_THREADS", threads}});
+    status = start(absl::StrCat("dataloader-", i), dataloader_bin, {}, env);
     if (!status.ok()) return fail(status);
   }
   for (int i = 0; i < options.trainers; ++i) {
-    status = start(absl::StrCat("worker-", i), worker_bin, {},
-                   {{"TECL_COORDINATOR", address},
-                    {"TECL_LISTEN", "127.0.0.1:0"},
-                    {"TECL_METRICS_LISTEN", "127.0.0.1:0"},
-                    {"TECL_THREADS", threads}});
+    std::map<std::string, std::string> env = credentials("trainer", /*server=*/false);
+    env.insert({{"TECL_COORDINATOR", address},
+                {"TECL_LISTEN", "127.0.0.1:0"},
+                {"TECL_METRICS_LISTEN", "127.0.0.1:0"},
+                {"TECL_THREADS", threads}});
+    status = start(absl::StrCat("worker-", i), worker_bin, {}, env);
     if (!status.ok()) return fail(status);
   }
   // Wait until every worker registered.
   while (true) {
     if (status = check_alive(); !status.ok()) return fail(status);
     absl::StatusOr<std::vector<tecl::v1::WorkerInfo>> workers =
-        ListWorkers(address, options.channel);
+        ListWorkers(address, user);
     int trainers = 0;
     int dataloaders = 0;
     if (workers.ok()) {
@@ -369,6 +398,7 @@ absl::Status LocalUp(const LocalClusterOptions& options, std::ostream& out) {
   }
   out << "dataloaders  " << options.dataloaders << "\n"
       << "trainers     " << options.trainers << " (" << options.threads << " threads each)\n"
+      << "credentials  " << secrets.dir << " (mutual TLS and a token per role)\n"
       << "local cluster up under " << home << "; `teclctl local down` stops it\n";
   return absl::OkStatus();
 }
@@ -410,8 +440,8 @@ absl::Status LocalDown(const std::string& home, std::ostream& out) {
   return absl::OkStatus();
 }
 
-absl::Status LocalStatus(const std::string& home, const ChannelOptions& channel,
-                         std::ostream& out) {
+absl::Status LocalStatus(const std::string& home, std::ostream& out) {
+  const ChannelOptions channel = LocalChannelOptions(LocalSecretsIn(home), "user");
   std::vector<Managed> processes = ReadPidFiles(home);
   if (processes.empty()) {
     return absl::NotFoundError(

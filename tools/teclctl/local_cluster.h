@@ -5,7 +5,10 @@
 //   <home>/logs/<name>.log   each process's output
 //   <home>/pids/<name>.pid   each process's pid
 //   <home>/coordinator.addr  the coordinator's host:port (it listens on 127.0.0.1, port 0)
+//   <home>/secrets/          the cluster's CA, per-role certificates and tokens (local_secrets.h)
 //
+// The cluster is secured as a shared one is: every process gets its role's certificate (mutual
+// TLS) and token, the coordinator and the dataloaders the auth file; teclctl calls as `user`.
 // Binaries are looked up in $TECL_LOCAL_BIN_DIR (development and tests), next to teclctl's own
 // executable, then on PATH. Processes get their configuration through TECL_<FLAG> environment
 // variables (TECL_COORDINATOR, TECL_LISTEN, TECL_METRICS_LISTEN, TECL_THREADS), which every TECL
@@ -17,6 +20,7 @@
 
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -31,7 +35,8 @@ struct LocalClusterOptions {
   int dataloaders = 1;                         // tecl-dataloader processes.
   int threads = 2;                             // Threads per trainer and per dataloader.
   absl::Duration timeout = absl::Seconds(60);  // For the coordinator and the registrations.
-  ChannelOptions channel;                      // How to call the coordinator (token, TLS).
+  // Folders job specs may name as checkpoint.dir (the coordinator's --checkpoint_roots).
+  std::vector<std::string> checkpoint_roots;
 };
 
 // The home folder: `flag` if set, else $TECL_HOME, else ./.tecl.
@@ -52,9 +57,9 @@ absl::Status LocalUp(const LocalClusterOptions& options, std::ostream& out);
 // Stops every process of the cluster (SIGTERM, then SIGKILL after 10 s). OK when none runs.
 absl::Status LocalDown(const std::string& home, std::ostream& out);
 
-// Prints each process (alive or not) and the coordinator's view of its workers.
-// NOT_FOUND when no cluster was started under `home`.
-absl::Status LocalStatus(const std::string& home, const ChannelOptions& channel, std::ostream& out);
+// Prints each process (alive or not) and the coordinator's view of its workers (asked with the
+// cluster's user credentials). NOT_FOUND when no cluster was started under `home`.
+absl::Status LocalStatus(const std::string& home, std::ostream& out);
 
 }  // namespace tecl::teclctl
 

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "services/common/logging.h"
+#include "services/coordinator/manager/worker_call.h"
 #include "services/coordinator/state/job_state.h"
 
 namespace tecl::coordinator {
@@ -81,20 +82,26 @@ void AttemptController::Cancel(const std::string& job_id, const std::string& rea
 }
 
 void AttemptController::ReportOutcome(const tecl::v1::ReportOutcomeRequest& request,
-                                      StatusCallback done) {
+                                      const std::string& session, StatusCallback done) {
   host_->Mutate(
       [&](Change& change) -> absl::Status {
-        auto worker = membership_->FindLive(request.worker_id());
-        if (!worker.ok()) return worker.status();
-        auto found = jobs_->FindOrNotFound(request.job_id());
-        if (!found.ok()) return found.status();
-        JobRecord& record = **found;
-        const tecl::v1::WorkerInfo& info = (*worker)->info;
+        absl::StatusOr<WorkerCall> call = BeginWorkerCall(
+            *membership_, *jobs_, request.worker_id(), session, request.job_id());
+        if (!call.ok()) return call.status();
+        JobRecord& record = *call->job;
+        if (JobRegistry::PlacedWorker(record, request.attempt(), request.rank()) !=
+            request.worker_id()) {
+          return absl::PermissionDeniedError(absl::StrCat(
+              "worker ", request.worker_id(), " was not placed as rank ", request.rank(),
+              " of attempt ", request.attempt(), " of job ", request.job_id(),
+              "; a worker reports only the ranks it was assigned"));
+        }
+        const tecl::v1::WorkerInfo& info = call->worker->info;
         const std::string who =
-            absl::StrCat("rank ", request.rank(), " (", (*worker)->Describe(), ")");
-        if (IsBusy((*worker)->phase) && info.job_id() == request.job_id() &&
+            absl::StrCat("rank ", request.rank(), " (", call->worker->Describe(), ")");
+        if (IsBusy(call->worker->phase) && info.job_id() == request.job_id() &&
             info.attempt() == request.attempt()) {
-          membership_->Free(**worker, change);
+          membership_->Free(*call->worker, change);
         }
         // Where each rank of each attempt ended, whatever became of the attempt: the step a
         // surviving rank's collective failed at is exact here, unlike the heartbeat progress.
@@ -165,8 +172,7 @@ void AttemptController::EndAttempt(JobRecord& record, JobState end_state,
       membership_->OrderStop(*worker, reason, change);
     }
   }
-  Attempts& attempts = attempts_[id];
-  for (tecl::v1::JobAttempt& a : attempts.history) {
+  for (tecl::v1::JobAttempt& a : record.attempts) {
     if (a.attempt() != attempt || a.ended_unix_ms() != 0) continue;
     a.set_ended_unix_ms(host_->NowMs());
     a.set_end_state(end_state);
@@ -174,7 +180,7 @@ void AttemptController::EndAttempt(JobRecord& record, JobState end_state,
     change.batch.PutAttempt(id, a);
   }
   if (rendezvous_ != nullptr) rendezvous_->EndAttempt(id, attempt);
-  attempts.running_ranks.clear();
+  attempts_[id].running_ranks.clear();
 }
 
 void AttemptController::FailAttempt(JobRecord& record, const std::string& reason,
@@ -233,8 +239,8 @@ void AttemptController::StartAttempt(JobRecord& record, const Placement& placeme
   attempt.set_attempt(job.attempt());
   *attempt.mutable_ranks() = job.ranks();
   attempt.set_started_unix_ms(host_->NowMs());
+  record.attempts.push_back(attempt);
   Attempts& attempts = attempts_[job.id()];
-  attempts.history.push_back(attempt);
   attempts.running_ranks.clear();
   attempts.bypassed = 0;
   change.batch.PutAttempt(job.id(), attempt);
@@ -318,8 +324,10 @@ tecl::v1::Assignment AttemptController::AssignmentFor(const WorkerRecord& worker
     }
   }
   a.set_checkpoint_dir(checkpoints_->DirFor(job));
-  tecl::v1::Checkpoint resume = checkpoints_->ResumeFrom(job);
-  if (!resume.path().empty()) *a.mutable_resume_from() = std::move(resume);
+  for (tecl::v1::Checkpoint& c : checkpoints_->ResumeCandidates(job)) {
+    if (!a.has_resume_from()) *a.mutable_resume_from() = c;
+    *a.add_resume_candidates() = std::move(c);
+  }
   a.set_coordinator_address(coordinator_address_);
   return a;
 }
@@ -371,11 +379,9 @@ void AttemptController::OnWorkerLost(const LostWorker& lost, Change& change) {
 
 // ---- Restore ----
 
-void AttemptController::RestoreJob(const JobRecord& record,
-                                   std::vector<tecl::v1::JobAttempt> attempts) {
+void AttemptController::RestoreJob(const JobRecord& record) {
   const Job& job = record.job;
   Attempts& a = attempts_[job.id()];
-  a.history = std::move(attempts);
   if (job.state() == tecl::v1::JOB_STATE_RUNNING) {
     for (const auto& rank : job.ranks()) a.running_ranks.insert(rank.rank());
   }

@@ -52,16 +52,18 @@ class AttemptController final : public Membership::Listener {
               Callback<tecl::v1::Job> done);
   // A rank's end of an attempt; its worker is freed. Recorded as an "outcome" event of the
   // reported attempt with the rank's step, current or not. NOT_FOUND: unknown worker or job;
-  // ABORTED: not the job's current attempt (ignored otherwise).
-  void ReportOutcome(const tecl::v1::ReportOutcomeRequest& request, StatusCallback done);
+  // PERMISSION_DENIED: `session` is not the worker's, or the worker was not placed as that rank of
+  // that attempt; ABORTED: not the job's current attempt (ignored otherwise).
+  void ReportOutcome(const tecl::v1::ReportOutcomeRequest& request, const std::string& session,
+                     StatusCallback done);
   // The rendezvous address given to trainers (when known only after binding).
   void SetCoordinatorAddress(const std::string& address);
 
   // ---- Under the host's lock ----
   // Places waiting jobs whose gang fits the free workers.
   void Schedule(Change& change);
-  // Rebuilds a job's attempts read from the store (start-up), and its rendezvous scope.
-  void RestoreJob(const JobRecord& record, std::vector<tecl::v1::JobAttempt> attempts);
+  // Rebuilds what it keeps of a job read from the store (start-up), and its rendezvous scope.
+  void RestoreJob(const JobRecord& record);
   // The phase of a worker read from the store, from what its attempt became: a trainer of an
   // ended attempt is STOPPING (`stop_reason` says why), a dataloader of one is IDLE.
   WorkerPhase RestoredPhase(const tecl::v1::WorkerInfo& info, std::string* stop_reason) const;
@@ -78,9 +80,8 @@ class AttemptController final : public Membership::Listener {
   void OnWorkerLost(const LostWorker& lost, Change& change) override;
 
  private:
-  // What is known of a job's attempts besides the Job message.
+  // What is known of a job's current attempt besides its record.
   struct Attempts {
-    std::vector<tecl::v1::JobAttempt> history;
     std::set<int> running_ranks;  // Ranks of the current attempt that reported RUNNING.
     int bypassed = 0;             // Times a later job started while it waited (scheduler).
   };

@@ -27,10 +27,9 @@ absl::Status Coordinator::Restore() {
         for (StoredJob& stored : snapshot->jobs) {
           const std::string id = stored.job.id();
           std::vector<tecl::v1::Checkpoint> checkpoints = std::move(stored.checkpoints);
-          std::vector<tecl::v1::JobAttempt> attempts = std::move(stored.attempts);
           const JobRecord& record = jobs_.Restore(std::move(stored));
-          checkpoints_.Restore(id, std::move(checkpoints));
-          attempts_.RestoreJob(record, std::move(attempts));
+          checkpoints_.Restore(id, std::move(checkpoints), record.events);
+          attempts_.RestoreJob(record);
         }
         for (tecl::v1::WorkerInfo& info : snapshot->workers) {
           std::string stop_reason;

@@ -87,6 +87,17 @@ void JobRegistry::Submit(const tecl::v1::JobSpec& spec, const std::string& reque
                              " is not a pretraining job; give the job whose encoder to evaluate"));
           }
         }
+        if (const std::string& dir = spec.checkpoint().dir(); !dir.empty()) {
+          // A folder of its own: pruning one job's checkpoints must not touch another's.
+          for (const auto& [id, other] : jobs_) {
+            const std::string& theirs = other.job.spec().checkpoint().dir();
+            if (!theirs.empty() && (IsPathUnder(dir, theirs) || IsPathUnder(theirs, dir))) {
+              return absl::InvalidArgumentError(absl::StrCat(
+                  "job spec: checkpoint.dir: \"", dir, "\" overlaps the checkpoint folder of job ",
+                  id, " (\"", theirs, "\"); give this job a folder of its own"));
+            }
+          }
+        }
         const int64_t seq = next_seq_++;
         const std::string id = absl::StrFormat("job-%06d", seq);
         JobRecord& record = jobs_[id];
@@ -269,6 +280,16 @@ std::vector<JobRecord*> JobRegistry::Waiting() {
   return waiting;
 }
 
+std::string JobRegistry::PlacedWorker(const JobRecord& record, int attempt, int rank) {
+  for (const tecl::v1::JobAttempt& a : record.attempts) {
+    if (a.attempt() != attempt) continue;
+    for (const tecl::v1::RankAssignment& r : a.ranks()) {
+      if (r.rank() == rank) return r.worker_id();
+    }
+  }
+  return "";
+}
+
 JobRecord& JobRegistry::Restore(StoredJob stored) {
   const std::string id = stored.job.id();
   JobRecord& record = jobs_[id];
@@ -276,6 +297,7 @@ JobRecord& JobRegistry::Restore(StoredJob stored) {
   record.seq = stored.seq;
   record.request_id = std::move(stored.request_id);
   record.events = std::move(stored.events);
+  record.attempts = std::move(stored.attempts);
   record.progress_written = host_->Now();
   jobs_by_seq_[record.seq] = id;
   if (!record.request_id.empty()) request_ids_[record.request_id] = id;

@@ -48,6 +48,8 @@ struct JobRecord {
   int64_t seq = 0;  // Submission order.
   std::string request_id;
   std::vector<tecl::v1::JobEvent> events;
+  // Every attempt: where its ranks ran, how it ended (AttemptController writes them).
+  std::vector<tecl::v1::JobAttempt> attempts;
   absl::Time progress_written = absl::InfinitePast();
   bool progress_dirty = false;
 };
@@ -62,8 +64,9 @@ class JobRegistry {
   void SetCreatedHook(CreatedHook hook) { created_hook_ = std::move(hook); }
 
   // ---- Entry points ----
-  // Validates and stores a job in PENDING. INVALID_ARGUMENT (nothing stored) for a bad spec or an
-  // eval.source_job_id that names no pretraining job; ALREADY_EXISTS when `request_id` was used for
+  // Validates and stores a job in PENDING. INVALID_ARGUMENT (nothing stored) for a bad spec, an
+  // eval.source_job_id that names no pretraining job, or a checkpoint.dir that is, contains or lies
+  // in another job's; ALREADY_EXISTS when `request_id` was used for
   // a different spec (the same spec returns the stored job once it is durable); UNAVAILABLE when
   // the store failed.
   void Submit(const tecl::v1::JobSpec& spec, const std::string& request_id,
@@ -98,6 +101,8 @@ class JobRegistry {
   void PersistDueProgress(Change& change);
   // PENDING and RECOVERING jobs in submission order.
   std::vector<JobRecord*> Waiting();
+  // The worker that was placed as `rank` of `attempt` of the job; "" when there is no such rank.
+  static std::string PlacedWorker(const JobRecord& record, int attempt, int rank);
   // Rebuilds a job read from the store (start-up).
   JobRecord& Restore(StoredJob stored);
   size_t size() const { return jobs_.size(); }

@@ -1,5 +1,6 @@
 #include "services/coordinator/manager/membership.h"
 
+#include <algorithm>
 #include <random>
 #include <set>
 #include <utility>
@@ -7,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "services/common/clock.h"
+#include "services/common/crypto.h"
 #include "services/common/logging.h"
 #include "services/coordinator/spec/job_spec.h"
 
@@ -74,9 +76,14 @@ void Membership::Register(const tecl::v1::WorkerInfo& worker,
   host_->Mutate<tecl::v1::RegisterWorkerResponse>(
       [&](Change& change) -> absl::StatusOr<tecl::v1::RegisterWorkerResponse> {
         const std::string id = NewWorkerId(worker.kind());
+        const std::string session = RandomToken();
+        const Digest digest = Sha256(session);
+        const std::string digest_bytes(digest.begin(), digest.end());
         WorkerRecord& record = workers_[id];
         record.info = worker;
         record.info.set_id(id);
+        record.info.set_session_sha256(digest_bytes);
+        by_session_[digest_bytes] = id;
         record.info.set_state(tecl::v1::WORKER_STATE_IDLE);
         record.info.clear_job_id();
         record.info.clear_attempt();
@@ -91,18 +98,19 @@ void Membership::Register(const tecl::v1::WorkerInfo& worker,
         tecl::v1::RegisterWorkerResponse response;
         response.set_worker_id(id);
         response.set_heartbeat_interval_ms(absl::ToInt64Milliseconds(options_.heartbeat_interval));
+        response.set_session_token(session);
         return response;
       },
       std::move(done));
 }
 
-void Membership::Heartbeat(const tecl::v1::HeartbeatRequest& request,
+void Membership::Heartbeat(const tecl::v1::HeartbeatRequest& request, const std::string& session,
                            Callback<tecl::v1::HeartbeatResponse> done) {
   using Action = HeartbeatDecision::Action;
   using Effect = HeartbeatDecision::Effect;
   host_->Mutate<tecl::v1::HeartbeatResponse>(
       [&](Change& change) -> absl::StatusOr<tecl::v1::HeartbeatResponse> {
-        auto found = FindLive(request.worker_id());
+        auto found = Authenticate(request.worker_id(), session);
         if (!found.ok()) return found.status();
         WorkerRecord& worker = **found;
         worker.last_heartbeat = host_->Now();
@@ -149,6 +157,7 @@ std::vector<tecl::v1::WorkerInfo> Membership::List(tecl::v1::WorkerKind kind) co
       if (kind != tecl::v1::WORKER_KIND_UNSPECIFIED && worker.info.kind() != kind) continue;
       result.push_back(worker.info);
       result.back().set_last_heartbeat_unix_ms(ToUnixMillisOrZero(worker.last_heartbeat));
+      result.back().clear_session_sha256();
     }
     return result;
   });
@@ -170,6 +179,45 @@ absl::StatusOr<WorkerRecord*> Membership::FindLive(const std::string& worker_id)
         "; register again"));
   }
   return worker;
+}
+
+absl::StatusOr<WorkerRecord*> Membership::Authenticate(const std::string& worker_id,
+                                                      const std::string& session) {
+  absl::StatusOr<WorkerRecord*> worker = FindLive(worker_id);
+  if (!worker.ok()) return worker;
+  const std::string& stored = (*worker)->info.session_sha256();
+  Digest expected{};
+  if (stored.size() == expected.size()) std::copy(stored.begin(), stored.end(), expected.begin());
+  if (stored.size() != expected.size() || !DigestsEqual(Sha256(session), expected)) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "the call does not carry the session of worker ", worker_id,
+        "; a worker calls with the session its RegisterWorker returned (x-tecl-session)"));
+  }
+  return worker;
+}
+
+absl::Status Membership::CheckRendezvousCaller(const std::string& session,
+                                               const std::string& job_id, int attempt) const {
+  return host_->Read<absl::Status>([&]() -> absl::Status {
+    const Digest digest = Sha256(session);
+    auto id = by_session_.find(std::string(digest.begin(), digest.end()));
+    const WorkerRecord* worker = nullptr;
+    if (id != by_session_.end()) {
+      auto it = workers_.find(id->second);
+      if (it != workers_.end()) worker = &it->second;
+    }
+    if (worker == nullptr || worker->phase == WorkerPhase::kLost) {
+      return absl::PermissionDeniedError(
+          "rendezvous: the call carries no session of a registered worker");
+    }
+    if (worker->info.kind() != tecl::v1::WORKER_KIND_TRAINER || !IsBusy(worker->phase) ||
+        worker->info.job_id() != job_id || worker->info.attempt() != attempt) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "rendezvous of job ", job_id, " attempt ", attempt, ": ", worker->Describe(),
+          " is not a trainer of that attempt"));
+    }
+    return absl::OkStatus();
+  });
 }
 
 absl::Status Membership::Apply(WorkerRecord& worker, WorkerEvent event, Change& change) {
@@ -252,6 +300,7 @@ void Membership::ExpireHeartbeats(Change& change) {
     if (worker.phase == WorkerPhase::kLost) {
       if (now - worker.lost_at > options_.lost_worker_retention) {
         change.worker_rows.insert(it->first);  // Absent at commit: the row is deleted.
+        by_session_.erase(worker.info.session_sha256());
         it = workers_.erase(it);
         continue;
       }
@@ -268,6 +317,7 @@ WorkerRecord& Membership::Restore(tecl::v1::WorkerInfo info, WorkerPhase phase,
                                   absl::Duration busy_timeout) {
   WorkerRecord& worker = workers_[info.id()];
   worker.info = std::move(info);
+  if (!worker.info.session_sha256().empty()) by_session_[worker.info.session_sha256()] = worker.id();
   worker.phase = phase;
   worker.busy_timeout = busy_timeout;
   worker.last_heartbeat = host_->Now();  // A full timeout to show up again.

@@ -4,6 +4,11 @@
 // workers through the locked methods and hears of what heartbeats and timeouts mean for its
 // attempts through Membership::Listener.
 //
+// Every registration gets a session token (returned once, kept as its SHA-256 in the worker's row):
+// the worker's later calls carry it, and Authenticate refuses a call whose session is not the
+// named worker's (PERMISSION_DENIED), so one worker cannot heartbeat, report or rendezvous as
+// another.
+//
 // A worker silent longer than its timeout (its job's restart.heartbeat_timeout_s while busy,
 // else `heartbeat_timeout`) is LOST; a lost or unknown worker's calls get NOT_FOUND and it
 // registers again under a new id; lost workers are listed for `lost_worker_retention`, then
@@ -91,13 +96,20 @@ class Membership {
   void SetListener(Listener* listener) { listener_ = listener; }
 
   // ---- Entry points ----
-  // A new id for the worker, IDLE. INVALID_ARGUMENT: no kind, or a dataloader without an address.
+  // A new id and session for the worker, IDLE. INVALID_ARGUMENT: no kind, or a dataloader without
+  // an address.
   void Register(const tecl::v1::WorkerInfo& worker,
                 Callback<tecl::v1::RegisterWorkerResponse> done);
   // Liveness, the trainer's report of its work, and the answer: its assignment, a stop order, or
-  // nothing (DecideHeartbeat). NOT_FOUND: unknown or lost worker (register again).
-  void Heartbeat(const tecl::v1::HeartbeatRequest& request,
+  // nothing (DecideHeartbeat). NOT_FOUND: unknown or lost worker (register again);
+  // PERMISSION_DENIED: `session` is not the worker's.
+  void Heartbeat(const tecl::v1::HeartbeatRequest& request, const std::string& session,
                  Callback<tecl::v1::HeartbeatResponse> done);
+  // OK when `session` belongs to a live trainer assigned to (job, attempt): a rendezvous call of
+  // that attempt's process group. PERMISSION_DENIED otherwise (no such session, another job or
+  // attempt, a dataloader).
+  absl::Status CheckRendezvousCaller(const std::string& session, const std::string& job_id,
+                                     int attempt) const;
   // Unspecified kind = all; by id.
   std::vector<tecl::v1::WorkerInfo> List(tecl::v1::WorkerKind kind) const;
 
@@ -105,6 +117,9 @@ class Membership {
   WorkerRecord* Find(const std::string& worker_id);
   // NOT_FOUND ("register again") for an unknown or lost worker.
   absl::StatusOr<WorkerRecord*> FindLive(const std::string& worker_id);
+  // FindLive, then PERMISSION_DENIED unless `session` is the worker's.
+  absl::StatusOr<WorkerRecord*> Authenticate(const std::string& worker_id,
+                                             const std::string& session);
   // IDLE -> ASSIGNED as `rank` of (job, attempt); lost after `busy_timeout` of silence.
   void Assign(WorkerRecord& worker, const std::string& job_id, int attempt, int rank,
               absl::Duration busy_timeout, Change& change);
@@ -137,6 +152,7 @@ class Membership {
 
   // Guarded by host_->mu().
   std::map<std::string, WorkerRecord> workers_;
+  std::map<std::string, std::string> by_session_;  // SHA-256 of a session -> worker id.
   uint64_t id_state_ = 0;
 
   metrics::Family<metrics::Gauge>* workers_gauge_ = nullptr;

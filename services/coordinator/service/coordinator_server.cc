@@ -41,6 +41,14 @@ absl::Status CoordinatorConfig::Validate() const {
           absl::StrCat("--data_roots: \"", root, "\" is relative; give absolute folders"));
     }
   }
+  if (limits.checkpoints.has_value()) {
+    for (const std::string& root : limits.checkpoints->roots) {
+      if (!std::filesystem::path(root).is_absolute()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--checkpoint_roots: \"", root, "\" is relative; give absolute folders"));
+      }
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -80,19 +88,23 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   if (options.checkpoints.checkpoint_root.empty()) {
     options.checkpoints.checkpoint_root = (state_dir / "checkpoints").string();
   }
+  // Specs may name checkpoint folders only under --checkpoint_roots, never in the default root.
+  auto& confinement = options.jobs.limits.checkpoints;
+  if (!confinement.has_value()) confinement.emplace();
+  confinement->default_root = options.checkpoints.checkpoint_root;
   const bool advertise_listen_address = options.attempts.coordinator_address.empty();
   server->coordinator_ = std::make_unique<Coordinator>(options, server->store_.get(), clock,
                                                        server->rendezvous_.get(),
                                                        &server->registry_);
   TECL_RETURN_IF_ERROR(server->coordinator_->Restore());
 
-  const TokenAuthenticator auth(config.tokens);
+  TECL_ASSIGN_OR_RETURN(const Authenticator auth, MakeAuthenticator(config.server));
   server->job_service_ =
       std::make_unique<JobService>(server->coordinator_.get(), auth, config.requests);
   server->membership_service_ =
       std::make_unique<MembershipService>(server->coordinator_.get(), auth, config.requests);
-  server->rendezvous_service_ =
-      std::make_unique<RendezvousService>(server->rendezvous_.get(), auth, config.requests);
+  server->rendezvous_service_ = std::make_unique<RendezvousService>(
+      server->rendezvous_.get(), &server->coordinator_->membership(), auth, config.requests);
   // Requests beyond the per-field limits get INVALID_ARGUMENT from the services; the transport
   // limit only has to be above them.
   config.server.max_message_bytes = 16 << 20;

@@ -35,10 +35,9 @@ namespace tecl::coordinator {
 // Everything a coordinator is configured with, each part declared once by its component (the
 // flags of tecl-coordinator take their defaults from these structs).
 struct CoordinatorConfig {
-  // gRPC and /metrics listen addresses, TLS files.
+  // gRPC and /metrics listen addresses, TLS files, accepted tokens, --insecure (a coordinator
+  // without credentials does not start unless insecure).
   ServerOptions server;
-  // Bearer tokens accepted on every rpc (empty = authentication off).
-  std::vector<std::string> tokens;
   // Folder of coordinator.db and of the default checkpoint root (checkpoints/); created when
   // missing.
   std::string state_dir = "./tecl-state";

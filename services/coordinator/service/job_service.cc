@@ -99,13 +99,13 @@ class WatchReactor final : public grpc::ServerWriteReactor<tecl::v1::WatchJobRes
 
 }  // namespace
 
-JobService::JobService(Coordinator* coordinator, TokenAuthenticator auth, RequestLimits limits)
+JobService::JobService(Coordinator* coordinator, Authenticator auth, RequestLimits limits)
     : coordinator_(coordinator), auth_(std::move(auth)), limits_(limits) {}
 
 grpc::ServerUnaryReactor* JobService::SubmitJob(grpc::CallbackServerContext* context,
                                                 const tecl::v1::SubmitJobRequest* request,
                                                 tecl::v1::SubmitJobResponse* response) {
-  if (auto* refused = RejectUnauthenticated(context, auth_)) return refused;
+  if (auto* refused = Refuse(context, auth_, {Role::kUser})) return refused;
   if (!request->has_spec()) {
     return FinishWith(
         context, absl::InvalidArgumentError("spec is missing; teclctl submit FILE.yaml fills it"));
@@ -133,7 +133,7 @@ grpc::ServerUnaryReactor* JobService::SubmitJob(grpc::CallbackServerContext* con
 grpc::ServerUnaryReactor* JobService::GetJob(grpc::CallbackServerContext* context,
                                              const tecl::v1::GetJobRequest* request,
                                              tecl::v1::Job* response) {
-  if (auto* refused = RejectUnauthenticated(context, auth_)) return refused;
+  if (auto* refused = Refuse(context, auth_, {Role::kUser, Role::kReader})) return refused;
   if (absl::Status s = RequireId("job_id", request->job_id(), limits_.max_id_bytes); !s.ok()) {
     return FinishWith(context, s);
   }
@@ -145,7 +145,7 @@ grpc::ServerUnaryReactor* JobService::GetJob(grpc::CallbackServerContext* contex
 grpc::ServerUnaryReactor* JobService::ListJobs(grpc::CallbackServerContext* context,
                                                const tecl::v1::ListJobsRequest* request,
                                                tecl::v1::ListJobsResponse* response) {
-  if (auto* refused = RejectUnauthenticated(context, auth_)) return refused;
+  if (auto* refused = Refuse(context, auth_, {Role::kUser, Role::kReader})) return refused;
   std::vector<tecl::v1::JobState> states;
   for (int state : request->states()) {
     if (!tecl::v1::JobState_IsValid(state) || state == tecl::v1::JOB_STATE_UNSPECIFIED) {
@@ -166,7 +166,7 @@ grpc::ServerUnaryReactor* JobService::ListJobs(grpc::CallbackServerContext* cont
 grpc::ServerUnaryReactor* JobService::CancelJob(grpc::CallbackServerContext* context,
                                                 const tecl::v1::CancelJobRequest* request,
                                                 tecl::v1::Job* response) {
-  if (auto* refused = RejectUnauthenticated(context, auth_)) return refused;
+  if (auto* refused = Refuse(context, auth_, {Role::kUser})) return refused;
   absl::Status valid = RequireId("job_id", request->job_id(), limits_.max_id_bytes);
   if (valid.ok()) valid = LimitText("reason", request->reason(), limits_.max_text_bytes);
   if (!valid.ok()) return FinishWith(context, valid);
@@ -182,7 +182,7 @@ grpc::ServerUnaryReactor* JobService::CancelJob(grpc::CallbackServerContext* con
 grpc::ServerUnaryReactor* JobService::ListEvents(grpc::CallbackServerContext* context,
                                                  const tecl::v1::ListEventsRequest* request,
                                                  tecl::v1::ListEventsResponse* response) {
-  if (auto* refused = RejectUnauthenticated(context, auth_)) return refused;
+  if (auto* refused = Refuse(context, auth_, {Role::kUser, Role::kReader})) return refused;
   absl::Status valid = RequireId("job_id", request->job_id(), limits_.max_id_bytes);
   if (valid.ok() && request->limit() < 0) {
     valid = absl::InvalidArgumentError("limit must be >= 0 (0 = all)");
@@ -198,7 +198,8 @@ grpc::ServerUnaryReactor* JobService::ListEvents(grpc::CallbackServerContext* co
 
 grpc::ServerWriteReactor<tecl::v1::WatchJobResponse>* JobService::WatchJob(
     grpc::CallbackServerContext* context, const tecl::v1::WatchJobRequest* request) {
-  if (auto* refused = RejectUnauthenticatedStream<tecl::v1::WatchJobResponse>(context, auth_)) {
+  if (auto* refused = RefuseStream<tecl::v1::WatchJobResponse>(context, auth_,
+                                                                {Role::kUser, Role::kReader})) {
     return refused;
   }
   if (absl::Status s = RequireId("job_id", request->job_id(), limits_.max_id_bytes); !s.ok()) {

@@ -1,7 +1,8 @@
 // JobService: the gRPC adapter of tecl.v1.JobService (callback API) over the coordinator's
 // JobRegistry (submit, get, list, events, watch) and AttemptController (cancel).
 //
-// Every handler first refuses unauthenticated calls, then checks the request's shape and sizes
+// Every handler first refuses calls without a credential or of a role that may not make them
+// (submit and cancel: user; reads: user or reader), then checks the request's shape and sizes
 // (INVALID_ARGUMENT before any logic runs), calls the logic, encodes the result and finishes.
 // Nothing blocks inside a reaction: submits and cancels finish from the store's commit thread once
 // durable; WatchJob is a streaming reactor fed by the StateHost's change notifications.
@@ -19,7 +20,7 @@ namespace tecl::coordinator {
 
 class JobService final : public tecl::v1::JobService::CallbackService {
  public:
-  JobService(Coordinator* coordinator, TokenAuthenticator auth, RequestLimits limits = {});
+  JobService(Coordinator* coordinator, Authenticator auth, RequestLimits limits = {});
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* context,
                                       const tecl::v1::SubmitJobRequest* request,
@@ -41,7 +42,7 @@ class JobService final : public tecl::v1::JobService::CallbackService {
 
  private:
   Coordinator* const coordinator_;
-  const TokenAuthenticator auth_;
+  const Authenticator auth_;
   const RequestLimits limits_;
 };
 

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "services/common/grpc_status.h"
 
 namespace tecl::coordinator {
@@ -22,16 +23,27 @@ StatusCallback Answer(grpc::ServerUnaryReactor* reactor) {
 
 }  // namespace
 
-MembershipService::MembershipService(Coordinator* coordinator, TokenAuthenticator auth,
+MembershipService::MembershipService(Coordinator* coordinator, Authenticator auth,
                                      RequestLimits limits)
     : coordinator_(coordinator), auth_(std::move(auth)), limits_(limits) {}
 
 grpc::ServerUnaryReactor* MembershipService::RegisterWorker(
     grpc::CallbackServerContext* context, const tecl::v1::RegisterWorkerRequest* request,
     tecl::v1::RegisterWorkerResponse* response) {
-  if (auto* refused = RejectUnauthenticated(context, auth_)) return refused;
+  absl::StatusOr<Principal> caller =
+      auth_.Authorize(*context, {Role::kTrainer, Role::kDataloader});
+  if (!caller.ok()) return FinishWith(context, caller.status());
   const tecl::v1::WorkerInfo& w = request->worker();
   absl::Status valid;
+  const Role kind_role =
+      w.kind() == tecl::v1::WORKER_KIND_DATALOADER ? Role::kDataloader : Role::kTrainer;
+  if (!caller->insecure && w.kind() != tecl::v1::WORKER_KIND_UNSPECIFIED &&
+      caller->role != kind_role) {
+    return FinishWith(context, absl::PermissionDeniedError(absl::StrCat(
+                                   caller->Describe(), " may not register as a ",
+                                   RoleName(kind_role), "; register with a ",
+                                   RoleName(kind_role), "'s credentials")));
+  }
   for (const auto& [field, value] :
        {std::pair<const char*, const std::string*>{"worker.address", &w.address()},
         {"worker.metrics_address", &w.metrics_address()},
@@ -51,7 +63,7 @@ grpc::ServerUnaryReactor* MembershipService::RegisterWorker(
 grpc::ServerUnaryReactor* MembershipService::Heartbeat(grpc::CallbackServerContext* context,
                                                        const tecl::v1::HeartbeatRequest* request,
                                                        tecl::v1::HeartbeatResponse* response) {
-  if (auto* refused = RejectUnauthenticated(context, auth_)) return refused;
+  if (auto* refused = Refuse(context, auth_, {Role::kTrainer, Role::kDataloader})) return refused;
   absl::Status valid = RequireId("worker_id", request->worker_id(), limits_.max_id_bytes);
   if (valid.ok()) valid = LimitText("job_id", request->job_id(), limits_.max_id_bytes);
   if (valid.ok() && !request->job_id().empty() && request->attempt() < 1) {
@@ -59,14 +71,14 @@ grpc::ServerUnaryReactor* MembershipService::Heartbeat(grpc::CallbackServerConte
   }
   if (!valid.ok()) return FinishWith(context, valid);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  coordinator_->membership().Heartbeat(*request, Answer(reactor, response));
+  coordinator_->membership().Heartbeat(*request, SessionOf(*context), Answer(reactor, response));
   return reactor;
 }
 
 grpc::ServerUnaryReactor* MembershipService::ReportOutcome(
     grpc::CallbackServerContext* context, const tecl::v1::ReportOutcomeRequest* request,
     tecl::v1::ReportOutcomeResponse* response) {
-  if (auto* refused = RejectUnauthenticated(context, auth_)) return refused;
+  if (auto* refused = Refuse(context, auth_, {Role::kTrainer})) return refused;
   absl::Status valid = RequireId("worker_id", request->worker_id(), limits_.max_id_bytes);
   if (valid.ok()) valid = RequireId("job_id", request->job_id(), limits_.max_id_bytes);
   if (valid.ok()) valid = LimitText("reason", request->reason(), limits_.max_text_bytes);
@@ -82,14 +94,14 @@ grpc::ServerUnaryReactor* MembershipService::ReportOutcome(
   }
   if (!valid.ok()) return FinishWith(context, valid);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  coordinator_->attempts().ReportOutcome(*request, Answer(reactor));
+  coordinator_->attempts().ReportOutcome(*request, SessionOf(*context), Answer(reactor));
   return reactor;
 }
 
 grpc::ServerUnaryReactor* MembershipService::RegisterCheckpoint(
     grpc::CallbackServerContext* context, const tecl::v1::RegisterCheckpointRequest* request,
     tecl::v1::RegisterCheckpointResponse* response) {
-  if (auto* refused = RejectUnauthenticated(context, auth_)) return refused;
+  if (auto* refused = Refuse(context, auth_, {Role::kTrainer})) return refused;
   absl::Status valid = RequireId("worker_id", request->worker_id(), limits_.max_id_bytes);
   if (valid.ok()) valid = RequireId("job_id", request->job_id(), limits_.max_id_bytes);
   if (valid.ok()) {
@@ -98,14 +110,33 @@ grpc::ServerUnaryReactor* MembershipService::RegisterCheckpoint(
   if (valid.ok()) valid = LimitText("checkpoint.sha256", request->checkpoint().sha256(), 128);
   if (!valid.ok()) return FinishWith(context, valid);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  coordinator_->checkpoints().Register(*request, Answer(reactor));
+  coordinator_->checkpoints().Register(*request, SessionOf(*context), Answer(reactor));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* MembershipService::RejectCheckpoint(
+    grpc::CallbackServerContext* context, const tecl::v1::RejectCheckpointRequest* request,
+    tecl::v1::RejectCheckpointResponse* response) {
+  if (auto* refused = Refuse(context, auth_, {Role::kTrainer})) return refused;
+  absl::Status valid = RequireId("worker_id", request->worker_id(), limits_.max_id_bytes);
+  if (valid.ok()) valid = RequireId("job_id", request->job_id(), limits_.max_id_bytes);
+  if (valid.ok() && request->attempt() < 1) {
+    valid = absl::InvalidArgumentError("attempt must be >= 1");
+  }
+  if (valid.ok()) {
+    valid = LimitText("checkpoint.path", request->checkpoint().path(), limits_.max_text_bytes);
+  }
+  if (valid.ok()) valid = LimitText("reason", request->reason(), limits_.max_text_bytes);
+  if (!valid.ok()) return FinishWith(context, valid);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  coordinator_->checkpoints().Reject(*request, SessionOf(*context), Answer(reactor));
   return reactor;
 }
 
 grpc::ServerUnaryReactor* MembershipService::ListWorkers(
     grpc::CallbackServerContext* context, const tecl::v1::ListWorkersRequest* request,
     tecl::v1::ListWorkersResponse* response) {
-  if (auto* refused = RejectUnauthenticated(context, auth_)) return refused;
+  if (auto* refused = Refuse(context, auth_, {Role::kUser, Role::kReader})) return refused;
   if (!tecl::v1::WorkerKind_IsValid(request->kind())) {
     return FinishWith(context, absl::InvalidArgumentError("kind is not a worker kind"));
   }

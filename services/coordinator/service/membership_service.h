@@ -2,7 +2,11 @@
 // coordinator's Membership (register, heartbeat, list), AttemptController (outcomes) and
 // CheckpointRegistry (checkpoints).
 //
-// Every handler first refuses unauthenticated calls, then checks the request's shape and sizes
+// Every handler first refuses calls without a credential or of a role that may not make them
+// (RegisterWorker: a trainer or dataloader registering its own kind; Heartbeat: either, with its
+// session; ReportOutcome, RegisterCheckpoint, RejectCheckpoint: a trainer with its session;
+// ListWorkers: user or
+// reader), then checks the request's shape and sizes
 // (INVALID_ARGUMENT before any logic runs), calls the logic and finishes from the store's commit
 // thread once the change is durable (or at once when nothing changed and nothing is in flight).
 //
@@ -19,7 +23,7 @@ namespace tecl::coordinator {
 
 class MembershipService final : public tecl::v1::MembershipService::CallbackService {
  public:
-  MembershipService(Coordinator* coordinator, TokenAuthenticator auth, RequestLimits limits = {});
+  MembershipService(Coordinator* coordinator, Authenticator auth, RequestLimits limits = {});
 
   grpc::ServerUnaryReactor* RegisterWorker(grpc::CallbackServerContext* context,
                                            const tecl::v1::RegisterWorkerRequest* request,
@@ -33,13 +37,16 @@ class MembershipService final : public tecl::v1::MembershipService::CallbackServ
   grpc::ServerUnaryReactor* RegisterCheckpoint(
       grpc::CallbackServerContext* context, const tecl::v1::RegisterCheckpointRequest* request,
       tecl::v1::RegisterCheckpointResponse* response) override;
+  grpc::ServerUnaryReactor* RejectCheckpoint(
+      grpc::CallbackServerContext* context, const tecl::v1::RejectCheckpointRequest* request,
+      tecl::v1::RejectCheckpointResponse* response) override;
   grpc::ServerUnaryReactor* ListWorkers(grpc::CallbackServerContext* context,
                                         const tecl::v1::ListWorkersRequest* request,
                                         tecl::v1::ListWorkersResponse* response) override;
 
  private:
   Coordinator* const coordinator_;
-  const TokenAuthenticator auth_;
+  const Authenticator auth_;
   const RequestLimits limits_;
 };
 

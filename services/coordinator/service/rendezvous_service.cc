@@ -50,14 +50,19 @@ RendezvousScopeId ScopeOf(const tecl::v1::RendezvousScope& scope) {
 
 }  // namespace
 
-RendezvousService::RendezvousService(Rendezvous* rendezvous, TokenAuthenticator auth,
-                                     RequestLimits limits)
-    : rendezvous_(rendezvous), auth_(std::move(auth)), limits_(limits) {}
+RendezvousService::RendezvousService(Rendezvous* rendezvous, Membership* membership,
+                                     Authenticator auth, RequestLimits limits)
+    : rendezvous_(rendezvous), membership_(membership), auth_(std::move(auth)), limits_(limits) {}
 
 absl::Status RendezvousService::CheckScope(const tecl::v1::RendezvousScope& scope) const {
   TECL_RETURN_IF_ERROR(RequireId("scope.job_id", scope.job_id(), limits_.max_id_bytes));
   if (scope.attempt() < 1) return absl::InvalidArgumentError("scope.attempt must be >= 1");
   return absl::OkStatus();
+}
+
+absl::Status RendezvousService::CheckCaller(grpc::CallbackServerContext* context,
+                                            const tecl::v1::RendezvousScope& scope) const {
+  return membership_->CheckRendezvousCaller(SessionOf(*context), scope.job_id(), scope.attempt());
 }
 
 absl::Status RendezvousService::CheckKey(const std::string& key) const {
@@ -77,10 +82,11 @@ absl::Status RendezvousService::CheckKeys(
 grpc::ServerUnaryReactor* RendezvousService::StoreSet(grpc::CallbackServerContext* context,
                                                       const tecl::v1::StoreSetRequest* request,
                                                       tecl::v1::StoreSetResponse* response) {
-  if (auto* refused = RejectUnauthenticated(context, auth_)) return refused;
+  if (auto* refused = Refuse(context, auth_, {Role::kTrainer})) return refused;
   absl::Status status = CheckScope(request->scope());
   if (status.ok()) status = CheckKey(request->key());
   if (status.ok()) status = LimitText("value", request->value(), limits_.max_value_bytes);
+  if (status.ok()) status = CheckCaller(context, request->scope());
   if (status.ok()) {
     status = rendezvous_->Set(ScopeOf(request->scope()), request->key(), request->value());
   }
@@ -90,12 +96,13 @@ grpc::ServerUnaryReactor* RendezvousService::StoreSet(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* RendezvousService::StoreGet(grpc::CallbackServerContext* context,
                                                       const tecl::v1::StoreGetRequest* request,
                                                       tecl::v1::StoreGetResponse* response) {
-  if (auto* refused = RejectUnauthenticated(context, auth_)) return refused;
+  if (auto* refused = Refuse(context, auth_, {Role::kTrainer})) return refused;
   absl::Status valid = CheckScope(request->scope());
   if (valid.ok()) valid = CheckKey(request->key());
   if (valid.ok() && request->wait_timeout_ms() < 0) {
     valid = absl::InvalidArgumentError("wait_timeout_ms must be >= 0 (0 = do not wait)");
   }
+  if (valid.ok()) valid = CheckCaller(context, request->scope());
   if (!valid.ok()) return FinishWith(context, valid);
   auto* reactor = new WaitReactor(rendezvous_);
   reactor->SetWait(rendezvous_->Get(ScopeOf(request->scope()), request->key(),
@@ -110,9 +117,10 @@ grpc::ServerUnaryReactor* RendezvousService::StoreGet(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* RendezvousService::StoreAdd(grpc::CallbackServerContext* context,
                                                       const tecl::v1::StoreAddRequest* request,
                                                       tecl::v1::StoreAddResponse* response) {
-  if (auto* refused = RejectUnauthenticated(context, auth_)) return refused;
+  if (auto* refused = Refuse(context, auth_, {Role::kTrainer})) return refused;
   absl::Status valid = CheckScope(request->scope());
   if (valid.ok()) valid = CheckKey(request->key());
+  if (valid.ok()) valid = CheckCaller(context, request->scope());
   if (!valid.ok()) return FinishWith(context, valid);
   absl::StatusOr<int64_t> value =
       rendezvous_->Add(ScopeOf(request->scope()), request->key(), request->delta());
@@ -123,11 +131,12 @@ grpc::ServerUnaryReactor* RendezvousService::StoreAdd(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* RendezvousService::StoreCompareSet(
     grpc::CallbackServerContext* context, const tecl::v1::StoreCompareSetRequest* request,
     tecl::v1::StoreCompareSetResponse* response) {
-  if (auto* refused = RejectUnauthenticated(context, auth_)) return refused;
+  if (auto* refused = Refuse(context, auth_, {Role::kTrainer})) return refused;
   absl::Status valid = CheckScope(request->scope());
   if (valid.ok()) valid = CheckKey(request->key());
   if (valid.ok()) valid = LimitText("expected", request->expected(), limits_.max_value_bytes);
   if (valid.ok()) valid = LimitText("desired", request->desired(), limits_.max_value_bytes);
+  if (valid.ok()) valid = CheckCaller(context, request->scope());
   if (!valid.ok()) return FinishWith(context, valid);
   absl::StatusOr<std::string> value =
       rendezvous_->CompareSet(ScopeOf(request->scope()), request->key(), request->expected(),
@@ -139,13 +148,14 @@ grpc::ServerUnaryReactor* RendezvousService::StoreCompareSet(
 grpc::ServerUnaryReactor* RendezvousService::StoreWait(grpc::CallbackServerContext* context,
                                                        const tecl::v1::StoreWaitRequest* request,
                                                        tecl::v1::StoreWaitResponse* response) {
-  if (auto* refused = RejectUnauthenticated(context, auth_)) return refused;
+  if (auto* refused = Refuse(context, auth_, {Role::kTrainer})) return refused;
   absl::Status valid = CheckScope(request->scope());
   if (valid.ok() && request->keys().empty()) valid = absl::InvalidArgumentError("keys is empty");
   if (valid.ok()) valid = CheckKeys(request->keys());
   if (valid.ok() && request->wait_timeout_ms() < 0) {
     valid = absl::InvalidArgumentError("wait_timeout_ms must be >= 0");
   }
+  if (valid.ok()) valid = CheckCaller(context, request->scope());
   if (!valid.ok()) return FinishWith(context, valid);
   auto* reactor = new WaitReactor(rendezvous_);
   std::vector<std::string> keys(request->keys().begin(), request->keys().end());
@@ -158,9 +168,10 @@ grpc::ServerUnaryReactor* RendezvousService::StoreWait(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* RendezvousService::StoreDelete(
     grpc::CallbackServerContext* context, const tecl::v1::StoreDeleteRequest* request,
     tecl::v1::StoreDeleteResponse* response) {
-  if (auto* refused = RejectUnauthenticated(context, auth_)) return refused;
+  if (auto* refused = Refuse(context, auth_, {Role::kTrainer})) return refused;
   absl::Status valid = CheckScope(request->scope());
   if (valid.ok()) valid = CheckKey(request->key());
+  if (valid.ok()) valid = CheckCaller(context, request->scope());
   if (!valid.ok()) return FinishWith(context, valid);
   absl::StatusOr<bool> deleted = rendezvous_->Delete(ScopeOf(request->scope()), request->key());
   if (deleted.ok()) response->set_deleted(*deleted);
@@ -170,9 +181,10 @@ grpc::ServerUnaryReactor* RendezvousService::StoreDelete(
 grpc::ServerUnaryReactor* RendezvousService::StoreCheck(grpc::CallbackServerContext* context,
                                                         const tecl::v1::StoreCheckRequest* request,
                                                         tecl::v1::StoreCheckResponse* response) {
-  if (auto* refused = RejectUnauthenticated(context, auth_)) return refused;
+  if (auto* refused = Refuse(context, auth_, {Role::kTrainer})) return refused;
   absl::Status valid = CheckScope(request->scope());
   if (valid.ok()) valid = CheckKeys(request->keys());
+  if (valid.ok()) valid = CheckCaller(context, request->scope());
   if (!valid.ok()) return FinishWith(context, valid);
   std::vector<std::string> keys(request->keys().begin(), request->keys().end());
   absl::StatusOr<Rendezvous::CheckResult> result =

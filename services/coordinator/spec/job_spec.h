@@ -14,6 +14,7 @@
 #define TECL_SERVICES_COORDINATOR_SPEC_JOB_SPEC_H_
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,11 +38,23 @@ struct SpecLimits {
   int max_clip_span_frames = 512;
   // Largest serialized spec (bytes).
   size_t max_spec_bytes = 1 << 20;
-  // When non-empty, dataset paths and eval.checkpoint must lie under one of these folders.
+  // When non-empty, dataset paths must lie under one of these folders.
   std::vector<std::string> data_roots;
   // Check that dataset.root, its manifest/list files and eval.checkpoint exist on this machine.
   bool check_paths_exist = false;
+  // Where checkpoints may be written and read (the coordinator's; a client cannot know it and
+  // leaves it unset). A named checkpoint.dir must lie under one of `roots` and not under
+  // `default_root` (which holds the <default_root>/<job id> folders of jobs that name none);
+  // eval.checkpoint must lie under one of `roots` or under `default_root`.
+  struct CheckpointConfinement {
+    std::vector<std::string> roots;
+    std::string default_root;
+  };
+  std::optional<CheckpointConfinement> checkpoints;
 };
+
+// Whether `path` is `root` or lies inside it (both absolute; compared lexically, normalised).
+bool IsPathUnder(const std::string& path, const std::string& root);
 
 struct ParseOptions {
   // Name given to a spec without `name` (e.g. the YAML file's stem).

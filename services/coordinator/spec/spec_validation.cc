@@ -104,6 +104,47 @@ void CheckPath(Problems& p, const std::string& path_name, const std::string& val
   }
 }
 
+// The checkpoint confinement of SpecLimits (when the limits carry it).
+void CheckCheckpointDir(Problems& p, const std::string& dir, const SpecLimits& limits) {
+  CheckPath(p, "checkpoint.dir", dir, limits, /*confine=*/false, /*want_directory=*/true,
+            /*must_exist=*/false);  // Rank 0 creates it.
+  if (!limits.checkpoints.has_value()) return;
+  const SpecLimits::CheckpointConfinement& c = *limits.checkpoints;
+  if (!c.default_root.empty() && IsPathUnder(dir, c.default_root)) {
+    p.Add("checkpoint.dir", absl::StrCat(Quote(dir), " lies in the coordinator's own checkpoint "
+                                         "folder ", c.default_root,
+                                         ", which holds other jobs' checkpoints; leave "
+                                         "checkpoint.dir empty to get a folder there"));
+    return;
+  }
+  bool under = false;
+  for (const std::string& root : c.roots) under = under || IsPathUnder(dir, root);
+  if (!under) {
+    p.Add("checkpoint.dir",
+          c.roots.empty()
+              ? absl::StrCat(Quote(dir), " is not allowed: this coordinator has no "
+                             "--checkpoint_roots; leave checkpoint.dir empty (checkpoints go to ",
+                             c.default_root, "/<job id>)")
+              : absl::StrCat(Quote(dir), " is outside the checkpoint roots (",
+                             absl::StrJoin(c.roots, ", "),
+                             "); choose a folder under one of them, or leave it empty"));
+  }
+}
+
+void CheckEvalCheckpoint(Problems& p, const std::string& file, const SpecLimits& limits) {
+  CheckPath(p, "eval.checkpoint", file, limits, /*confine=*/false, /*want_directory=*/false);
+  if (!limits.checkpoints.has_value()) return;
+  const SpecLimits::CheckpointConfinement& c = *limits.checkpoints;
+  bool under = !c.default_root.empty() && IsPathUnder(file, c.default_root);
+  for (const std::string& root : c.roots) under = under || IsPathUnder(file, root);
+  if (!under) {
+    p.Add("eval.checkpoint",
+          absl::StrCat(Quote(file), " is outside the checkpoint roots (",
+                       absl::StrJoin(c.roots, ", "), c.roots.empty() ? "" : ", ", c.default_root,
+                       "); evaluate a job with eval.source_job_id, or a file under those"));
+  }
+}
+
 // A dataset file field: required when `required`, resolved against dataset.root when relative.
 void CheckDatasetFile(Problems& p, const std::string& field, const std::string& value,
                       const std::string& root, bool required, absl::string_view what,
@@ -323,10 +364,7 @@ void ValidateEval(Problems& p, const JobSpec& spec, const SpecLimits& limits) {
     p.Add("eval", absl::StrCat("set exactly one of source_job_id, checkpoint, random_init; ",
                                absl::StrJoin(sources, " and "), " are both set"));
   }
-  if (!e.checkpoint().empty()) {
-    CheckPath(p, "eval.checkpoint", e.checkpoint(), limits, /*confine=*/false,
-              /*want_directory=*/false);
-  }
+  if (!e.checkpoint().empty()) CheckEvalCheckpoint(p, e.checkpoint(), limits);
   CheckRange(p, "eval.clips_per_video", e.clips_per_video(), 1, 100);
   CheckAscending(p, "eval.recall_at", e.recall_at(), "[1, 5, 10, 20, 50]");
   CheckRange(p, "eval.probe_epochs", e.probe_epochs(), 0, 10000, "0 skips the linear probe");
@@ -362,11 +400,7 @@ Problems Validate(const JobSpec& spec, const SpecLimits& limits) {
   ValidateModel(p, spec);
   ValidateSampling(p, spec, limits);
   ValidateResources(p, spec, limits);
-  if (!spec.checkpoint().dir().empty()) {
-    // Rank 0 creates it.
-    CheckPath(p, "checkpoint.dir", spec.checkpoint().dir(), limits, /*confine=*/false,
-              /*want_directory=*/true, /*must_exist=*/false);
-  }
+  if (!spec.checkpoint().dir().empty()) CheckCheckpointDir(p, spec.checkpoint().dir(), limits);
   if (pretrain) {
     ValidateMethod(p, spec);
     ValidateAugment(p, spec);
@@ -377,6 +411,10 @@ Problems Validate(const JobSpec& spec, const SpecLimits& limits) {
 }
 
 }  // namespace spec_internal
+
+bool IsPathUnder(const std::string& path, const std::string& root) {
+  return spec_internal::IsUnder(std::filesystem::path(path).lexically_normal(), root);
+}
 
 absl::Status ValidateJobSpec(const tecl::v1::JobSpec& spec, const SpecLimits& limits) {
   return spec_internal::Validate(spec, limits).ToStatus();

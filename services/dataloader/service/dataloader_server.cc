@@ -91,8 +91,8 @@ absl::StatusOr<std::unique_ptr<DataLoaderServer>> DataLoaderServer::Start(DataLo
   metrics::RegisterProcessMetrics(server->registry_);
   server->manager_ =
       std::make_unique<LoaderManager>(config.loader, std::move(roots), source, &server->registry_);
-  server->service_ = std::make_unique<DataLoaderService>(server->manager_.get(),
-                                                         TokenAuthenticator(config.tokens));
+  TECL_ASSIGN_OR_RETURN(Authenticator auth, MakeAuthenticator(config.server));
+  server->service_ = std::make_unique<DataLoaderService>(server->manager_.get(), std::move(auth));
   TECL_ASSIGN_OR_RETURN(server->grpc_,
                         GrpcServer::Start(config.server, {server->service_.get()}, &server->registry_));
   TECL_LOG(INFO) << "tecl-dataloader serving on " << server->grpc_->address() << " with "

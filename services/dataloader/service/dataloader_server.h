@@ -28,10 +28,9 @@
 namespace tecl::dataloader {
 
 struct DataLoaderConfig {
-  // gRPC and /metrics listen addresses, TLS files.
+  // gRPC and /metrics listen addresses, TLS files, accepted tokens, --insecure (a dataloader
+  // without credentials does not start unless insecure; its rpcs are for trainers).
   ServerOptions server;
-  // Bearer tokens accepted on every rpc (empty = authentication off).
-  std::vector<std::string> tokens;
   // Folders every dataset path must lie under (empty = any path).
   std::vector<std::string> data_roots;
   // Decode threads, stream limit, decode budget (LoaderOptions); default_dataset comes from

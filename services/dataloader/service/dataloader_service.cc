@@ -76,12 +76,12 @@ class StreamReactor final : public grpc::ServerWriteReactor<ClipBatch> {
 
 }  // namespace
 
-DataLoaderService::DataLoaderService(LoaderManager* manager, TokenAuthenticator auth)
+DataLoaderService::DataLoaderService(LoaderManager* manager, Authenticator auth)
     : manager_(manager), auth_(std::move(auth)) {}
 
 grpc::ServerWriteReactor<ClipBatch>* DataLoaderService::StreamBatches(
     grpc::CallbackServerContext* context, const tecl::v1::StreamBatchesRequest* request) {
-  if (auto* refused = RejectUnauthenticatedStream<ClipBatch>(context, auth_)) return refused;
+  if (auto* refused = RefuseStream<ClipBatch>(context, auth_, {Role::kTrainer})) return refused;
   absl::StatusOr<std::shared_ptr<BatchStream>> stream = manager_->OpenStream(*request);
   if (!stream.ok()) return new FinishedStream(stream.status());
   return new StreamReactor(*std::move(stream));
@@ -90,7 +90,7 @@ grpc::ServerWriteReactor<ClipBatch>* DataLoaderService::StreamBatches(
 grpc::ServerUnaryReactor* DataLoaderService::DescribeDataset(
     grpc::CallbackServerContext* context, const tecl::v1::DescribeDatasetRequest* request,
     tecl::v1::DatasetInfo* response) {
-  if (auto* refused = RejectUnauthenticated(context, auth_)) return refused;
+  if (auto* refused = Refuse(context, auth_, {Role::kTrainer})) return refused;
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   manager_->DescribeDataset(request->dataset(),
                             [reactor, response](absl::StatusOr<tecl::v1::DatasetInfo> info) {

@@ -1,7 +1,7 @@
 // DataLoaderService: the gRPC adapter of tecl.v1.DataLoader (callback API).
 //
-// Every handler first refuses unauthenticated calls, then hands the request to LoaderManager and
-// translates its answer. StreamBatches is a ServerWriteReactor that asks the stream for the next
+// Every handler first refuses calls that are not a trainer's (UNAUTHENTICATED / PERMISSION_DENIED),
+// then hands the request to LoaderManager and translates its answer. StreamBatches is a ServerWriteReactor that asks the stream for the next
 // batch only after the previous write completed (OnWriteDone): gRPC flow control is the
 // back-pressure, so a slow or stopped client stops the stream's builds at its prefetch depth.
 // Nothing blocks in a reaction: batches are built and manifests read on the manager's pool, and
@@ -20,7 +20,7 @@ namespace tecl::dataloader {
 
 class DataLoaderService final : public tecl::v1::DataLoader::CallbackService {
  public:
-  DataLoaderService(LoaderManager* manager, TokenAuthenticator auth);
+  DataLoaderService(LoaderManager* manager, Authenticator auth);
 
   grpc::ServerWriteReactor<tecl::v1::ClipBatch>* StreamBatches(
       grpc::CallbackServerContext* context,
@@ -32,7 +32,7 @@ class DataLoaderService final : public tecl::v1::DataLoader::CallbackService {
 
  private:
   LoaderManager* const manager_;
-  const TokenAuthenticator auth_;
+  const Authenticator auth_;
 };
 
 }  // namespace tecl::dataloader

@@ -33,6 +33,8 @@ struct CommunicatorRequest {
   c10::Device device = c10::Device(c10::kCPU);
   // distributed.backend, or the device's default (Gloo on CPU, NCCL on CUDA).
   dist::Backend backend = dist::Backend::kGloo;
+  // The trainer's session (RunContext::session): its credential for the rendezvous.
+  std::string session;
 };
 
 // Forms the group; blocks until every rank joined (at most request.timeout). Throws like

@@ -93,6 +93,12 @@ class EvalRun {
                                  " has no checkpoint; evaluate it once it wrote one"));
         }
         core::LoadedEncoder loaded = core::LoadEncoder(path, *device);
+        if (!a_.resume_from().sha256().empty() && loaded.sha256 != a_.resume_from().sha256()) {
+          return absl::DataLossError(absl::StrCat(
+              "checkpoint ", path, ": its payload's SHA-256 ", loaded.sha256,
+              " is not the registered ", a_.resume_from().sha256(),
+              "; it was changed after it was written"));
+        }
         encoder = loaded.backbone;
         result->set_encoder_step(loaded.step);
         result->set_encoder(

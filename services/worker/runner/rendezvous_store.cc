@@ -19,9 +19,11 @@ std::string ToString(const std::vector<uint8_t>& v) { return {v.begin(), v.end()
 }  // namespace
 
 RendezvousStore::RendezvousStore(std::shared_ptr<CoordinatorClient> coordinator,
-                                 std::string job_id, int attempt, std::chrono::milliseconds timeout)
+                                 std::string session, std::string job_id, int attempt,
+                                 std::chrono::milliseconds timeout)
     : c10d::Store(timeout),
       coordinator_(std::move(coordinator)),
+      session_(std::move(session)),
       job_id_(std::move(job_id)),
       attempt_(attempt) {}
 
@@ -48,7 +50,7 @@ void RendezvousStore::set(const std::string& key, const std::vector<uint8_t>& va
   *request.mutable_scope() = Scope();
   request.set_key(key);
   request.set_value(ToString(value));
-  if (absl::Status s = coordinator_->StoreSet(request); !s.ok()) Fail("set", key, s);
+  if (absl::Status s = coordinator_->StoreSet(request, session_); !s.ok()) Fail("set", key, s);
 }
 
 std::vector<uint8_t> RendezvousStore::compareSet(const std::string& key,
@@ -61,7 +63,7 @@ std::vector<uint8_t> RendezvousStore::compareSet(const std::string& key,
   request.set_desired(ToString(desired));
   // c10d semantics: an empty expected value matches an absent key.
   request.set_expect_absent(expected.empty());
-  absl::StatusOr<std::string> value = coordinator_->StoreCompareSet(request);
+  absl::StatusOr<std::string> value = coordinator_->StoreCompareSet(request, session_);
   if (!value.ok()) Fail("compareSet", key, value.status());
   return ToBytes(*value);
 }
@@ -71,7 +73,7 @@ std::vector<uint8_t> RendezvousStore::get(const std::string& key) {
   *request.mutable_scope() = Scope();
   request.set_key(key);
   request.set_wait_timeout_ms(BlockingWait(timeout_).count());
-  absl::StatusOr<std::string> value = coordinator_->StoreGet(request);
+  absl::StatusOr<std::string> value = coordinator_->StoreGet(request, session_);
   if (!value.ok()) Fail("get", key, value.status());
   return ToBytes(*value);
 }
@@ -81,7 +83,7 @@ int64_t RendezvousStore::add(const std::string& key, int64_t value) {
   *request.mutable_scope() = Scope();
   request.set_key(key);
   request.set_delta(value);
-  absl::StatusOr<int64_t> sum = coordinator_->StoreAdd(request);
+  absl::StatusOr<int64_t> sum = coordinator_->StoreAdd(request, session_);
   if (!sum.ok()) Fail("add", key, sum.status());
   return *sum;
 }
@@ -90,7 +92,7 @@ bool RendezvousStore::deleteKey(const std::string& key) {
   tecl::v1::StoreDeleteRequest request;
   *request.mutable_scope() = Scope();
   request.set_key(key);
-  absl::StatusOr<bool> deleted = coordinator_->StoreDelete(request);
+  absl::StatusOr<bool> deleted = coordinator_->StoreDelete(request, session_);
   if (!deleted.ok()) Fail("delete", key, deleted.status());
   return *deleted;
 }
@@ -99,7 +101,7 @@ bool RendezvousStore::check(const std::vector<std::string>& keys) {
   tecl::v1::StoreCheckRequest request;
   *request.mutable_scope() = Scope();
   for (const auto& key : keys) request.add_keys(key);
-  absl::StatusOr<tecl::v1::StoreCheckResponse> response = coordinator_->StoreCheck(request);
+  absl::StatusOr<tecl::v1::StoreCheckResponse> response = coordinator_->StoreCheck(request, session_);
   if (!response.ok()) Fail("check", keys.empty() ? "" : keys.front(), response.status());
   return response->all_present();
 }
@@ -107,7 +109,7 @@ bool RendezvousStore::check(const std::vector<std::string>& keys) {
 int64_t RendezvousStore::getNumKeys() {
   tecl::v1::StoreCheckRequest request;
   *request.mutable_scope() = Scope();
-  absl::StatusOr<tecl::v1::StoreCheckResponse> response = coordinator_->StoreCheck(request);
+  absl::StatusOr<tecl::v1::StoreCheckResponse> response = coordinator_->StoreCheck(request, session_);
   if (!response.ok()) Fail("getNumKeys", "", response.status());
   return response->num_keys();
 }
@@ -120,7 +122,7 @@ void RendezvousStore::wait(const std::vector<std::string>& keys,
   *request.mutable_scope() = Scope();
   for (const auto& key : keys) request.add_keys(key);
   request.set_wait_timeout_ms(BlockingWait(timeout).count());
-  if (absl::Status s = coordinator_->StoreWait(request); !s.ok()) {
+  if (absl::Status s = coordinator_->StoreWait(request, session_); !s.ok()) {
     Fail("wait", keys.empty() ? "" : keys.front(), s);
   }
 }
@@ -129,8 +131,8 @@ CommunicatorFactory RendezvousCommunicators(std::shared_ptr<CoordinatorClient> c
                                             GlooOptions gloo) {
   return [coordinator = std::move(coordinator),
           gloo = std::move(gloo)](const CommunicatorRequest& request) {
-    auto store = c10::make_intrusive<RendezvousStore>(coordinator, request.job_id, request.attempt,
-                                                      request.timeout);
+    auto store = c10::make_intrusive<RendezvousStore>(coordinator, request.session, request.job_id,
+                                                      request.attempt, request.timeout);
     dist::GroupOptions group;
     group.rank = request.rank;
     group.world_size = request.world_size;

@@ -29,8 +29,10 @@ namespace tecl::worker {
 
 class RendezvousStore final : public c10d::Store {
  public:
-  RendezvousStore(std::shared_ptr<CoordinatorClient> coordinator, std::string job_id, int attempt,
-                  std::chrono::milliseconds timeout);
+  // `session` is the trainer's (RegisterWorker): the coordinator lets it into the rendezvous of
+  // its own (job, attempt) only.
+  RendezvousStore(std::shared_ptr<CoordinatorClient> coordinator, std::string session,
+                  std::string job_id, int attempt, std::chrono::milliseconds timeout);
 
   void set(const std::string& key, const std::vector<uint8_t>& value) override;
   std::vector<uint8_t> compareSet(const std::string& key, const std::vector<uint8_t>& expected,
@@ -49,6 +51,7 @@ class RendezvousStore final : public c10d::Store {
   [[noreturn]] void Fail(const char* op, const std::string& key, const absl::Status& status) const;
 
   std::shared_ptr<CoordinatorClient> coordinator_;
+  const std::string session_;
   const std::string job_id_;
   const int attempt_;
 };
@@ -61,8 +64,9 @@ struct GlooOptions {
   std::string hostname;
 };
 
-// The factory that makes a RendezvousStore over `coordinator` for the request's (job, attempt)
-// and calls dist::CreateCommunicator with it (Gloo settings from `gloo`, the NCCL device from
+// The factory that makes a RendezvousStore over `coordinator` for the request's (job, attempt,
+// session)
+// calls dist::CreateCommunicator with it (Gloo settings from `gloo`, the NCCL device from
 // the request's device).
 CommunicatorFactory RendezvousCommunicators(std::shared_ptr<CoordinatorClient> coordinator,
                                             GlooOptions gloo);

@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -147,17 +148,10 @@ class TrainingRun {
     torch::set_num_threads(std::max(1, threads));
     try {
       trainer_ = std::make_unique<core::Trainer>(*trainer_options);
-      if (!a_.resume_from().path().empty()) {
-        const core::ResumeState resumed = core::LoadCheckpoint(a_.resume_from().path(), *trainer_);
-        TECL_LOG(INFO) << "job " << a_.job_id() << " rank " << a_.rank() << ": resumed from "
-                       << a_.resume_from().path() << " at step " << resumed.step << " (cursor "
-                       << resumed.data_cursor << ")";
-      }
     } catch (...) {
-      return StatusFromCurrentException(a_.resume_from().path().empty()
-                                            ? "building the trainer"
-                                            : "resuming from " + a_.resume_from().path());
+      return StatusFromCurrentException("building the trainer");
     }
+    if (absl::Status resumed = Resume(); !resumed.ok()) return resumed;
     if (a_.world_size() > 1) {
       absl::Status status = FormGroup(*device);
       if (!status.ok()) return status;
@@ -190,6 +184,46 @@ class TrainingRun {
     return absl::OkStatus();
   }
 
+  // Loads the newest usable checkpoint of the assignment (resume_candidates, newest first; else
+  // resume_from), checking each file's digest against the registered one. A file that is missing,
+  // corrupt or of another digest is rejected with the coordinator (never offered again) and the
+  // next one is tried; DATA_LOSS (FATAL) when there were candidates and none was usable. Any other
+  // error (a checkpoint of another model) ends the run: an older file would not help.
+  absl::Status Resume() {
+    std::vector<tecl::v1::Checkpoint> candidates(a_.resume_candidates().begin(),
+                                                 a_.resume_candidates().end());
+    if (candidates.empty() && !a_.resume_from().path().empty()) {
+      candidates.push_back(a_.resume_from());
+    }
+    std::vector<std::string> rejected;
+    for (const tecl::v1::Checkpoint& c : candidates) {
+      try {
+        const core::ResumeState resumed = core::LoadCheckpoint(c.path(), *trainer_, c.sha256());
+        TECL_LOG(INFO) << "job " << a_.job_id() << " rank " << a_.rank() << ": resumed from "
+                       << c.path() << " at step " << resumed.step << " (cursor "
+                       << resumed.data_cursor << ")";
+        return absl::OkStatus();
+      } catch (...) {
+        const absl::Status status = StatusFromCurrentException("resuming from " + c.path());
+        if (status.code() != absl::StatusCode::kDataLoss &&
+            status.code() != absl::StatusCode::kNotFound) {
+          return status;
+        }
+        TECL_LOG(WARNING) << "job " << a_.job_id() << " rank " << a_.rank()
+                          << ": cannot resume from checkpoint of step " << c.step() << " ("
+                          << status.message() << "); trying the one before";
+        rejected.push_back(absl::StrCat("step ", c.step(), ": ", status.message()));
+        if (absl::Status told = context_->RejectCheckpoint(c, std::string(status.message()));
+            !told.ok()) {
+          TECL_LOG(WARNING) << "could not tell the coordinator: " << told.message();
+        }
+      }
+    }
+    if (rejected.empty()) return absl::OkStatus();  // Nothing to resume from: step 0.
+    return absl::DataLossError(absl::StrCat("no usable checkpoint to resume from (",
+                                            absl::StrJoin(rejected, "; "), ")"));
+  }
+
   absl::Status FormGroup(const c10::Device& device) {
     if (!options_.communicators) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -204,6 +238,7 @@ class TrainingRun {
     request.timeout = std::chrono::milliseconds(
         static_cast<int64_t>(spec_.restart().collective_timeout_s() * 1000));
     request.device = device;
+    request.session = context_->session();
     request.backend = spec_.distributed().backend() == tecl::v1::DistributedSpec::BACKEND_NCCL
                           ? dist::Backend::kNccl
                       : spec_.distributed().backend() == tecl::v1::DistributedSpec::BACKEND_GLOO

@@ -10,8 +10,11 @@ namespace tecl::worker {
 // One assignment being run on its own thread.
 class WorkerAgent::Run final : public RunContext {
  public:
-  Run(WorkerAgent* agent, tecl::v1::Assignment assignment, std::string worker_id)
-      : agent_(agent), assignment_(std::move(assignment)), worker_id_(std::move(worker_id)) {}
+  Run(WorkerAgent* agent, tecl::v1::Assignment assignment,
+      MembershipLoop::Registration registration)
+      : agent_(agent),
+        assignment_(std::move(assignment)),
+        registration_(std::move(registration)) {}
 
   bool StopRequested() const override { return stop_.load(); }
   std::string StopReason() const override {
@@ -37,10 +40,11 @@ class WorkerAgent::Run final : public RunContext {
 
   absl::Status RegisterCheckpoint(const tecl::v1::Checkpoint& checkpoint) override {
     tecl::v1::RegisterCheckpointRequest request;
-    request.set_worker_id(worker_id_);
+    request.set_worker_id(registration_.worker_id);
     request.set_job_id(assignment_.job_id());
     *request.mutable_checkpoint() = checkpoint;
-    absl::Status status = agent_->coordinator_->RegisterCheckpoint(request);
+    absl::Status status =
+        agent_->coordinator_->RegisterCheckpoint(request, registration_.session);
     if (status.ok()) return status;
     return absl::Status(status.code(), absl::StrCat("register checkpoint ", checkpoint.path(),
                                                     ": ", status.message()));
@@ -60,7 +64,19 @@ class WorkerAgent::Run final : public RunContext {
 
   const tecl::v1::Assignment& assignment() const { return assignment_; }
   // The registration the assignment was given to.
-  const std::string& worker_id() const { return worker_id_; }
+  const std::string& worker_id() const { return registration_.worker_id; }
+  std::string session() const override { return registration_.session; }
+
+  absl::Status RejectCheckpoint(const tecl::v1::Checkpoint& checkpoint,
+                                const std::string& reason) override {
+    tecl::v1::RejectCheckpointRequest request;
+    request.set_worker_id(registration_.worker_id);
+    request.set_job_id(assignment_.job_id());
+    request.set_attempt(assignment_.attempt());
+    *request.mutable_checkpoint() = checkpoint;
+    request.set_reason(reason);
+    return agent_->coordinator_->RejectCheckpoint(request, registration_.session);
+  }
   std::thread thread;
   std::atomic<bool> done{false};
   JobOutcome outcome;  // Written by the run thread before `done`.
@@ -68,7 +84,7 @@ class WorkerAgent::Run final : public RunContext {
  private:
   WorkerAgent* const agent_;
   const tecl::v1::Assignment assignment_;
-  const std::string worker_id_;
+  const MembershipLoop::Registration registration_;
   std::atomic<bool> stop_{false};
   mutable absl::Mutex mu_;
   std::string stop_reason_ ABSL_GUARDED_BY(mu_);
@@ -111,8 +127,9 @@ WorkerAgent::WorkerAgent(WorkerAgentOptions options, std::shared_ptr<Coordinator
   loop.default_heartbeat_interval = options_.default_heartbeat_interval;
   loop.backoff = options_.backoff;
   MembershipLoop::Hooks hooks;
-  hooks.before_heartbeat = [this](const std::string& id, tecl::v1::HeartbeatRequest* request) {
-    BeforeHeartbeat(id, request);
+  hooks.before_heartbeat = [this](const MembershipLoop::Registration& registration,
+                                  tecl::v1::HeartbeatRequest* request) {
+    BeforeHeartbeat(registration, request);
   };
   hooks.on_response = [this](const tecl::v1::HeartbeatResponse& r) { OnResponse(r); };
   hooks.on_lost = [this] { OnLost(); };
@@ -126,14 +143,14 @@ void WorkerAgent::Start() { loop_->Start(); }
 
 std::string WorkerAgent::worker_id() const { return loop_->worker_id(); }
 
-void WorkerAgent::BeforeHeartbeat(const std::string& worker_id,
+void WorkerAgent::BeforeHeartbeat(const MembershipLoop::Registration& registration,
                                   tecl::v1::HeartbeatRequest* request) {
   // A finished run's outcome goes first, so the coordinator sees it before the idle status.
   std::shared_ptr<Run> finished;
   std::shared_ptr<Run> running;
   {
     absl::MutexLock lock(&mu_);
-    worker_id_ = worker_id;
+    registration_ = registration;
     if (run_ != nullptr && run_->done.load()) finished = std::move(run_);
     running = run_;
   }
@@ -178,7 +195,7 @@ void WorkerAgent::OnLost() {
 void WorkerAgent::StartRun(const tecl::v1::Assignment& assignment) {
   TECL_LOG(INFO) << "running job " << assignment.job_id() << " attempt " << assignment.attempt()
                  << " as rank " << assignment.rank() << "/" << assignment.world_size();
-  auto run = std::make_shared<Run>(this, assignment, worker_id_);
+  auto run = std::make_shared<Run>(this, assignment, registration_);
   Run* raw = run.get();
   run->thread = std::thread([this, raw] {
     raw->outcome = executor_(raw->assignment(), raw);
@@ -210,7 +227,7 @@ void WorkerAgent::Finish(const std::shared_ptr<Run>& run) {
     *request.mutable_eval_result() = outcome.eval_result;
   }
   *request.mutable_progress() = outcome.progress;
-  const absl::Status status = coordinator_->ReportOutcome(request);
+  const absl::Status status = coordinator_->ReportOutcome(request, run->session());
   if (status.code() == absl::StatusCode::kUnavailable) {
     TECL_LOG(WARNING) << "could not report the outcome of job " << assignment.job_id() << " ("
                       << status.message() << "); the coordinator will notice through heartbeats";

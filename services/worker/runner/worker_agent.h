@@ -48,6 +48,13 @@ class RunContext {
   // Registers a completely written checkpoint with the coordinator (blocks; retries UNAVAILABLE).
   // ABORTED when the attempt is no longer current.
   virtual absl::Status RegisterCheckpoint(const tecl::v1::Checkpoint& checkpoint) = 0;
+  // Tells the coordinator that a checkpoint of the assignment's candidates cannot be used (blocks;
+  // retries UNAVAILABLE): it is not offered again.
+  virtual absl::Status RejectCheckpoint(const tecl::v1::Checkpoint& checkpoint,
+                                        const std::string& reason) = 0;
+  // The session of the registration the run belongs to: the trainer's credential for the
+  // rendezvous of its process group.
+  virtual std::string session() const = 0;
 };
 
 struct JobOutcome {
@@ -89,7 +96,8 @@ class WorkerAgent {
   class Run;
 
   // MembershipLoop hooks (on the loop's thread).
-  void BeforeHeartbeat(const std::string& worker_id, tecl::v1::HeartbeatRequest* request);
+  void BeforeHeartbeat(const MembershipLoop::Registration& registration,
+                       tecl::v1::HeartbeatRequest* request);
   void OnResponse(const tecl::v1::HeartbeatResponse& response);
   void OnLost();
   void StartRun(const tecl::v1::Assignment& assignment) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -103,7 +111,7 @@ class WorkerAgent {
   metrics::Family<metrics::Counter>* outcomes_;
 
   mutable absl::Mutex mu_;
-  std::string worker_id_ ABSL_GUARDED_BY(mu_);  // Of the latest registration heard of.
+  MembershipLoop::Registration registration_ ABSL_GUARDED_BY(mu_);  // The latest heard of.
   std::shared_ptr<Run> run_ ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   // Declared last: its thread calls the hooks above, so it is stopped first.

@@ -88,7 +88,9 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(WorkerConfig c
   runner.registry = &server->registry_;
   runner.default_threads = threads;
   runner.cuda_device = config.cuda_device;
-  runner.loader_channels = [options = config.channel](const std::string& address) {
+  ChannelOptions loader_channel = config.channel;
+  if (!loader_channel.tls_cert_file.empty()) loader_channel.token.clear();
+  runner.loader_channels = [options = std::move(loader_channel)](const std::string& address) {
     absl::StatusOr<std::shared_ptr<grpc::Channel>> c = MakeChannel(address, options);
     return c.ok() ? *c : nullptr;
   };

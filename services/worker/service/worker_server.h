@@ -30,11 +30,14 @@
 namespace tecl::worker {
 
 struct WorkerConfig {
-  // gRPC (health) and /metrics listen addresses, TLS files.
+  // gRPC (health) and /metrics listen addresses, TLS files, accepted tokens, --insecure (a trainer
+  // without credentials does not start unless insecure).
   ServerOptions server;
   // The coordinator (host:port) this trainer registers with and forms process groups through.
   std::string coordinator = "127.0.0.1:7070";
-  // Token and TLS roots for calls to the coordinator and the dataloaders.
+  // Token, TLS roots and certificate for calls to the coordinator; the dataloaders get the same
+  // TLS, and the token only when there is no client certificate to identify this trainer (the
+  // token of a trainer stays with the coordinator when mutual TLS can carry the identity).
   ChannelOptions channel;
   // host:port the cluster reaches this trainer at; empty = the dialable listen address.
   std::string advertise_address;

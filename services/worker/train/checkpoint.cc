@@ -214,8 +214,14 @@ WrittenFile SaveCheckpoint(const std::string& path, Trainer& trainer, const std:
   return WriteSealedFile(path, SealedKind::kCheckpoint, torch::pickle_save(payload), env);
 }
 
-ResumeState LoadCheckpoint(const std::string& path, Trainer& trainer) {
+ResumeState LoadCheckpoint(const std::string& path, Trainer& trainer,
+                           const std::string& expected_sha256) {
   const SealedFile file = ReadSealedFile(path);
+  if (!expected_sha256.empty() && file.sha256 != expected_sha256) {
+    Fail(ErrorCode::kDataLoss, path,
+         Cat("its payload's SHA-256 ", file.sha256, " is not the registered ", expected_sha256,
+             "; it was changed after it was written"));
+  }
   if (file.kind != SealedKind::kCheckpoint) {
     Fail(ErrorCode::kFailedPrecondition, path,
          "is an encoder export, not a training checkpoint; resuming needs a file written by "

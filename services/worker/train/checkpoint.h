@@ -50,7 +50,10 @@ struct ResumeState {
 
 // Restores a checkpoint written by SaveCheckpoint into a trainer built with the same model and
 // method options: parameters, buffers, optimiser state, step, epoch, generator state.
-ResumeState LoadCheckpoint(const std::string& path, Trainer& trainer);
+// With `expected_sha256` (the digest registered with the coordinator, hex), a file whose payload
+// has another digest is refused with Error(kDataLoss) before anything is decoded.
+ResumeState LoadCheckpoint(const std::string& path, Trainer& trainer,
+                           const std::string& expected_sha256 = "");
 
 // Writes the backbone's weights and name (and the step it was trained for) to `path` (named
 // EncoderFileName(step) in a checkpoint folder), atomically through `env`.

@@ -40,6 +40,8 @@ std::string ReadFile(const std::string& path) {
   return buffer.str();
 }
 
+constexpr char kUserToken[] = "crash-test-user-token-0123456789";
+
 // A tecl-coordinator process.
 class CoordinatorProcess {
  public:
@@ -53,11 +55,17 @@ class CoordinatorProcess {
     const std::string binary = std::string(bin) + "/tecl-coordinator";
     const std::string port_file = state_dir_ + "/addr";
     std::filesystem::remove(port_file);
+    // The user's token in an auth file next to the state (the real binary, secured).
+    const std::string auth_file = state_dir_ + "/auth_file";
+    std::ofstream(auth_file) << "user crash-test " << kUserToken << "\n";
+    std::filesystem::permissions(auth_file, std::filesystem::perms::owner_read |
+                                                std::filesystem::perms::owner_write);
     std::vector<std::string> args = {binary,
                                      "--listen=127.0.0.1:0",
                                      "--metrics_listen=",
                                      "--state_dir=" + state_dir_,
                                      "--port_file=" + port_file,
+                                     "--auth_file=" + auth_file,
                                      "--check_dataset_paths=false"};
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
@@ -118,7 +126,7 @@ std::shared_ptr<CoordinatorClient> Client(const std::string& address, absl::Dura
   ClientOptions options;
   options.rpc_timeout = timeout;
   options.max_attempts = 1;
-  return tecl::testing::MakeClient(address, "", options);
+  return tecl::testing::MakeClient(address, kUserToken, options);
 }
 
 absl::StatusOr<tecl::v1::Job> Submit(CoordinatorClient* client, const Submitted& s) {

@@ -1,6 +1,7 @@
 // A stand-in for tecl-worker / tecl-dataloader in end-to-end tests of the control plane: the kind
 // comes from the name it is started under (…dataloader = dataloader), the coordinator from
-// $TECL_COORDINATOR; it runs until SIGTERM. See tests/integration/coordinator/fake_worker.h.
+// $TECL_COORDINATOR, its credentials from $TECL_TOKEN_FILE, $TECL_TLS_CERT, $TECL_TLS_KEY and
+// $TECL_TLS_CA (as `teclctl local up` gives them); it runs until SIGTERM. See tests/integration/coordinator/fake_worker.h.
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -23,8 +24,25 @@ int main(int argc, char** argv) {
                                                        : tecl::v1::WORKER_KIND_TRAINER;
   options.interval = absl::Milliseconds(50);
   options.steps_per_beat = 20;
-  auto channel = tecl::MakeChannel(address, tecl::ChannelOptions());
-  if (!channel.ok()) return 1;
+  auto env = [](const char* name) {
+    const char* value = std::getenv(name);
+    return std::string(value == nullptr ? "" : value);
+  };
+  tecl::ChannelOptions channel_options;
+  absl::StatusOr<std::string> token = tecl::LoadToken(env("TECL_TOKEN_FILE"));
+  if (!token.ok()) {
+    std::cerr << "fake worker: " << token.status() << "\n";
+    return 1;
+  }
+  channel_options.token = *token;
+  channel_options.tls_cert_file = env("TECL_TLS_CERT");
+  channel_options.tls_key_file = env("TECL_TLS_KEY");
+  channel_options.tls_ca_file = env("TECL_TLS_CA");
+  auto channel = tecl::MakeChannel(address, channel_options);
+  if (!channel.ok()) {
+    std::cerr << "fake worker: " << channel.status() << "\n";
+    return 1;
+  }
   tecl::testing::FakeWorker worker(tecl::NewCoordinatorClient(*channel), options);
   worker.Start();
   std::cerr << "fake " << argv[0] << " talking to " << address << "\n";

@@ -107,11 +107,34 @@ TEST_F(LocalClusterTest, UpSubmitStatusDown) {
   EXPECT_THAT(up.out, HasSubstr("local cluster up under " + dir_ + "/home"));
   EXPECT_EQ(Pids().size(), 5u);
 
+  // The cluster is secured: its credentials are private files, and a caller without them is
+  // refused although it reaches the port.
+  const std::string secrets = dir_ + "/home/secrets";
+  EXPECT_EQ(fs::status(secrets).permissions() & fs::perms::all, fs::perms::owner_all);
+  for (const char* file : {"ca.key", "user.key", "user.token", "auth_file"}) {
+    EXPECT_EQ(fs::status(secrets + "/" + file).permissions() & fs::perms::all,
+              fs::perms::owner_read | fs::perms::owner_write)
+        << file;
+  }
+  const std::string address = ReadFile(dir_ + "/home/coordinator.addr");
+  Result anonymous = Run("list --coordinator=" + address.substr(0, address.find('\n')) +
+                         " --tls_ca=" + secrets + "/ca.pem");
+  EXPECT_NE(anonymous.exit_code, 0) << anonymous.out;
+  Result reader = Run("list --token_file=" + secrets + "/reader.token --tls_ca=" + secrets +
+                      "/ca.pem --tls_cert=" + secrets + "/reader.pem --tls_key=" + secrets +
+                      "/reader.key");
+  EXPECT_EQ(reader.exit_code, 0) << reader.err;
+
   // Later commands find the local coordinator by themselves.
   Result workers = Run("workers");
   ASSERT_EQ(workers.exit_code, 0) << workers.err;
   EXPECT_EQ(std::count(workers.out.begin(), workers.out.end(), '\n'), 5)
       << workers.out;  // Header + 4.
+
+  // A spec may not name a checkpoint folder outside --checkpoint_roots.
+  Result outside = Run("submit spec.yaml --set checkpoint.dir=/tmp/elsewhere");
+  EXPECT_EQ(outside.exit_code, 4) << outside.err;
+  EXPECT_THAT(outside.err, HasSubstr("checkpoint.dir"));
 
   Result job = Run("submit spec.yaml --wait");
   EXPECT_EQ(job.exit_code, 0) << job.err;

@@ -65,7 +65,8 @@ class Cluster:
                             f"--videos_per_class={self.videos_per_class}", "--frames=48",
                             "--size=64", "--jobs=2"], check=True, capture_output=True, timeout=300)
             self.run("local", "up", f"--trainers={self.trainers}",
-                     f"--dataloaders={self.dataloaders}", "--threads=1", timeout=180)
+                     f"--dataloaders={self.dataloaders}", "--threads=1",
+                     f"--checkpoint_roots={self.root}", timeout=180)
         except BaseException:
             self.__exit__(None, None, None)
             raise

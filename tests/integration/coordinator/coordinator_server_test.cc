@@ -31,13 +31,19 @@ struct Stubs {
   std::unique_ptr<tecl::v1::MembershipService::Stub> membership;
   std::unique_ptr<tecl::v1::RendezvousService::Stub> rendezvous;
 
-  static Stubs Make(const std::string& address, const std::string& token = "") {
-    ChannelOptions options;
-    options.token = token;
-    auto channel = MakeChannel(address, options);
-    EXPECT_TRUE(channel.ok()) << channel.status();
-    return {tecl::v1::JobService::NewStub(*channel), tecl::v1::MembershipService::NewStub(*channel),
-            tecl::v1::RendezvousService::NewStub(*channel)};
+  // Jobs with `user_token`, membership and rendezvous with `worker_token`.
+  static Stubs Make(const std::string& address, const std::string& user_token = "",
+                    const std::string& worker_token = "") {
+    auto channel = [&](const std::string& token) {
+      ChannelOptions options;
+      options.token = token;
+      auto channel = MakeChannel(address, options);
+      EXPECT_TRUE(channel.ok()) << channel.status();
+      return *channel;
+    };
+    return {tecl::v1::JobService::NewStub(channel(user_token)),
+            tecl::v1::MembershipService::NewStub(channel(worker_token)),
+            tecl::v1::RendezvousService::NewStub(channel(worker_token))};
   }
 };
 using ::testing::HasSubstr;
@@ -55,14 +61,15 @@ class CoordinatorServerTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  // Without a metrics endpoint unless asked: stopping it takes civetweb ~2 s.
-  void StartServer(std::vector<std::string> tokens = {}, bool metrics = false) {
+  // With a token per role; without a metrics endpoint unless asked (stopping it takes civetweb
+  // ~2 s).
+  void StartServer(bool metrics = false) {
     workers_.clear();
     server_.reset();
     CoordinatorConfig config;
     config.server.address = "127.0.0.1:0";
     config.server.metrics_address = metrics ? "127.0.0.1:0" : "";
-    config.tokens = tokens;
+    config.server.tokens = tokens_.all();
     config.state_dir = dir_ + "/state";
     config.tick_interval = absl::Milliseconds(20);
     config.coordinator.jobs.limits.max_trainers = 8;
@@ -70,14 +77,15 @@ class CoordinatorServerTest : public ::testing::Test {
     auto server = CoordinatorServer::Start(config);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
-    const std::string token = tokens.empty() ? "" : tokens[0];
-    stubs_ = Stubs::Make(server_->address(), token);
-    client_ = tecl::testing::MakeClient(server_->address(), token);
+    stubs_ = Stubs::Make(server_->address(), tokens_.user.token, tokens_.trainer.token);
+    client_ = tecl::testing::MakeClient(server_->address(), tokens_.user.token);
   }
 
-  static std::unique_ptr<grpc::ClientContext> Context() {
+  // A call context; with a worker's session when given.
+  static std::unique_ptr<grpc::ClientContext> Context(const std::string& session = "") {
     auto context = std::make_unique<grpc::ClientContext>();
     context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    if (!session.empty()) context->AddMetadata(kSessionMetadata, session);
     return context;
   }
 
@@ -100,7 +108,8 @@ class CoordinatorServerTest : public ::testing::Test {
     FakeWorkerOptions options;
     options.kind = kind;
     options.outcome = outcome;
-    workers_.push_back(std::make_unique<FakeWorker>(client_, options));
+    workers_.push_back(std::make_unique<FakeWorker>(
+        tecl::testing::MakeClient(server_->address(), tokens_.worker(kind).token), options));
     workers_.back()->Start();
     return *workers_.back();
   }
@@ -118,7 +127,8 @@ class CoordinatorServerTest : public ::testing::Test {
   // The wire, for malformed requests and per-rpc checks.
   Stubs stubs_;
   // Everything else goes through the client layer, as the workers and teclctl do.
-  std::shared_ptr<CoordinatorClient> client_;
+  std::shared_ptr<CoordinatorClient> client_;  // A user's.
+  const tecl::testing::TestTokens tokens_;
   std::vector<std::unique_ptr<FakeWorker>> workers_;
 };
 
@@ -179,10 +189,13 @@ TEST_F(CoordinatorServerTest, RendezvousOverGrpc) {
   tecl::v1::JobSpec spec = tecl::testing::SmallSpec(root_);
   absl::StatusOr<tecl::v1::Job> job = Submit(spec);
   ASSERT_TRUE(job.ok());
-  AddWorker(tecl::v1::WORKER_KIND_TRAINER, tecl::v1::OUTCOME_UNSPECIFIED);
+  FakeWorker& trainer = AddWorker(tecl::v1::WORKER_KIND_TRAINER, tecl::v1::OUTCOME_UNSPECIFIED);
   AddWorker(tecl::v1::WORKER_KIND_DATALOADER);
   ASSERT_TRUE(
       tecl::testing::WaitForState(client_.get(), job->id(), tecl::v1::JOB_STATE_RUNNING).ok());
+  // The rendezvous is the trainer's: calls carry its session.
+  const std::string session = trainer.session();
+  auto Context = [&] { return CoordinatorServerTest::Context(session); };
   tecl::v1::RendezvousScope scope;
   scope.set_job_id(job->id());
   scope.set_attempt(1);
@@ -249,15 +262,18 @@ TEST_F(CoordinatorServerTest, RendezvousOverGrpc) {
   ASSERT_TRUE(stubs_.rendezvous->StoreDelete(Context().get(), del, &deleted).ok());
   EXPECT_TRUE(deleted.deleted());
 
-  // A stale attempt and an unknown job.
+  // Another attempt, another job, no session: not this trainer's rendezvous.
   tecl::v1::StoreSetRequest stale = set;
   stale.mutable_scope()->set_attempt(2);
   EXPECT_EQ(stubs_.rendezvous->StoreSet(Context().get(), stale, &set_response).error_code(),
-            grpc::StatusCode::ABORTED);
+            grpc::StatusCode::PERMISSION_DENIED);
   tecl::v1::StoreSetRequest unknown = set;
   unknown.mutable_scope()->set_job_id("job-999999");
   EXPECT_EQ(stubs_.rendezvous->StoreSet(Context().get(), unknown, &set_response).error_code(),
-            grpc::StatusCode::NOT_FOUND);
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(stubs_.rendezvous->StoreSet(CoordinatorServerTest::Context().get(), set,
+                                        &set_response).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
   // Values are limited to 1 MiB.
   tecl::v1::StoreSetRequest big = set;
   big.set_value(std::string((1 << 20) + 1, 'x'));
@@ -271,10 +287,13 @@ TEST_F(CoordinatorServerTest, RendezvousOverGrpc) {
   forever.set_wait_timeout_ms(60000);
   grpc::ClientContext short_context;
   short_context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+  short_context.AddMetadata(kSessionMetadata, session);
   EXPECT_EQ(stubs_.rendezvous->StoreGet(&short_context, forever, &got).error_code(),
             grpc::StatusCode::DEADLINE_EXCEEDED);
 
-  // Cancelling the job ends the attempt: its keys are gone.
+  // Cancelling the job ends the attempt: its keys are gone. (The trainer stops heartbeating first,
+  // so it is still the attempt's, told to stop, when it calls.)
+  trainer.Stop();
   tecl::v1::CancelJobRequest cancel;
   cancel.set_job_id(job->id());
   tecl::v1::Job cancelled;
@@ -284,7 +303,6 @@ TEST_F(CoordinatorServerTest, RendezvousOverGrpc) {
 }
 
 TEST_F(CoordinatorServerTest, EveryRpcRefusesACallWithoutTheToken) {
-  StartServer({"s3cret"});
   Stubs anonymous = Stubs::Make(server_->address());
   std::vector<std::pair<std::string, std::function<grpc::Status(grpc::ClientContext*)>>> calls = {
       {"SubmitJob",
@@ -339,6 +357,11 @@ TEST_F(CoordinatorServerTest, EveryRpcRefusesACallWithoutTheToken) {
        [&](auto* c) {
          tecl::v1::RegisterCheckpointResponse r;
          return anonymous.membership->RegisterCheckpoint(c, {}, &r);
+       }},
+      {"RejectCheckpoint",
+       [&](auto* c) {
+         tecl::v1::RejectCheckpointResponse r;
+         return anonymous.membership->RejectCheckpoint(c, {}, &r);
        }},
       {"ListWorkers",
        [&](auto* c) {
@@ -395,12 +418,87 @@ TEST_F(CoordinatorServerTest, EveryRpcRefusesACallWithoutTheToken) {
     grpc::Status status = call(Context().get());
     EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << name;
   }
-  // With the token, calls go through.
+  // With a token, calls go through.
   tecl::v1::ListJobsResponse listed;
   EXPECT_TRUE(stubs_.jobs->ListJobs(Context().get(), {}, &listed).ok());
 }
 
+// Each role reaches only its own rpcs: a valid token of the wrong role is PERMISSION_DENIED
+// (naming the role needed) and changes nothing.
+TEST_F(CoordinatorServerTest, EachRoleReachesOnlyItsRpcs) {
+  Stubs reader = Stubs::Make(server_->address(), tokens_.reader.token, tokens_.reader.token);
+  Stubs loader =
+      Stubs::Make(server_->address(), tokens_.dataloader.token, tokens_.dataloader.token);
+  Stubs user = Stubs::Make(server_->address(), tokens_.user.token, tokens_.user.token);
+  tecl::v1::SubmitJobRequest submit;
+  *submit.mutable_spec() = tecl::testing::SmallSpec(root_);
+  tecl::v1::SubmitJobResponse submitted;
+  // Workers and readers may not submit.
+  grpc::Status status = loader.jobs->SubmitJob(Context().get(), submit, &submitted);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr("user"));
+  status = reader.jobs->SubmitJob(Context().get(), submit, &submitted);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << status.error_message();
+  EXPECT_EQ(JobCount(), 0);
+
+  // A reader may list and watch but not cancel.
+  absl::StatusOr<tecl::v1::Job> job = Submit(submit.spec());
+  ASSERT_TRUE(job.ok()) << job.status();
+  tecl::v1::ListJobsResponse listed;
+  EXPECT_TRUE(reader.jobs->ListJobs(Context().get(), {}, &listed).ok());
+  EXPECT_EQ(listed.jobs_size(), 1);
+  tecl::v1::CancelJobRequest cancel;
+  cancel.set_job_id(job->id());
+  tecl::v1::Job cancelled;
+  status = reader.jobs->CancelJob(Context().get(), cancel, &cancelled);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << status.error_message();
+  // A worker may not list jobs (they hold other teams' specs).
+  status = loader.jobs->ListJobs(Context().get(), {}, &listed);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << status.error_message();
+
+  // Users and readers are not workers: they may not register or heartbeat.
+  tecl::v1::RegisterWorkerRequest reg;
+  reg.mutable_worker()->set_kind(tecl::v1::WORKER_KIND_TRAINER);
+  reg.mutable_worker()->set_threads(1);
+  tecl::v1::RegisterWorkerResponse registered;
+  status = user.membership->RegisterWorker(Context().get(), reg, &registered);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << status.error_message();
+  // A dataloader may not register as a trainer.
+  status = loader.membership->RegisterWorker(Context().get(), reg, &registered);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << status.error_message();
+  tecl::v1::HeartbeatRequest beat;
+  beat.set_worker_id("trainer-000001");
+  tecl::v1::HeartbeatResponse beat_response;
+  status = user.membership->Heartbeat(Context().get(), beat, &beat_response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << status.error_message();
+  // A reader may list workers; a dataloader may not report checkpoints.
+  tecl::v1::ListWorkersResponse workers;
+  EXPECT_TRUE(reader.membership->ListWorkers(Context().get(), {}, &workers).ok());
+  EXPECT_EQ(workers.workers_size(), 0);
+  tecl::v1::RegisterCheckpointRequest checkpoint;
+  checkpoint.set_job_id(job->id());
+  tecl::v1::RegisterCheckpointResponse checkpoint_response;
+  status = loader.membership->RegisterCheckpoint(Context().get(), checkpoint, &checkpoint_response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << status.error_message();
+  // Rendezvous is the trainers'.
+  tecl::v1::StoreSetRequest set;
+  set.mutable_scope()->set_job_id(job->id());
+  set.mutable_scope()->set_attempt(1);
+  set.set_key("k");
+  tecl::v1::StoreSetResponse set_response;
+  status = user.rendezvous->StoreSet(Context().get(), set, &set_response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << status.error_message();
+
+  // Nothing of this changed the job.
+  absl::StatusOr<tecl::v1::Job> after = client_->GetJob(job->id());
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->state(), tecl::v1::JOB_STATE_PENDING);
+  EXPECT_EQ(JobCount(), 1);
+}
+
 TEST_F(CoordinatorServerTest, MalformedRequestsAreInvalidArgumentAndStoreNothing) {
+  Stubs loaders =
+      Stubs::Make(server_->address(), tokens_.user.token, tokens_.dataloader.token);
   std::vector<std::pair<std::string, std::function<grpc::Status()>>> calls;
   auto add = [&](std::string name, std::function<grpc::Status()> call) {
     calls.emplace_back(std::move(name), std::move(call));
@@ -485,7 +583,7 @@ TEST_F(CoordinatorServerTest, MalformedRequestsAreInvalidArgumentAndStoreNothing
     tecl::v1::RegisterWorkerRequest q;
     q.mutable_worker()->set_kind(tecl::v1::WORKER_KIND_DATALOADER);
     tecl::v1::RegisterWorkerResponse r;
-    return stubs_.membership->RegisterWorker(Context().get(), q, &r);
+    return loaders.membership->RegisterWorker(Context().get(), q, &r);
   });
   add("heartbeat without worker id", [&] {
     tecl::v1::HeartbeatResponse r;
@@ -581,7 +679,7 @@ TEST_F(CoordinatorServerTest, AcknowledgedJobsSurviveARestart) {
 }
 
 TEST_F(CoordinatorServerTest, MetricsAreServed) {
-  StartServer({}, /*metrics=*/true);
+  StartServer(/*metrics=*/true);
   ASSERT_TRUE(Submit(tecl::testing::SmallSpec(root_)).ok());
   auto response = tecl::testing::HttpGet("127.0.0.1", server_->metrics_port(), "/metrics");
   ASSERT_TRUE(response.ok()) << response.status();

@@ -24,6 +24,11 @@ std::string FakeWorker::id() const {
   return id_;
 }
 
+std::string FakeWorker::session() const {
+  absl::MutexLock lock(&mu_);
+  return session_;
+}
+
 void FakeWorker::set_outcome(tecl::v1::Outcome outcome) {
   absl::MutexLock lock(&mu_);
   options_.outcome = outcome;
@@ -53,6 +58,7 @@ void FakeWorker::Beat() {
     if (response.ok()) {
       absl::MutexLock lock(&mu_);
       id_ = response->worker_id();
+      session_ = response->session_token();
     }
     return;
   }
@@ -78,7 +84,7 @@ void FakeWorker::Beat() {
   } else {
     request.set_status(tecl::v1::TRAINER_STATUS_IDLE);
   }
-  absl::StatusOr<tecl::v1::HeartbeatResponse> answer = coordinator_->Heartbeat(request);
+  absl::StatusOr<tecl::v1::HeartbeatResponse> answer = coordinator_->Heartbeat(request, session_);
   if (answer.status().code() == absl::StatusCode::kNotFound) {
     absl::MutexLock lock(&mu_);
     id_.clear();
@@ -111,7 +117,7 @@ void FakeWorker::Beat() {
       e->set_num_gallery(40);
       e->set_num_classes(4);
     }
-    coordinator_->ReportOutcome(r).IgnoreError();
+    coordinator_->ReportOutcome(r, session_).IgnoreError();
     running_ = false;
     ++runs_finished_;
   };
@@ -134,7 +140,7 @@ void FakeWorker::Beat() {
       c.mutable_checkpoint()->set_step(step_);
       c.mutable_checkpoint()->set_attempt(assignment_.attempt());
       c.mutable_checkpoint()->set_path(absl::StrCat(assignment_.checkpoint_dir(), "/step-", step_));
-      coordinator_->RegisterCheckpoint(c).IgnoreError();
+      coordinator_->RegisterCheckpoint(c, session_).IgnoreError();
     }
     report(outcome, outcome == tecl::v1::OUTCOME_SUCCEEDED ? "" : options_.reason);
   }

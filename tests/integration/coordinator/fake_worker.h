@@ -45,6 +45,8 @@ class FakeWorker {
   void Stop();
 
   std::string id() const;
+  // The session of the current registration ("" before the first).
+  std::string session() const;
   int64_t runs_finished() const { return runs_finished_.load(); }
   void set_outcome(tecl::v1::Outcome outcome);
 
@@ -57,6 +59,7 @@ class FakeWorker {
 
   mutable absl::Mutex mu_;
   std::string id_ ABSL_GUARDED_BY(mu_);
+  std::string session_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool running_ = false;  // Loop thread only.
   tecl::v1::Assignment assignment_;

@@ -62,7 +62,7 @@ class TeclctlTest : public ::testing::Test {
     dir_ = tecl::testing::MakeTempDir("tecl_teclctl");
     tecl::testing::MakeDataset(dir_);
     WriteSpec("spec.yaml", kSpec);
-    StartServer({});
+    StartServer();
   }
   void TearDown() override {
     workers_.clear();
@@ -70,13 +70,13 @@ class TeclctlTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  void StartServer(std::vector<std::string> tokens) {
+  void StartServer() {
     workers_.clear();
     server_.reset();
     CoordinatorConfig config;
     config.server.address = "127.0.0.1:0";
     config.server.metrics_address = "";
-    config.tokens = tokens;
+    config.server.tokens = tokens_.all();
     config.state_dir = dir_ + "/state";
     config.tick_interval = absl::Milliseconds(20);
     config.coordinator.jobs.limits.max_trainers = 8;
@@ -84,7 +84,8 @@ class TeclctlTest : public ::testing::Test {
     auto server = CoordinatorServer::Start(config);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
-    client_ = tecl::testing::MakeClient(server_->address(), tokens.empty() ? "" : tokens[0]);
+    client_ = tecl::testing::MakeClient(server_->address(), tokens_.user.token);
+    std::ofstream(dir_ + "/user.token") << tokens_.user.token << "\n";
   }
 
   void WriteSpec(const std::string& name, const std::string& yaml) {
@@ -96,7 +97,8 @@ class TeclctlTest : public ::testing::Test {
     const std::string out = dir_ + "/out.txt";
     const std::string err = dir_ + "/err.txt";
     const std::string command = absl::StrCat(
-        "(cd ", dir_, " && env -u TECL_COORDINATOR TECL_HOME=", dir_, "/home ", env, " ", teclctl_,
+        "(cd ", dir_, " && env -u TECL_COORDINATOR -u TECL_AUTH_TOKEN TECL_HOME=", dir_, "/home ",
+        "TECL_TOKEN_FILE=", dir_, "/user.token ", env, " ", teclctl_,
         " --coordinator=", server_->address(), " ", args, " >", out, " 2>", err, ")");
     Result result;
     result.exit_code = tecl::testing::RunCommand(command).exit_code;
@@ -109,8 +111,8 @@ class TeclctlTest : public ::testing::Test {
     const std::string out = dir_ + "/out.txt";
     const std::string err = dir_ + "/err.txt";
     const std::string command =
-        absl::StrCat("(cd ", dir_, " && env -u TECL_COORDINATOR TECL_HOME=", dir_, "/home ", env,
-                     " ", teclctl_, " ", args, " >", out, " 2>", err, ")");
+        absl::StrCat("(cd ", dir_, " && env -u TECL_COORDINATOR -u TECL_AUTH_TOKEN TECL_HOME=", dir_,
+                     "/home TECL_TOKEN_FILE=", dir_, "/user.token ", env, " ", teclctl_, " ", args, " >", out, " 2>", err, ")");
     Result result;
     result.exit_code = tecl::testing::RunCommand(command).exit_code;
     result.out = ReadFile(out);
@@ -150,11 +152,13 @@ class TeclctlTest : public ::testing::Test {
     options.kind = kind;
     options.outcome = outcome;
     options.steps_per_beat = 10;
-    workers_.push_back(std::make_unique<FakeWorker>(client_, options));
+    workers_.push_back(std::make_unique<FakeWorker>(
+        tecl::testing::MakeClient(server_->address(), tokens_.worker(kind).token), options));
     workers_.back()->Start();
     return *workers_.back();
   }
 
+  tecl::testing::TestTokens tokens_;
   std::string teclctl_;
   std::string dir_;
   std::unique_ptr<CoordinatorServer> server_;
@@ -204,7 +208,8 @@ TEST_F(TeclctlTest, JsonOutputIsProtobufJson) {
     worker.set_kind(tecl::v1::WORKER_KIND_DATALOADER);
     worker.set_address("127.0.0.1:5555");
     worker.set_hostname("box");
-    ASSERT_TRUE(client_->RegisterWorker(worker).ok());
+    auto loader = tecl::testing::MakeClient(server_->address(), tokens_.dataloader.token);
+    ASSERT_TRUE(loader->RegisterWorker(worker).ok());
   }
   Result status = Run("--output json status " + id);
   ASSERT_EQ(status.exit_code, 0) << status.err;
@@ -435,14 +440,26 @@ TEST_F(TeclctlTest, AnUnreachableCoordinatorIsExplained) {
   EXPECT_EQ(env.exit_code, 0) << env.err;
 }
 
-TEST_F(TeclctlTest, TokensComeFromAFile) {
-  StartServer({"tok3n"});
-  Result refused = Run("list");
+TEST_F(TeclctlTest, TokensComeFromAFileAndRolesAreEnforced) {
+  Result refused = Run("list", "TECL_TOKEN_FILE=");
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_THAT(refused.err, HasSubstr("--token_file"));
-  std::ofstream(dir_ + "/token") << "tok3n\n";
+  std::ofstream(dir_ + "/token") << tokens_.user.token << "\n";
   Result accepted = Run("list --token_file=" + dir_ + "/token");
   EXPECT_EQ(accepted.exit_code, 0) << accepted.err;
+  Result from_env = Run("list", "TECL_TOKEN_FILE= TECL_AUTH_TOKEN=" + tokens_.reader.token);
+  EXPECT_EQ(from_env.exit_code, 0) << from_env.err;
+
+  // A reader may list but not submit; a worker's token may do neither; nothing is stored.
+  std::ofstream(dir_ + "/reader.token") << tokens_.reader.token << "\n";
+  Result reader_submit = Run("submit spec.yaml --token_file=" + dir_ + "/reader.token");
+  EXPECT_NE(reader_submit.exit_code, 0);
+  EXPECT_THAT(reader_submit.err,
+              HasSubstr("reader dashboard may not make this call: it needs the credentials of a user"));
+  std::ofstream(dir_ + "/trainer.token") << tokens_.trainer.token << "\n";
+  Result trainer_list = Run("list --token_file=" + dir_ + "/trainer.token");
+  EXPECT_NE(trainer_list.exit_code, 0);
+  EXPECT_EQ(JobCount(), 0);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "services/client/coordinator_client.h"
+#include "services/common/auth.h"
 
 namespace tecl::testing {
 
@@ -22,6 +23,20 @@ std::string MakeDataset(const std::string& dir);
 
 // A small valid CPU pretraining spec over `root` (tiny3d, 100 steps).
 tecl::v1::JobSpec SmallSpec(const std::string& root, int trainers = 1, int dataloaders = 1);
+
+// One token per role, as a test cluster's servers accept them (ServerOptions::tokens).
+struct TestTokens {
+  Credential user{Role::kUser, "tester", "user-token-0123456789abcdef"};
+  Credential reader{Role::kReader, "dashboard", "reader-token-0123456789abcdef"};
+  Credential trainer{Role::kTrainer, "trainers", "trainer-token-0123456789abcdef"};
+  Credential dataloader{Role::kDataloader, "loaders", "dataloader-token-0123456789abcdef"};
+
+  std::vector<Credential> all() const { return {user, reader, trainer, dataloader}; }
+  // The worker kind's credential.
+  const Credential& worker(tecl::v1::WorkerKind kind) const {
+    return kind == tecl::v1::WORKER_KIND_DATALOADER ? dataloader : trainer;
+  }
+};
 
 // A gRPC CoordinatorClient of the coordinator at `address`, sending `token` when non-empty.
 std::shared_ptr<CoordinatorClient> MakeClient(const std::string& address,

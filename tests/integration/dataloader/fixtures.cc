@@ -98,6 +98,8 @@ DataLoaderConfig TestConfig() {
   DataLoaderConfig config;
   config.server.address = "127.0.0.1:0";
   config.server.metrics_address = "";  // /metrics over HTTP only where a test scrapes it.
+  // Data-path tests speak plain gRPC; the credential tests set tokens and clear this.
+  config.server.insecure = true;
   config.loader.decode_threads = 2;
   config.data_roots = {TestData().dir};
   return config;

@@ -9,6 +9,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "services/common/auth.h"
 #include "services/coordinator/service/coordinator_server.h"
 #include "tests/integration/dataloader/fixtures.h"
 #include "tests/testing/http_get.h"
@@ -28,11 +29,25 @@ TEST(RegistrationTest, RegistersWithTheCoordinatorAndHeartbeats) {
   coordinator_config.server.metrics_address = "";
   coordinator_config.state_dir = pattern;
   coordinator_config.coordinator.membership.heartbeat_interval = absl::Milliseconds(50);
+  const Credential loaders{Role::kDataloader, "loaders", "dataloader-token-0123456789"};
+  const Credential trainers{Role::kTrainer, "trainers", "trainer-token-0123456789"};
+  coordinator_config.server.tokens = {loaders, trainers};
   auto coordinator = coordinator::CoordinatorServer::Start(coordinator_config);
   ASSERT_TRUE(coordinator.ok()) << coordinator.status();
 
+  // A trainer's token is refused for a dataloader's registration: the loader keeps retrying.
+  DataLoaderConfig wrong = TestConfig();
+  wrong.coordinator = (*coordinator)->address();
+  wrong.coordinator_channel.token = trainers.token;
+  auto impostor = DataLoaderServer::Start(wrong);
+  ASSERT_TRUE(impostor.ok()) << impostor.status();
+  EXPECT_FALSE((*impostor)->membership()->WaitUntilRegistered(absl::Milliseconds(500)));
+  EXPECT_TRUE((*coordinator)->coordinator()->membership().List(tecl::v1::WORKER_KIND_DATALOADER).empty());
+  (*impostor)->Shutdown(absl::Seconds(1));
+
   DataLoaderConfig config = TestConfig();
   config.coordinator = (*coordinator)->address();
+  config.coordinator_channel.token = loaders.token;
   auto server = DataLoaderServer::Start(config);
   ASSERT_TRUE(server.ok()) << server.status();
   MembershipLoop* registration = (*server)->membership();
@@ -106,9 +121,15 @@ TEST(BinaryTest, HelpListsTheFlags) {
     EXPECT_THAT(result.output, HasSubstr(flag));
   }
   tecl::testing::CommandResult bad =
-      tecl::testing::RunCommand(absl::StrCat(bin_dir, "/tecl-dataloader --manifest=/nonexistent --listen=127.0.0.1:0 --register=false"));
+      tecl::testing::RunCommand(absl::StrCat(bin_dir, "/tecl-dataloader --manifest=/nonexistent --listen=127.0.0.1:0 --register=false --insecure"));
   EXPECT_EQ(bad.exit_code, 1) << bad.output;
   EXPECT_THAT(bad.output, HasSubstr("--manifest: \"/nonexistent\" is neither a folder"));
+  // Without credentials the loader refuses to start and says how to give them.
+  tecl::testing::CommandResult bare = tecl::testing::RunCommand(
+      absl::StrCat("env -u TECL_INSECURE -u TECL_AUTH_FILE -u TECL_TOKEN_FILE ", bin_dir,
+                   "/tecl-dataloader --listen=127.0.0.1:0 --metrics_listen= --register=false"));
+  EXPECT_EQ(bare.exit_code, 1) << bare.output;
+  EXPECT_THAT(bare.output, HasSubstr("--insecure"));
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "services/common/auth.h"
 #include "services/dataloader/sampling/sampler.h"
 #include "tests/integration/dataloader/fixtures.h"
 
@@ -286,9 +287,20 @@ TEST(StreamBatchesTest, RequestsAreValidatedAndStreamsLimited) {
   reader->Finish();
 }
 
-TEST(StreamBatchesTest, UnauthenticatedCallsAreRefusedWhenATokenIsConfigured) {
+TEST(StreamBatchesTest, ALoaderWithoutCredentialsDoesNotStart) {
   DataLoaderConfig config = TestConfig();
-  config.tokens = {"s3cret"};
+  config.server.insecure = false;
+  absl::StatusOr<std::unique_ptr<DataLoaderServer>> server = DataLoaderServer::Start(config);
+  ASSERT_FALSE(server.ok());
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(server.status().message(), HasSubstr("--insecure"));
+}
+
+TEST(StreamBatchesTest, OnlyTrainersMayStream) {
+  DataLoaderConfig config = TestConfig();
+  config.server.insecure = false;
+  config.server.tokens = {Credential{Role::kTrainer, "trainers", "s3cret-trainer-token"},
+                          Credential{Role::kUser, "alice", "user-token-0123456789"}};
   auto server = Start(config);
   ASSERT_NE(server, nullptr);
   StreamBatchesRequest request = TrainRequest(TestData().good_csv);
@@ -297,7 +309,11 @@ TEST(StreamBatchesTest, UnauthenticatedCallsAreRefusedWhenATokenIsConfigured) {
   EXPECT_EQ(anonymous.status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   StreamResult wrong = ReadStream(server->address(), request, -1, "guess");
   EXPECT_EQ(wrong.status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  StreamResult allowed = ReadStream(server->address(), request, -1, "s3cret");
+  // A user's token is a valid credential but not a trainer's: refused before any decoding.
+  StreamResult user = ReadStream(server->address(), request, -1, "user-token-0123456789");
+  EXPECT_EQ(user.status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(user.status.error_message(), HasSubstr("trainer"));
+  StreamResult allowed = ReadStream(server->address(), request, -1, "s3cret-trainer-token");
   EXPECT_TRUE(allowed.status.ok()) << allowed.status.error_message();
   EXPECT_EQ(allowed.batches.size(), 1u);
 
@@ -309,7 +325,7 @@ TEST(StreamBatchesTest, UnauthenticatedCallsAreRefusedWhenATokenIsConfigured) {
   EXPECT_EQ(stub->DescribeDataset(&no_token, describe, &info).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
   grpc::ClientContext with_token;
-  with_token.AddMetadata("authorization", "Bearer s3cret");
+  with_token.AddMetadata("authorization", "Bearer s3cret-trainer-token");
   grpc::Status status = stub->DescribeDataset(&with_token, describe, &info);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(info.num_videos(), 8);

@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import pathlib
+import secrets
 import signal
 import subprocess
 import tempfile
@@ -163,13 +164,32 @@ class LocalCluster:
             return path.exists() and path.read_text().strip()
         return wait_for(ready, f"{process.name} to write {path.name}", 60, on_timeout=process.log_tail)
 
+    def write_credentials(self):
+        """One random token per role and the auth file the servers accept them from, as an
+        operator writes them (docs/operations.md): the cluster runs secured, not --insecure."""
+        folder = self.root / "secrets"
+        folder.mkdir(mode=0o700)
+        lines = []
+        self.token_files = {}
+        for role in ("user", "reader", "trainer", "dataloader"):
+            token = secrets.token_hex(32)
+            lines.append(f"{role} live-test {token}")
+            path = folder / f"{role}.token"
+            path.write_text(token + "\n")
+            path.chmod(0o600)
+            self.token_files[role] = str(path)
+        self.auth_file = folder / "auth_file"
+        self.auth_file.write_text("\n".join(lines) + "\n")
+        self.auth_file.chmod(0o600)
+
     def _start(self):
         self.write_dataset()
+        self.write_credentials()
         state = self.root / "state"
         coordinator = self._spawn(
             "coordinator", [str(BIN_DIR / "tecl-coordinator")],
             TECL_STATE_DIR=str(state), TECL_PORT_FILE=str(self.root / "coordinator.addr"),
-            TECL_HEARTBEAT_INTERVAL="200ms")
+            TECL_HEARTBEAT_INTERVAL="200ms", TECL_AUTH_FILE=str(self.auth_file))
         self.coordinator_address = self._read_port_file(coordinator, self.root / "coordinator.addr")
         grpc_port = int(self.coordinator_address.rsplit(":", 1)[1])
         wait_for(lambda: coordinator.find_metrics_port(exclude=[grpc_port]),
@@ -179,14 +199,16 @@ class LocalCluster:
         dataloader = self._spawn(
             "dataloader", [str(BIN_DIR / "tecl-dataloader")],
             TECL_COORDINATOR=self.coordinator_address, TECL_THREADS="1",
-            TECL_PORT_FILE=str(self.root / "dataloader.addr"))
+            TECL_PORT_FILE=str(self.root / "dataloader.addr"), TECL_AUTH_FILE=str(self.auth_file),
+            TECL_TOKEN_FILE=self.token_files["dataloader"])
         loader_port = int(self._read_port_file(dataloader, self.root / "dataloader.addr").rsplit(":", 1)[1])
         wait_for(lambda: dataloader.find_metrics_port(exclude=[loader_port]),
                  "the dataloader's metrics port", 30, on_timeout=dataloader.log_tail)
         self.dataloader = dataloader
 
         trainer = self._spawn("trainer", [str(BIN_DIR / "tecl-worker")],
-                              TECL_COORDINATOR=self.coordinator_address, TECL_THREADS="1")
+                              TECL_COORDINATOR=self.coordinator_address, TECL_THREADS="1",
+                              TECL_TOKEN_FILE=self.token_files["trainer"])
         wait_for(lambda: trainer.find_metrics_port(), "the trainer's metrics port", 60,
                  on_timeout=trainer.log_tail)
         self.trainer = trainer
@@ -220,7 +242,8 @@ class LocalCluster:
 
     def teclctl(self, *arguments, timeout=60):
         return lib.run([str(BIN_DIR / "teclctl"), f"--coordinator={self.coordinator_address}", *arguments],
-                       cwd=self.root, timeout=timeout, env=self._env())
+                       cwd=self.root, timeout=timeout,
+                       env=self._env(TECL_TOKEN_FILE=self.token_files["user"]))
 
     def submit_long_job(self):
         """Submits the CPU demo with one trainer and more steps than the test will wait for;

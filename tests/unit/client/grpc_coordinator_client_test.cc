@@ -49,6 +49,10 @@ class ScriptedMembership final : public tecl::v1::MembershipService::CallbackSer
   grpc::ServerUnaryReactor* ReportOutcome(grpc::CallbackServerContext* context,
                                           const tecl::v1::ReportOutcomeRequest*,
                                           tecl::v1::ReportOutcomeResponse*) override {
+    {
+      absl::MutexLock lock(&mu_);
+      last_session_ = SessionOf(*context);
+    }
     auto* reactor = context->DefaultReactor();
     reactor->Finish(script.Next());
     return reactor;
@@ -62,6 +66,10 @@ class ScriptedMembership final : public tecl::v1::MembershipService::CallbackSer
     hanging_.push_back(reactor);
     return reactor;
   }
+  std::string last_session() {
+    absl::MutexLock lock(&mu_);
+    return last_session_;
+  }
   void FinishHanging() {
     absl::MutexLock lock(&mu_);
     for (auto* reactor : hanging_) reactor->Finish(grpc::Status::CANCELLED);
@@ -72,6 +80,7 @@ class ScriptedMembership final : public tecl::v1::MembershipService::CallbackSer
  private:
   absl::Mutex mu_;
   std::vector<grpc::ServerUnaryReactor*> hanging_;
+  std::string last_session_;
 };
 
 class ScriptedJobs final : public tecl::v1::JobService::CallbackService {
@@ -93,6 +102,7 @@ class GrpcCoordinatorClientTest : public ::testing::Test {
     ServerOptions options;
     options.address = "127.0.0.1:0";
     options.metrics_address = "";
+    options.insecure = true;  // The scripted services check nothing; the client is under test.
     auto server = GrpcServer::Start(options, {&membership_, &jobs_}, nullptr);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
@@ -116,15 +126,16 @@ class GrpcCoordinatorClientTest : public ::testing::Test {
 TEST_F(GrpcCoordinatorClientTest, ReportsAreRetriedWhileUnavailable) {
   membership_.script.Push(grpc::Status(grpc::StatusCode::UNAVAILABLE, "restarting"));
   membership_.script.Push(grpc::Status(grpc::StatusCode::UNAVAILABLE, "restarting"));
-  EXPECT_TRUE(client_->ReportOutcome({}).ok());
+  EXPECT_TRUE(client_->ReportOutcome({}, "session").ok());
   EXPECT_EQ(membership_.script.calls(), 3);
+  EXPECT_EQ(membership_.last_session(), "session") << "the worker's session travels as metadata";
 }
 
 TEST_F(GrpcCoordinatorClientTest, RetriesStopAfterMaxAttemptsWithTheLastError) {
   for (int i = 0; i < 10; ++i) {
     membership_.script.Push(grpc::Status(grpc::StatusCode::UNAVAILABLE, "still down"));
   }
-  absl::Status status = client_->ReportOutcome({});
+  absl::Status status = client_->ReportOutcome({}, "session");
   EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(status.message()), HasSubstr("still down"));
   EXPECT_EQ(membership_.script.calls(), 4);
@@ -132,7 +143,7 @@ TEST_F(GrpcCoordinatorClientTest, RetriesStopAfterMaxAttemptsWithTheLastError) {
 
 TEST_F(GrpcCoordinatorClientTest, OtherErrorsAreNotRetried) {
   membership_.script.Push(grpc::Status(grpc::StatusCode::ABORTED, "attempt 1 is no longer current"));
-  absl::Status status = client_->ReportOutcome({});
+  absl::Status status = client_->ReportOutcome({}, "session");
   EXPECT_EQ(status.code(), absl::StatusCode::kAborted);
   EXPECT_THAT(std::string(status.message()), HasSubstr("no longer current"));
   EXPECT_EQ(membership_.script.calls(), 1);
@@ -151,7 +162,7 @@ TEST_F(GrpcCoordinatorClientTest, ASubmitIsRetriedOnlyWithARequestId) {
 
 TEST_F(GrpcCoordinatorClientTest, EveryCallHasADeadline) {
   // The server never answers: without a deadline this call would block forever.
-  absl::StatusOr<tecl::v1::HeartbeatResponse> response = client_->Heartbeat({});
+  absl::StatusOr<tecl::v1::HeartbeatResponse> response = client_->Heartbeat({}, "session");
   EXPECT_EQ(response.status().code(), absl::StatusCode::kDeadlineExceeded);
 }
 

@@ -73,8 +73,10 @@ class MembershipLoopTest : public ::testing::Test {
 TEST_F(MembershipLoopTest, RegistersAndHeartbeatsWithTheWorkersReport) {
   std::atomic<int> filled{0};
   MembershipLoop::Hooks hooks;
-  hooks.before_heartbeat = [&](const std::string& id, tecl::v1::HeartbeatRequest* request) {
-    EXPECT_FALSE(id.empty());
+  hooks.before_heartbeat = [&](const MembershipLoop::Registration& registration,
+                               tecl::v1::HeartbeatRequest* request) {
+    EXPECT_FALSE(registration.worker_id.empty());
+    EXPECT_EQ(registration.session.size(), 64u);
     ++filled;
   };
   std::atomic<int> answers{0};

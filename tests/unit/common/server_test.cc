@@ -16,20 +16,21 @@
 #include "services/common/server.h"
 #include "tecl/v1/coordinator_service.grpc.pb.h"
 #include "tests/testing/http_get.h"
+#include "tests/testing/test_pki.h"
 
 namespace tecl {
 namespace {
 
 using ::testing::HasSubstr;
 
-// A service with one rpc, guarded the way every TECL adapter is.
+// A service with one rpc, guarded the way every TECL adapter is: users and readers may call it.
 class GuardedService final : public tecl::v1::JobService::CallbackService {
  public:
-  explicit GuardedService(TokenAuthenticator auth) : auth_(std::move(auth)) {}
+  explicit GuardedService(Authenticator auth) : auth_(std::move(auth)) {}
   grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* context,
                                    const tecl::v1::GetJobRequest* request,
                                    tecl::v1::Job* response) override {
-    if (auto* refused = RejectUnauthenticated(context, auth_)) return refused;
+    if (auto* refused = Refuse(context, auth_, {Role::kUser, Role::kReader})) return refused;
     ++handled_;
     response->set_id(request->job_id());
     auto* reactor = context->DefaultReactor();
@@ -39,7 +40,7 @@ class GuardedService final : public tecl::v1::JobService::CallbackService {
   int handled() const { return handled_; }
 
  private:
-  TokenAuthenticator auth_;
+  Authenticator auth_;
   std::atomic<int> handled_{0};
 };
 
@@ -50,8 +51,13 @@ std::string TempDir() {
 
 class ServerTest : public ::testing::Test {
  protected:
-  void StartServer(std::vector<std::string> tokens, ServerOptions options = {}) {
-    service_ = std::make_unique<GuardedService>(TokenAuthenticator(std::move(tokens)));
+  // With these tokens; none = an --insecure server.
+  void StartServer(std::vector<Credential> tokens, ServerOptions options = {}) {
+    options.tokens = std::move(tokens);
+    options.insecure = options.tokens.empty() && options.tls_ca_file.empty();
+    absl::StatusOr<Authenticator> auth = MakeAuthenticator(options);
+    ASSERT_TRUE(auth.ok()) << auth.status();
+    service_ = std::make_unique<GuardedService>(*std::move(auth));
     options.address = options.address == "0.0.0.0:0" ? "127.0.0.1:0" : options.address;
     options.metrics_address = "127.0.0.1:0";
     metrics::RegisterProcessMetrics(registry_);
@@ -86,38 +92,117 @@ TEST_F(ServerTest, BindsPortZeroAndReportsTheBoundPort) {
   EXPECT_EQ(DialableAddress("10.1.2.3:0", 81), "10.1.2.3:81");
 }
 
-TEST_F(ServerTest, AuthOffAcceptsCallsWithoutToken) {
+const Credential kAlice{Role::kUser, "alice", "alice-token-0123456789"};
+const Credential kGrafana{Role::kReader, "grafana", "grafana-token-0123456789"};
+const Credential kWorkers{Role::kTrainer, "workers", "workers-token-0123456789"};
+
+ChannelOptions WithToken(const Credential& credential) {
+  ChannelOptions options;
+  options.token = credential.token;
+  return options;
+}
+
+TEST_F(ServerTest, AnInsecureServerAcceptsCallsWithoutTokenAndSaysSo) {
   StartServer({});
   tecl::v1::Job job;
   ASSERT_TRUE(CallGetJob({}, &job).ok());
   EXPECT_EQ(job.id(), "job-1");
+  auto metrics = testing::HttpGet("127.0.0.1", server_->metrics_port(), "/metrics");
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_THAT(metrics->body, HasSubstr("tecl_insecure 1"));
 }
 
-TEST_F(ServerTest, AuthAcceptsTheRightTokenAndRefusesMissingOrWrong) {
-  StartServer({"s3cret", "worker-token"});
+TEST(ServerCredentialsTest, AServerWithoutCredentialsRefusesToStart) {
+  ServerOptions options;
+  options.address = "127.0.0.1:0";
+  options.metrics_address = "";
+  tecl::v1::JobService::Service service;  // Any rpcs of its own (here all UNIMPLEMENTED).
+  absl::StatusOr<std::unique_ptr<GrpcServer>> server =
+      GrpcServer::Start(options, {&service}, nullptr);
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(server.status().message()), HasSubstr("--auth_file"));
+  EXPECT_THAT(std::string(server.status().message()), HasSubstr("--insecure"));
+  EXPECT_EQ(MakeAuthenticator(options).status().code(), absl::StatusCode::kFailedPrecondition);
+  // A CA alone is no credential: the server has no certificate to do mutual TLS with.
+  options.tls_ca_file = "/etc/ssl/certs/ca-certificates.crt";
+  EXPECT_EQ(GrpcServer::Start(options, {&service}, nullptr).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ServerTest, TokensCarryRolesAndEachRpcAdmitsOnlyItsRoles) {
+  StartServer({kAlice, kGrafana, kWorkers});
   tecl::v1::Job job;
-  ChannelOptions right;
-  right.token = "s3cret";
-  EXPECT_TRUE(CallGetJob(right, &job).ok());
-  right.token = "worker-token";
-  EXPECT_TRUE(CallGetJob(right, &job).ok());
+  EXPECT_TRUE(CallGetJob(WithToken(kAlice), &job).ok());
+  EXPECT_TRUE(CallGetJob(WithToken(kGrafana), &job).ok());
   EXPECT_EQ(service_->handled(), 2);
+
+  grpc::Status trainer = CallGetJob(WithToken(kWorkers), &job);
+  EXPECT_EQ(trainer.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(trainer.error_message(), HasSubstr("trainer workers may not make this call"));
+  EXPECT_THAT(trainer.error_message(), HasSubstr("it needs the credentials of a user or a reader"));
 
   grpc::Status missing = CallGetJob({}, &job);
   EXPECT_EQ(missing.error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_THAT(missing.error_message(), HasSubstr("missing bearer token"));
+  EXPECT_THAT(missing.error_message(), HasSubstr("missing credentials"));
 
-  ChannelOptions wrong;
-  wrong.token = "s3cre";
-  grpc::Status refused = CallGetJob(wrong, &job);
-  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_THAT(refused.error_message(), HasSubstr("wrong bearer token"));
+  // Neither a prefix nor an extension of a token is the token.
+  for (const std::string& wrong : {kAlice.token.substr(0, 10), kAlice.token + "x", std::string("")}) {
+    ChannelOptions options;
+    options.token = wrong;
+    grpc::Status refused = CallGetJob(options, &job);
+    EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAUTHENTICATED) << wrong;
+  }
   // Refused calls never reach the logic.
   EXPECT_EQ(service_->handled(), 2);
 }
 
+TEST(AuthFileTest, ReadsRolesNamesAndTokensAndRefusesBadLines) {
+  const std::string dir = TempDir();
+  const std::string file = dir + "/auth";
+  std::ofstream(file) << "# role name token\n  user alice alice-token-0123456789  \n\n"
+                         "trainer workers workers-token-0123456789\n";
+  auto credentials = LoadAuthFile(file);
+  ASSERT_TRUE(credentials.ok()) << credentials.status();
+  ASSERT_EQ(credentials->size(), 2u);
+  EXPECT_EQ((*credentials)[0].role, Role::kUser);
+  EXPECT_EQ((*credentials)[0].name, "alice");
+  EXPECT_EQ((*credentials)[1].token, "workers-token-0123456789");
+
+  std::ofstream(dir + "/bad-role") << "admin root root-token-0123456789\n";
+  EXPECT_THAT(std::string(LoadAuthFile(dir + "/bad-role").status().message()),
+              HasSubstr("line 1: \"admin\" is not a role"));
+  std::ofstream(dir + "/two-fields") << "# ok\nuser alice-token-0123456789\n";
+  EXPECT_THAT(std::string(LoadAuthFile(dir + "/two-fields").status().message()),
+              HasSubstr("line 2: expected `<role> <name> <token>`"));
+  std::ofstream(dir + "/short") << "user alice short\n";
+  EXPECT_THAT(std::string(LoadAuthFile(dir + "/short").status().message()),
+              HasSubstr("use at least 16"));
+  std::ofstream(dir + "/empty") << "\n# nothing\n";
+  EXPECT_EQ(LoadAuthFile(dir + "/empty").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(LoadAuthFile(dir + "/absent").status().code(), absl::StatusCode::kNotFound);
+
+  AuthOptions twice;
+  twice.tokens = {kAlice, {Role::kTrainer, "copy", kAlice.token}};
+  EXPECT_THAT(std::string(Authenticator::Create(twice).status().message()),
+              HasSubstr("share one token"));
+}
+
+TEST(TokenFileTest, TheFirstLineOrTheEnvironment) {
+  const std::string dir = TempDir();
+  std::ofstream(dir + "/token") << "# comment\n  tok-a  \ntok-b\n";
+  EXPECT_EQ(*LoadToken(dir + "/token"), "tok-a");
+  std::ofstream(dir + "/empty") << "\n# nothing\n";
+  EXPECT_EQ(LoadToken(dir + "/empty").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(LoadToken(dir + "/absent").status().message()), HasSubstr("/absent"));
+  unsetenv(kAuthTokenEnv);
+  EXPECT_EQ(*LoadToken(""), "");
+  setenv(kAuthTokenEnv, "from-env", 1);
+  EXPECT_EQ(*LoadToken(""), "from-env");
+  unsetenv(kAuthTokenEnv);
+}
+
 TEST_F(ServerTest, HealthServiceAnswersAndGoesNotServingOnShutdown) {
-  StartServer({"s3cret"});  // Health stays open without a token (probes).
+  StartServer({kAlice});  // Health stays open without a token (probes).
   auto channel = MakeChannel(server_->local_address(), {});
   ASSERT_TRUE(channel.ok());
   auto health = grpc::health::v1::Health::NewStub(*channel);
@@ -133,8 +218,8 @@ TEST_F(ServerTest, HealthServiceAnswersAndGoesNotServingOnShutdown) {
   EXPECT_FALSE(health->Check(&after, request, &response).ok());
 }
 
-// A process that serves nothing but health (a trainer) still starts, answers health checks and
-// refuses other methods with UNIMPLEMENTED.
+// A process that serves nothing but health (a trainer) has nothing to guard: it starts without
+// credentials, answers health checks and refuses other methods with UNIMPLEMENTED.
 TEST(HealthOnlyServerTest, ServesHealthAndRefusesEverythingElse) {
   metrics::Registry registry;
   ServerOptions options;
@@ -159,11 +244,9 @@ TEST(HealthOnlyServerTest, ServesHealthAndRefusesEverythingElse) {
 }
 
 TEST_F(ServerTest, MetricsEndpointPassesPromtoolAndCountsRpcs) {
-  StartServer({"s3cret"});
+  StartServer({kAlice});
   tecl::v1::Job job;
-  ChannelOptions right;
-  right.token = "s3cret";
-  ASSERT_TRUE(CallGetJob(right, &job).ok());
+  ASSERT_TRUE(CallGetJob(WithToken(kAlice), &job).ok());
   ASSERT_FALSE(CallGetJob({}, &job).ok());
   auto& histogram = metrics::BuildHistogram().Name("tecl_test_step_seconds").Help("Step time.").Register(registry_);
   histogram.Add({{"rank", "0"}}, metrics::Histogram::ExponentialBuckets(0.01, 2, 8)).Observe(0.3);
@@ -178,6 +261,7 @@ TEST_F(ServerTest, MetricsEndpointPassesPromtoolAndCountsRpcs) {
   EXPECT_THAT(response->body, HasSubstr("tecl_grpc_server_handled_total{code=\"UNAUTHENTICATED\",method=\"/tecl.v1.JobService/GetJob\"} 1"));
   EXPECT_THAT(response->body, HasSubstr("process_resident_memory_bytes "));
   EXPECT_THAT(response->body, HasSubstr("tecl_build_info{version="));
+  EXPECT_THAT(response->body, HasSubstr("tecl_insecure 0"));
 
   const testing::CommandResult promtool = testing::RunCommand("promtool check metrics", response->body);
   EXPECT_EQ(promtool.exit_code, 0) << promtool.output << "\n---\n" << response->body;
@@ -197,6 +281,7 @@ TEST_F(ServerTest, PromtoolRejectsBrokenExposition) {
 TEST_F(ServerTest, BusyAddressIsUnavailable) {
   StartServer({});
   ServerOptions options;
+  options.insecure = true;
   options.address = server_->address();
   options.metrics_address = "";
   auto second = GrpcServer::Start(options, {}, nullptr);
@@ -204,63 +289,123 @@ TEST_F(ServerTest, BusyAddressIsUnavailable) {
   EXPECT_THAT(second.status().message(), HasSubstr("cannot listen on"));
 }
 
-TEST(AuthTokensTest, LoadsTokensFromFileAndEnvironment) {
-  const std::string dir = TempDir();
-  const std::string file = dir + "/tokens";
-  std::ofstream(file) << "# comment\n  tok-a  \n\ntok-b\n";
-  auto tokens = LoadTokens(file);
-  ASSERT_TRUE(tokens.ok());
-  EXPECT_THAT(*tokens, ::testing::ElementsAre("tok-a", "tok-b"));
+class MutualTlsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<testing::TestPki> pki = testing::TestPki::Create(TempDir());
+    ASSERT_TRUE(pki.ok()) << pki.status();
+    pki_ = *std::move(pki);
+    server_cert_ = *pki_.Issue("server", "coordinator:test", {"coordinator.test"});
+  }
 
-  std::ofstream(dir + "/empty") << "\n# nothing\n";
-  EXPECT_EQ(LoadTokens(dir + "/empty").status().code(), absl::StatusCode::kInvalidArgument);
-  auto missing = LoadTokens(dir + "/absent");
-  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(missing.status().message(), HasSubstr("/absent"));
+  // A server that requires client certificates (and accepts `tokens` too).
+  void Start(std::vector<Credential> tokens = {}) {
+    ServerOptions options;
+    options.address = "127.0.0.1:0";
+    options.metrics_address = "";
+    options.tls_cert_file = server_cert_.cert;
+    options.tls_key_file = server_cert_.key;
+    options.tls_ca_file = pki_.ca();
+    options.tokens = std::move(tokens);
+    absl::StatusOr<Authenticator> auth = MakeAuthenticator(options);
+    ASSERT_TRUE(auth.ok()) << auth.status();
+    service_ = std::make_unique<GuardedService>(*std::move(auth));
+    auto server = GrpcServer::Start(options, {service_.get()}, nullptr);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+  }
 
-  unsetenv(kAuthTokenEnv);
-  EXPECT_TRUE(LoadTokens("")->empty());
-  setenv(kAuthTokenEnv, "from-env", 1);
-  EXPECT_THAT(*LoadTokens(""), ::testing::ElementsAre("from-env"));
-  unsetenv(kAuthTokenEnv);
+  // GetJob with `client`'s certificate (none when empty) over TLS verified by the CA.
+  grpc::Status Call(const testing::TestCertificate* client, const std::string& token = "",
+                    const std::string& address = "", const std::string& server_name = "") {
+    ChannelOptions options;
+    options.tls_ca_file = pki_.ca();
+    if (client != nullptr) {
+      options.tls_cert_file = client->cert;
+      options.tls_key_file = client->key;
+    }
+    options.token = token;
+    options.tls_server_name = server_name;
+    auto channel = MakeChannel(address.empty() ? server_->local_address() : address, options);
+    EXPECT_TRUE(channel.ok()) << channel.status();
+    auto stub = tecl::v1::JobService::NewStub(*channel);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    tecl::v1::GetJobRequest request;
+    tecl::v1::Job job;
+    return stub->GetJob(&context, request, &job);
+  }
+
+  testing::TestPki pki_;
+  testing::TestCertificate server_cert_;
+  std::unique_ptr<GuardedService> service_;
+  std::unique_ptr<GrpcServer> server_;
+};
+
+TEST_F(MutualTlsTest, TheClientCertificateNamesThePrincipal) {
+  Start();
+  const testing::TestCertificate alice = *pki_.Issue("alice", "user:alice");
+  const testing::TestCertificate worker = *pki_.Issue("worker", "trainer:node-7");
+  const testing::TestCertificate nameless = *pki_.Issue("nameless", "alice");
+  EXPECT_TRUE(Call(&alice).ok());
+  grpc::Status trainer = Call(&worker);
+  EXPECT_EQ(trainer.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(trainer.error_message(), HasSubstr("trainer node-7 may not make this call"));
+  grpc::Status bad_name = Call(&nameless);
+  EXPECT_EQ(bad_name.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(bad_name.error_message(), HasSubstr("<role>:<name>"));
+  // No client certificate: the handshake itself is refused.
+  EXPECT_FALSE(Call(nullptr).ok());
+  EXPECT_EQ(service_->handled(), 1);
 }
 
-TEST(TlsTest, ServesOverTlsWithTokenAndRefusesPlaintext) {
-  const std::string dir = TempDir();
-  const std::string cmd = absl::StrCat(
-      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
-      "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout ", dir, "/key.pem -out ", dir,
-      "/cert.pem");
-  ASSERT_EQ(testing::RunCommand(cmd).exit_code, 0);
-  GuardedService service(TokenAuthenticator({"tls-token"}));
+TEST_F(MutualTlsTest, ATokenAndACertificateMustAgree) {
+  Start({kAlice, kWorkers});
+  const testing::TestCertificate alice = *pki_.Issue("alice", "user:alice");
+  EXPECT_TRUE(Call(&alice, kAlice.token).ok());
+  grpc::Status mixed = Call(&alice, kWorkers.token);
+  EXPECT_EQ(mixed.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(mixed.error_message(), HasSubstr("use the credentials of one principal"));
+}
+
+TEST_F(MutualTlsTest, CertificatesFromAnotherAuthorityAreRefused) {
+  Start();
+  absl::StatusOr<testing::TestPki> other = testing::TestPki::Create(TempDir());
+  ASSERT_TRUE(other.ok());
+  const testing::TestCertificate forged = *other->Issue("alice", "user:alice");
+  EXPECT_FALSE(Call(&forged).ok());
+  EXPECT_EQ(service_->handled(), 0);
+}
+
+TEST_F(MutualTlsTest, TheServerNameCanBeOverridden) {
+  Start();
+  const testing::TestCertificate alice = *pki_.Issue("alice", "user:alice");
+  // --tls_server_name: the name to expect in the certificate instead of the dialled host.
+  EXPECT_TRUE(Call(&alice, "", server_->local_address(), "coordinator.test").ok());
+  EXPECT_FALSE(Call(&alice, "", server_->local_address(), "elsewhere.test").ok());
+}
+
+TEST_F(MutualTlsTest, PlaintextClientsAndMissingFilesAreRefused) {
+  Start();
+  ChannelOptions plain;
+  auto stub = tecl::v1::JobService::NewStub(*MakeChannel(server_->local_address(), plain));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+  tecl::v1::GetJobRequest request;
+  tecl::v1::Job job;
+  EXPECT_FALSE(stub->GetJob(&context, request, &job).ok());
   ServerOptions options;
   options.address = "127.0.0.1:0";
   options.metrics_address = "";
-  options.tls_cert_file = dir + "/cert.pem";
-  options.tls_key_file = dir + "/key.pem";
-  auto server = GrpcServer::Start(options, {&service}, nullptr);
-  ASSERT_TRUE(server.ok()) << server.status();
-
-  ChannelOptions client;
-  client.token = "tls-token";
-  client.tls_ca_file = dir + "/cert.pem";
-  auto channel = MakeChannel((*server)->local_address(), client);
-  ASSERT_TRUE(channel.ok());
-  auto stub = tecl::v1::JobService::NewStub(*channel);
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  tecl::v1::GetJobRequest request;
-  tecl::v1::Job job;
-  EXPECT_TRUE(stub->GetJob(&context, request, &job).ok());
-
-  client.tls_ca_file.clear();  // Plaintext client against a TLS port.
-  auto plain = tecl::v1::JobService::NewStub(*MakeChannel((*server)->local_address(), client));
-  grpc::ClientContext plain_context;
-  plain_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
-  EXPECT_FALSE(plain->GetJob(&plain_context, request, &job).ok());
-
-  options.tls_key_file = dir + "/absent.pem";
+  options.tls_cert_file = server_cert_.cert;
+  options.tls_key_file = pki_.ca() + ".absent";
+  options.tls_ca_file = pki_.ca();
   EXPECT_EQ(GrpcServer::Start(options, {}, nullptr).status().code(), absl::StatusCode::kNotFound);
+  ChannelOptions half;
+  half.tls_ca_file = pki_.ca();
+  half.tls_cert_file = server_cert_.cert;
+  EXPECT_EQ(MakeChannel(server_->local_address(), half).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // heartbeat timeouts, recovery, cancellation, restarts, stale attempts, restore.
 #include "services/coordinator/manager/coordinator.h"
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -101,6 +102,8 @@ class CoordinatorTest : public ::testing::Test {
     coordinator_->membership().Register(info, [&](auto r) { result = std::move(r); });
     EXPECT_TRUE(result.has_value() && result->ok());
     EXPECT_EQ((*result)->heartbeat_interval_ms(), 1000);
+    EXPECT_EQ((*result)->session_token().size(), 64u);
+    sessions_[(*result)->worker_id()] = (*result)->session_token();
     return (*result)->worker_id();
   }
   std::string Trainer(const std::string& host = "h1") {
@@ -125,7 +128,8 @@ class CoordinatorTest : public ::testing::Test {
       request.mutable_progress()->mutable_loss()->set_total(1.5);
     }
     std::optional<absl::StatusOr<HeartbeatResponse>> result;
-    coordinator_->membership().Heartbeat(request, [&](auto r) { result = std::move(r); });
+    coordinator_->membership().Heartbeat(request, sessions_[worker],
+                                         [&](auto r) { result = std::move(r); });
     EXPECT_TRUE(result.has_value());
     return *result;
   }
@@ -157,7 +161,8 @@ class CoordinatorTest : public ::testing::Test {
     request.set_reason(reason);
     request.set_step(step);
     std::optional<absl::Status> result;
-    coordinator_->attempts().ReportOutcome(request, [&](absl::Status s) { result = s; });
+    coordinator_->attempts().ReportOutcome(request, sessions_[worker],
+                                           [&](absl::Status s) { result = s; });
     EXPECT_TRUE(result.has_value());
     return *result;
   }
@@ -172,7 +177,8 @@ class CoordinatorTest : public ::testing::Test {
     request.mutable_checkpoint()->set_path(path.empty() ? "/ckpt/step-" + std::to_string(step)
                                                         : path);
     std::optional<absl::Status> result;
-    coordinator_->checkpoints().Register(request, [&](absl::Status s) { result = s; });
+    coordinator_->checkpoints().Register(request, sessions_[worker],
+                                         [&](absl::Status s) { result = s; });
     EXPECT_TRUE(result.has_value());
     return *result;
   }
@@ -235,6 +241,7 @@ class CoordinatorTest : public ::testing::Test {
 
   FakeClock clock_;
   FakeJobStore store_;
+  std::map<std::string, std::string> sessions_;  // Worker id -> session token.
   std::unique_ptr<Rendezvous> rendezvous_;
   std::unique_ptr<metrics::Registry> registry_;
   std::unique_ptr<Coordinator> coordinator_;
@@ -605,6 +612,78 @@ TEST_F(CoordinatorTest, OutcomesAreEventsOfTheirAttemptWithTheExactStep) {
   EXPECT_THAT(outcomes, ElementsAre(std::make_pair(1, 22), std::make_pair(1, 23)));
 }
 
+// ---- Sessions: a worker calls only as itself, only for what it was assigned ----
+
+TEST_F(CoordinatorTest, ForgedWorkerCallsAreRefusedAndChangeNothing) {
+  const std::string a = SubmitOk(Spec(2, 1));
+  const std::string b = SubmitOk(Spec(1, 1));
+  for (int i = 0; i < 3; ++i) Trainer();
+  for (int i = 0; i < 3; ++i) Loader();
+  coordinator_->Tick();
+  const std::string r0 = Get(a).ranks(0).worker_id();
+  const std::string r1 = Get(a).ranks(1).worker_id();
+  const std::string other = Get(b).ranks(0).worker_id();
+  StartRank(r0);
+  StartRank(r1);
+  StartRank(other);
+  const int64_t batches = store_.batches_written();
+  const Job before = Get(a);
+  const size_t events = coordinator_->jobs().ListEvents(a, 0, 0)->size();
+  auto denied = [](const absl::Status& s) {
+    return s.code() == absl::StatusCode::kPermissionDenied;
+  };
+
+  // Rank 1 (its own session) claims rank 0's success: it was not placed as rank 0.
+  EXPECT_TRUE(denied(Report(r1, a, 1, 0, tecl::v1::OUTCOME_SUCCEEDED)));
+  // ... or reports for an attempt it did not run.
+  EXPECT_TRUE(denied(Report(r1, a, 2, 1, tecl::v1::OUTCOME_FAILED)));
+  // Another job's trainer reports for this job.
+  EXPECT_TRUE(denied(Report(other, a, 1, 0, tecl::v1::OUTCOME_FATAL)));
+  // Rank 1 registers a checkpoint (only rank 0 may): it would become the resume point.
+  EXPECT_TRUE(denied(Checkpoint(r1, a, 1, 100, "/elsewhere/evil.tecl")));
+  // A worker calls under another's id with its own session.
+  std::swap(sessions_[r0], sessions_[other]);
+  EXPECT_TRUE(denied(Report(r0, a, 1, 0, tecl::v1::OUTCOME_SUCCEEDED)));
+  EXPECT_TRUE(denied(Checkpoint(r0, a, 1, 100)));
+  EXPECT_TRUE(denied(Beat(r0).status()));
+  std::swap(sessions_[r0], sessions_[other]);
+  // No session at all.
+  EXPECT_TRUE(denied(coordinator_->membership().CheckRendezvousCaller("", a, 1)));
+  // The rendezvous of another job, or of another attempt of its own.
+  EXPECT_TRUE(denied(coordinator_->membership().CheckRendezvousCaller(sessions_[other], a, 1)));
+  EXPECT_TRUE(denied(coordinator_->membership().CheckRendezvousCaller(sessions_[r0], a, 2)));
+  EXPECT_TRUE(coordinator_->membership().CheckRendezvousCaller(sessions_[r0], a, 1).ok());
+  // A dataloader of the job is not in its process group.
+  const std::string loader = Get(a).ranks(0).dataloader_ids(0);
+  EXPECT_TRUE(denied(coordinator_->membership().CheckRendezvousCaller(sessions_[loader], a, 1)));
+
+  // Nothing changed.
+  EXPECT_EQ(store_.batches_written(), batches);
+  const Job after = Get(a);
+  EXPECT_EQ(after.state(), kRunning);
+  EXPECT_EQ(after.attempt(), before.attempt());
+  EXPECT_FALSE(after.has_latest_checkpoint());
+  EXPECT_EQ(coordinator_->jobs().ListEvents(a, 0, 0)->size(), events);
+  // The real rank 0 still can.
+  EXPECT_TRUE(Checkpoint(r0, a, 1, 100).ok());
+  EXPECT_TRUE(Report(r0, a, 1, 0, tecl::v1::OUTCOME_SUCCEEDED).ok());
+  EXPECT_EQ(Get(a).state(), kSucceeded);
+}
+
+TEST_F(CoordinatorTest, SessionsSurviveACoordinatorRestartAndAreNeverListed) {
+  const std::string t = Trainer();
+  for (const auto& w : coordinator_->membership().List(tecl::v1::WORKER_KIND_UNSPECIFIED)) {
+    EXPECT_TRUE(w.session_sha256().empty());
+  }
+  Start();  // A restart on the same store.
+  EXPECT_TRUE(Beat(t).ok());
+  const std::string forged = sessions_[t];
+  sessions_[t] = std::string(64, '0');
+  EXPECT_EQ(Beat(t).status().code(), absl::StatusCode::kPermissionDenied);
+  sessions_[t] = forged;
+  EXPECT_TRUE(Beat(t).ok());
+}
+
 TEST_F(CoordinatorTest, ALostDataloaderIsReplacedTheSameWay) {
   const std::string id = SubmitOk(Spec(1, 1));
   const std::string t = Trainer();
@@ -786,7 +865,7 @@ TEST_F(CoordinatorTest, CheckpointsAreValidatedAndTheNewestIsTheJobs) {
   empty.set_job_id(id);
   empty.mutable_checkpoint()->set_attempt(1);
   std::optional<absl::Status> status;
-  coordinator_->checkpoints().Register(empty, [&](absl::Status s) { status = s; });
+  coordinator_->checkpoints().Register(empty, sessions_[t], [&](absl::Status s) { status = s; });
   EXPECT_EQ(status->code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Checkpoint(t, id, 1, 1001).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(Checkpoint(t, id, 1, 30).ok());
@@ -795,6 +874,117 @@ TEST_F(CoordinatorTest, CheckpointsAreValidatedAndTheNewestIsTheJobs) {
   EXPECT_EQ(Get(id).latest_checkpoint().step(), 30);
   EXPECT_EQ(Stored(id).checkpoints.size(), 3u);
   EXPECT_EQ(Stored(id).job.latest_checkpoint().step(), 30);
+}
+
+absl::Status Reject(Coordinator& coordinator, const std::string& worker, const std::string& session,
+                    const std::string& job, int attempt, const tecl::v1::Checkpoint& checkpoint) {
+  tecl::v1::RejectCheckpointRequest request;
+  request.set_worker_id(worker);
+  request.set_job_id(job);
+  request.set_attempt(attempt);
+  *request.mutable_checkpoint() = checkpoint;
+  request.set_reason("SHA-256 differs from the registered one");
+  std::optional<absl::Status> status;
+  coordinator.checkpoints().Reject(request, session, [&](absl::Status s) { status = s; });
+  EXPECT_TRUE(status.has_value());
+  return *status;
+}
+
+// A corrupt newest checkpoint: the rank that finds it rejects it, the job falls back to the one
+// before (with an event), the next attempt resumes from that one, and a restart remembers.
+TEST_F(CoordinatorTest, ARejectedCheckpointIsNeverOfferedAgain) {
+  const std::string id = SubmitOk(Spec(1, 1));
+  const std::string t = Trainer();
+  const std::string l = Loader();
+  coordinator_->Tick();
+  StartRank(t);
+  ASSERT_TRUE(Checkpoint(t, id, 1, 100).ok());
+  ASSERT_TRUE(Checkpoint(t, id, 1, 200).ok());
+  ASSERT_TRUE(Report(t, id, 1, 0, tecl::v1::OUTCOME_FAILED, "peer died").ok());
+  coordinator_->Tick();
+  tecl::v1::Assignment a = TakeAssignment(t);
+  ASSERT_EQ(a.resume_candidates_size(), 2);
+  EXPECT_EQ(a.resume_candidates(0).step(), 200);
+  EXPECT_EQ(a.resume_candidates(1).step(), 100);
+  EXPECT_EQ(a.resume_from().step(), 200);
+  // The trainer of attempt 2 finds step 200 corrupt.
+  ASSERT_TRUE(Reject(*coordinator_, t, sessions_[t], id, 2, a.resume_candidates(0)).ok());
+  EXPECT_TRUE(Reject(*coordinator_, t, sessions_[t], id, 2, a.resume_candidates(0)).ok())
+      << "a second rank saying so too";
+  EXPECT_EQ(Get(id).latest_checkpoint().step(), 100);
+  bool event = false;
+  const auto events = coordinator_->jobs().ListEvents(id, 0, 0);
+  for (const auto& e : *events) {
+    if (e.type() != "checkpoint_rejected") continue;
+    event = true;
+    EXPECT_EQ(e.step(), 200);
+    EXPECT_THAT(e.reason(), HasSubstr("/ckpt/step-200: SHA-256 differs"));
+  }
+  EXPECT_TRUE(event);
+  // Refused: a checkpoint the job does not have; a worker of no attempt of the job.
+  tecl::v1::Checkpoint unknown;
+  unknown.set_step(300);
+  unknown.set_attempt(1);
+  EXPECT_EQ(Reject(*coordinator_, t, sessions_[t], id, 2, unknown).code(),
+            absl::StatusCode::kNotFound);
+  const std::string stranger = Trainer();
+  EXPECT_EQ(Reject(*coordinator_, stranger, sessions_[stranger], id, 2, a.resume_candidates(1))
+                .code(),
+            absl::StatusCode::kPermissionDenied);
+  // The next attempt starts from step 100, also after a coordinator restart.
+  StartRank(t);
+  ASSERT_TRUE(Report(t, id, 2, 0, tecl::v1::OUTCOME_FAILED, "again").ok());
+  Start();
+  EXPECT_EQ(Get(id).latest_checkpoint().step(), 100);
+  EXPECT_TRUE(Beat(t).ok());
+  EXPECT_TRUE(Beat(l).ok());
+  coordinator_->Tick();
+  a = TakeAssignment(t);
+  EXPECT_EQ(a.attempt(), 3);
+  ASSERT_EQ(a.resume_candidates_size(), 1);
+  EXPECT_EQ(a.resume_from().step(), 100);
+}
+
+TEST_F(CoordinatorTest, CheckpointFoldersAreConfined) {
+  CoordinatorOptions options = Options();
+  options.jobs.limits.checkpoints.emplace();
+  options.jobs.limits.checkpoints->roots = {"/shared/ckpt"};
+  options.jobs.limits.checkpoints->default_root = "/state/checkpoints";
+  Start(options);
+  JobSpec spec = Spec();
+  spec.mutable_checkpoint()->set_dir("/home/other-team/ckpt");
+  absl::StatusOr<Job> outside = Submit(spec);
+  EXPECT_EQ(outside.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(outside.status().message()),
+              HasSubstr("checkpoint.dir: \"/home/other-team/ckpt\" is outside the checkpoint roots"));
+  spec.mutable_checkpoint()->set_dir("/state/checkpoints/job-000001");
+  EXPECT_THAT(std::string(Submit(spec).status().message()),
+              HasSubstr("lies in the coordinator's own checkpoint folder"));
+  spec.mutable_checkpoint()->set_dir("/shared/ckpt/team-a");
+  ASSERT_TRUE(Submit(spec).ok());
+  // Another job may not take the same folder, one inside it, or one around it.
+  for (const char* dir : {"/shared/ckpt/team-a", "/shared/ckpt/team-a/run2", "/shared/ckpt"}) {
+    spec.mutable_checkpoint()->set_dir(dir);
+    absl::StatusOr<Job> overlapping = Submit(spec);
+    EXPECT_EQ(overlapping.status().code(), absl::StatusCode::kInvalidArgument) << dir;
+    EXPECT_THAT(std::string(overlapping.status().message()),
+                HasSubstr("overlaps the checkpoint folder of job job-000001"));
+  }
+  spec.mutable_checkpoint()->set_dir("/shared/ckpt/team-b");
+  EXPECT_TRUE(Submit(spec).ok());
+  // Evaluations read checkpoints under the roots or the coordinator's own folder only.
+  JobSpec eval = DefaultJobSpec(tecl::v1::JOB_KIND_EVAL, "tiny3d");
+  eval.set_name("eval");
+  eval.mutable_dataset()->set_root("/data/synth");
+  eval.mutable_dataset()->set_train_list("trainlist.txt");
+  eval.mutable_dataset()->set_test_list("testlist.txt");
+  eval.mutable_eval()->set_checkpoint("/home/other-team/model.tecl");
+  EXPECT_THAT(std::string(Submit(eval).status().message()),
+              HasSubstr("eval.checkpoint: \"/home/other-team/model.tecl\" is outside"));
+  eval.mutable_eval()->set_checkpoint("/state/checkpoints/job-000001/ckpt-000000000100.tecl");
+  const absl::StatusOr<Job> inside = Submit(eval);
+  EXPECT_TRUE(inside.ok()) << inside.status();
+  EXPECT_EQ(store_.Load()->jobs.size(), 3u) << "refused specs stored nothing";
 }
 
 // ---- Evaluation jobs ----
@@ -831,7 +1021,7 @@ TEST_F(CoordinatorTest, AnEvalJobWaitsForItsSourceAndEvaluatesItsNewestCheckpoin
   r1->set_k(1);
   r1->set_recall(0.42);
   std::optional<absl::Status> status;
-  coordinator_->attempts().ReportOutcome(done, [&](absl::Status s) { status = s; });
+  coordinator_->attempts().ReportOutcome(done, sessions_[t], [&](absl::Status s) { status = s; });
   ASSERT_TRUE(status->ok());
   EXPECT_EQ(Get(evaluation).state(), kSucceeded);
   EXPECT_DOUBLE_EQ(Stored(evaluation).job.eval_result().retrieval(0).recall(), 0.42);

@@ -228,10 +228,25 @@ class FakeRunContext final : public RunContext {
     checkpoints_.push_back(checkpoint);
     return absl::OkStatus();
   }
+  absl::Status RejectCheckpoint(const tecl::v1::Checkpoint& checkpoint,
+                                const std::string& reason) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    rejected_.push_back({checkpoint.step(), reason});
+    return absl::OkStatus();
+  }
+  std::string session() const override { return "session-of-this-rank"; }
+  std::vector<std::pair<int64_t, std::string>> rejected() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return rejected_;
+  }
 
   // This rank alone stops (as if its process went away).
   void StopThisRank(const std::string& reason) { rank_stop_.Request(reason); }
 
+  std::vector<tecl::v1::Checkpoint> registered() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return checkpoints_;
+  }
   std::vector<int64_t> registered_steps() const {
     std::lock_guard<std::mutex> lock(mu_);
     std::vector<int64_t> steps;
@@ -256,6 +271,7 @@ class FakeRunContext final : public RunContext {
 
  private:
   const std::shared_ptr<StopOrder> job_stop_;
+  std::vector<std::pair<int64_t, std::string>> rejected_;
   StopOrder rank_stop_;
   mutable std::mutex mu_;
   std::vector<tecl::v1::TrainerStatus> statuses_;
@@ -309,6 +325,8 @@ class FakeJob {
       a.add_dataloader_addresses("loader-" + std::to_string(rank));
       a.set_checkpoint_dir(checkpoint_dir_);
       a.mutable_resume_from()->set_path(resume_from);
+      for (const tecl::v1::Checkpoint& c : candidates) *a.add_resume_candidates() = c;
+      if (!candidates.empty()) *a.mutable_resume_from() = candidates.front();
     }
     for (int rank = 0; rank < world_size_; ++rank) {
       threads.emplace_back([&, rank] {
@@ -333,6 +351,8 @@ class FakeJob {
   std::shared_ptr<StopOrder> stop = std::make_shared<StopOrder>();
   std::vector<std::unique_ptr<FakeRunContext>> contexts;
   std::string resume_from;
+  // The assignment's resume_candidates, newest first (resume_from becomes the first).
+  std::vector<tecl::v1::Checkpoint> candidates;
   core::Env* env = core::Env::Default();
   SyntheticBatchSource::Tamper tamper;
   // What the runner asked the factories for (guarded by mu_ while the job runs).
@@ -612,6 +632,58 @@ TEST_F(TrainingRunTest, CorruptResumeCheckpointIsFatal) {
                                           ": checksum mismatch"));
   }
   EXPECT_THAT(job.requests, IsEmpty());
+}
+
+// The newest registered checkpoint has another digest than the registered one, the next is
+// corrupt: each rank rejects both with the coordinator and resumes from the third.
+TEST_F(TrainingRunTest, UnusableNewestCheckpointsAreRejectedAndAnOlderOneIsUsed) {
+  JobSpec spec = SmallSpec(6);
+  spec.mutable_checkpoint()->set_interval_steps(2);
+  spec.mutable_checkpoint()->set_keep(5);
+  FakeJob whole(spec, 2, Dir("whole"));
+  for (const JobOutcome& outcome : whole.Run()) {
+    ASSERT_EQ(outcome.outcome, tecl::v1::OUTCOME_SUCCEEDED) << outcome.reason;
+  }
+  std::vector<tecl::v1::Checkpoint> registered = whole.context(0).registered();
+  ASSERT_EQ(registered.size(), 3u);
+  for (const auto& c : registered) EXPECT_EQ(c.sha256().size(), 64u) << c.path();
+  std::vector<tecl::v1::Checkpoint> candidates(registered.rbegin(), registered.rend());
+  candidates[0].set_sha256(std::string(64, 'a'));  // Step 6: replaced after registration.
+  {
+    std::fstream file(candidates[1].path(), std::ios::in | std::ios::out | std::ios::binary);
+    const auto middle = static_cast<std::streamoff>(fs::file_size(candidates[1].path()) / 2);
+    file.seekg(middle);
+    const char byte = static_cast<char>(file.get() ^ 0x40);
+    file.seekp(middle);
+    file.put(byte);  // Step 4: corrupt.
+  }
+  FakeJob resumed(spec, 2, Dir("resumed"));
+  resumed.candidates = candidates;
+  for (const JobOutcome& outcome : resumed.Run()) {
+    ASSERT_EQ(outcome.outcome, tecl::v1::OUTCOME_SUCCEEDED) << outcome.reason;
+    EXPECT_EQ(outcome.step, 6);
+  }
+  for (const BatchStreamOptions& stream : resumed.streams) EXPECT_EQ(stream.start_step, 2);
+  for (int rank = 0; rank < 2; ++rank) {
+    const auto rejected = resumed.context(rank).rejected();
+    ASSERT_EQ(rejected.size(), 2u) << "rank " << rank;
+    EXPECT_EQ(rejected[0].first, 6);
+    EXPECT_THAT(rejected[0].second, HasSubstr("is not the registered aaaa"));
+    EXPECT_EQ(rejected[1].first, 4);
+    EXPECT_THAT(rejected[1].second, HasSubstr("checksum mismatch"));
+  }
+  for (const CommunicatorRequest& request : resumed.requests) {
+    EXPECT_EQ(request.session, "session-of-this-rank");
+  }
+
+  // None usable: FATAL, naming each.
+  JobSpec alone = spec;
+  alone.mutable_resources()->set_trainers(1);
+  FakeJob hopeless(alone, 1, Dir("hopeless"));
+  hopeless.candidates = {candidates[0], candidates[1]};
+  const std::vector<JobOutcome> outcomes = hopeless.Run();
+  EXPECT_EQ(outcomes[0].outcome, tecl::v1::OUTCOME_FATAL);
+  EXPECT_THAT(outcomes[0].reason, HasSubstr("no usable checkpoint to resume from (step 6"));
 }
 
 TEST_F(TrainingRunTest, FailedCheckpointWriteFailsTheRunAndKeepsThePreviousCheckpoint) {
