@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "services/common/auth.h"
 #include "services/common/logging.h"
 
 namespace tecl::dataloader::testing {
@@ -98,8 +99,7 @@ DataLoaderConfig TestConfig() {
   DataLoaderConfig config;
   config.server.address = "127.0.0.1:0";
   config.server.metrics_address = "";  // /metrics over HTTP only where a test scrapes it.
-  // Data-path tests speak plain gRPC; the credential tests set tokens and clear this.
-  config.server.insecure = true;
+  config.server.tokens = {Credential{Role::kTrainer, "trainers", kTrainerToken}};
   config.loader.decode_threads = 2;
   config.data_roots = {TestData().dir};
   return config;
@@ -139,10 +139,18 @@ void DisableAugmentation(tecl::v1::StreamBatchesRequest* request) {
   augment->set_grayscale_prob(0);
 }
 
-std::shared_ptr<grpc::Channel> Channel(const std::string& address, bool small_window) {
+std::shared_ptr<grpc::Channel> Channel(const std::string& address, bool small_window,
+                                       const std::string& token) {
+  if (!small_window) {
+    ChannelOptions options;
+    options.token = token;
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel(address, options);
+    EXPECT_TRUE(channel.ok()) << channel.status();
+    return channel.ok() ? *channel : nullptr;
+  }
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(256 << 20);
-  if (small_window) args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
 }
 

@@ -36,10 +36,15 @@ tecl::v1::StreamBatchesRequest TrainRequest(const std::string& csv, int groups =
 // No crop, flip or colour change (the clips show the decoded frames as they are).
 void DisableAugmentation(tecl::v1::StreamBatchesRequest* request);
 
-// A channel to `address`. With `small_window`, the client keeps HTTP/2's initial 64 KiB
-// flow-control window (no BDP probing), so a client that stops reading stops the server's writes
-// after at most 64 KiB. (Tests add the bearer token per call.)
-std::shared_ptr<grpc::Channel> Channel(const std::string& address, bool small_window = false);
+// The trainers' token TestConfig's servers accept.
+inline constexpr char kTrainerToken[] = "trainer-token-of-the-loader-tests";
+
+// A channel to `address` that sends `token` on every call (none when empty). With
+// `small_window`, the client keeps HTTP/2's initial 64 KiB flow-control window (no BDP probing),
+// so a client that stops reading stops the server's writes after at most 64 KiB; such a channel
+// sends no token (the caller adds it to its ClientContext).
+std::shared_ptr<grpc::Channel> Channel(const std::string& address, bool small_window = false,
+                                       const std::string& token = kTrainerToken);
 
 // The source frame index encoded by a pixel of a ramp video (grey 16 + 4N, as RGB).
 int64_t RampFrame(uint8_t value);

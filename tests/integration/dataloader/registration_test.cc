@@ -121,7 +121,7 @@ TEST(BinaryTest, HelpListsTheFlags) {
     EXPECT_THAT(result.output, HasSubstr(flag));
   }
   tecl::testing::CommandResult bad =
-      tecl::testing::RunCommand(absl::StrCat(bin_dir, "/tecl-dataloader --manifest=/nonexistent --listen=127.0.0.1:0 --register=false --insecure"));
+      tecl::testing::RunCommand(absl::StrCat(bin_dir, "/tecl-dataloader --manifest=/nonexistent --listen=127.0.0.1:0 --register=false"));
   EXPECT_EQ(bad.exit_code, 1) << bad.output;
   EXPECT_THAT(bad.output, HasSubstr("--manifest: \"/nonexistent\" is neither a folder"));
   // Without credentials the loader refuses to start and says how to give them.

@@ -42,10 +42,9 @@ struct StreamResult {
 };
 
 StreamResult ReadStream(const std::string& address, const StreamBatchesRequest& request,
-                        int limit = -1, const std::string& token = "") {
-  auto stub = tecl::v1::DataLoader::NewStub(Channel(address));
+                        int limit = -1, const std::string& token = testing::kTrainerToken) {
+  auto stub = tecl::v1::DataLoader::NewStub(Channel(address, /*small_window=*/false, token));
   grpc::ClientContext context;
-  if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
   std::unique_ptr<grpc::ClientReader<ClipBatch>> reader = stub->StreamBatches(&context, request);
   StreamResult result;
@@ -232,6 +231,7 @@ TEST(StreamBatchesTest, AStoppedClientDoesNotGrowTheServerAndCancelFreesTheStrea
   request.mutable_spec()->mutable_resources()->set_prefetch_batches(2);  // 786 KiB per batch.
   auto stub = tecl::v1::DataLoader::NewStub(Channel(server->address(), /*small_window=*/true));
   grpc::ClientContext context;
+  context.AddMetadata("authorization", absl::StrCat("Bearer ", testing::kTrainerToken));
   std::unique_ptr<grpc::ClientReader<ClipBatch>> reader = stub->StreamBatches(&context, request);
   ClipBatch batch;
   ASSERT_TRUE(reader->Read(&batch));
@@ -289,7 +289,7 @@ TEST(StreamBatchesTest, RequestsAreValidatedAndStreamsLimited) {
 
 TEST(StreamBatchesTest, ALoaderWithoutCredentialsDoesNotStart) {
   DataLoaderConfig config = TestConfig();
-  config.server.insecure = false;
+  config.server.tokens.clear();
   absl::StatusOr<std::unique_ptr<DataLoaderServer>> server = DataLoaderServer::Start(config);
   ASSERT_FALSE(server.ok());
   EXPECT_EQ(server.status().code(), absl::StatusCode::kFailedPrecondition);
@@ -298,7 +298,6 @@ TEST(StreamBatchesTest, ALoaderWithoutCredentialsDoesNotStart) {
 
 TEST(StreamBatchesTest, OnlyTrainersMayStream) {
   DataLoaderConfig config = TestConfig();
-  config.server.insecure = false;
   config.server.tokens = {Credential{Role::kTrainer, "trainers", "s3cret-trainer-token"},
                           Credential{Role::kUser, "alice", "user-token-0123456789"}};
   auto server = Start(config);
@@ -317,7 +316,7 @@ TEST(StreamBatchesTest, OnlyTrainersMayStream) {
   EXPECT_TRUE(allowed.status.ok()) << allowed.status.error_message();
   EXPECT_EQ(allowed.batches.size(), 1u);
 
-  auto stub = tecl::v1::DataLoader::NewStub(Channel(server->address()));
+  auto stub = tecl::v1::DataLoader::NewStub(Channel(server->address(), false, /*token=*/""));
   tecl::v1::DescribeDatasetRequest describe;
   *describe.mutable_dataset() = request.spec().dataset();
   tecl::v1::DatasetInfo info;
