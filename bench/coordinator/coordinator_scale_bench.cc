@@ -814,15 +814,16 @@ int main(int argc, char** argv) {
   }
   const std::string dir = pattern;
   std::vector<ScenarioResult> results;
+  absl::Status failed;
   for (int workers : sizes) {
     config.workers = workers;
     std::fprintf(stderr, "running %d workers...\n", workers);
     absl::StatusOr<ScenarioResult> result =
         RunScenario(config, absl::StrCat(dir, "/workers-", workers));
     if (!result.ok()) {
-      std::fprintf(stderr, "%d workers: %s\n", workers,
-                   std::string(result.status().message()).c_str());
-      return 1;
+      failed = absl::Status(result.status().code(),
+                            absl::StrCat(workers, " workers: ", result.status().message()));
+      break;
     }
     results.push_back(*std::move(result));
   }
@@ -830,6 +831,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "state and coordinator logs kept in %s\n", dir.c_str());
   } else {
     std::filesystem::remove_all(dir);
+  }
+  if (!failed.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(failed.message()).c_str());
+    return 1;
   }
   PrintTables(config, results);
   return 0;
