@@ -10,163 +10,45 @@
 // Prints the tables of docs/benchmarks.md "Coordinator".
 //
 //   tecl_coordinator_bench [--clients=8] [--seconds=5] [--dir=/tmp]
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <spawn.h>
 #include <sqlite3.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#include <stdlib.h>
 
-#include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <map>
+#include <memory>
 #include <random>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "absl/strings/match.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
-#include "absl/time/clock.h"
-#include "services/common/auth.h"
-#include "services/coordinator/spec/job_spec.h"
+#include "bench/coordinator/bench_support.h"
 #include "services/client/grpc_coordinator_client.h"
-
-extern char** environ;
+#include "services/common/auth.h"
 
 namespace {
 
 using Flags = std::map<std::string, std::string>;
 using SteadyClock = std::chrono::steady_clock;
+using tecl::bench::BenchJobSpec;
+using tecl::bench::CoordinatorProcess;
+using tecl::bench::Latencies;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream file(path);
-  std::stringstream buffer;
-  buffer << file.rdbuf();
-  return buffer.str();
+// A coordinator on `dir` with `flags`; exits the benchmark when it does not start.
+std::unique_ptr<CoordinatorProcess> StartCoordinator(const std::string& dir,
+                                                     std::vector<std::string> flags) {
+  absl::StatusOr<std::unique_ptr<CoordinatorProcess>> process =
+      CoordinatorProcess::Start({dir, std::move(flags)});
+  if (!process.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(process.status().message()).c_str());
+    std::exit(1);
+  }
+  return *std::move(process);
 }
-
-// The body of GET http://127.0.0.1:port/path (HTTP/1.0, read to the end); "" on failure.
-std::string HttpGetBody(int port, const std::string& path) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return "";
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string response;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0) {
-    const std::string request = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    if (::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
-      char buffer[65536];
-      for (ssize_t n; (n = ::read(fd, buffer, sizeof(buffer))) > 0;) response.append(buffer, n);
-    }
-  }
-  ::close(fd);
-  const size_t body = response.find("\r\n\r\n");
-  return body == std::string::npos ? "" : response.substr(body + 4);
-}
-
-constexpr char kBenchToken[] = "bench-user-token-0123456789abcdef";
-
-tecl::ChannelOptions BenchChannel() {
-  tecl::ChannelOptions options;
-  options.token = kBenchToken;
-  return options;
-}
-
-// A tecl-coordinator process on a fresh state folder.
-class Coordinator {
- public:
-  Coordinator(const std::string& dir, std::vector<std::string> extra_flags) : dir_(dir) {
-    std::filesystem::create_directories(dir_);
-    // Secured as shipped: the clients' token in an auth file (checked on every call).
-    std::ofstream(dir_ + "/auth_file") << "user bench " << kBenchToken << "\n";
-    std::filesystem::permissions(dir_ + "/auth_file", std::filesystem::perms::owner_read |
-                                                          std::filesystem::perms::owner_write);
-    const std::string binary =
-        (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "tecl-coordinator")
-            .string();
-    std::vector<std::string> args = {binary,
-                                     "--listen=127.0.0.1:0",
-                                     "--metrics_listen=127.0.0.1:0",
-                                     "--state_dir=" + dir_,
-                                     "--port_file=" + dir_ + "/addr",
-                                     "--auth_file=" + dir_ + "/auth_file",
-                                     "--check_dataset_paths=false"};
-    args.insert(args.end(), extra_flags.begin(), extra_flags.end());
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    const std::string log = dir_ + "/coordinator.log";
-    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    if (posix_spawn(&pid_, binary.c_str(), &actions, nullptr, argv.data(), environ) != 0) {
-      std::fprintf(stderr, "cannot start %s\n", binary.c_str());
-      std::exit(1);
-    }
-    posix_spawn_file_actions_destroy(&actions);
-    const absl::Time deadline = absl::Now() + absl::Seconds(30);
-    while (address_.empty() && absl::Now() < deadline) {
-      address_ = std::string(absl::StripAsciiWhitespace(ReadFile(dir_ + "/addr")));
-      if (address_.empty()) absl::SleepFor(absl::Milliseconds(10));
-    }
-    if (address_.empty()) {
-      std::fprintf(stderr, "tecl-coordinator did not start:\n%s\n", ReadFile(log).c_str());
-      std::exit(1);
-    }
-    const std::string text = ReadFile(log);
-    const size_t at = text.find("metrics on port ");
-    if (at != std::string::npos) {
-      absl::SimpleAtoi(text.substr(at + 16, text.find(')', at) - at - 16), &metrics_port_);
-    }
-  }
-  // Mean of a histogram on the coordinator's /metrics (sum / count), or -1.
-  double HistogramMean(const std::string& name) const {
-    const std::string body = HttpGetBody(metrics_port_, "/metrics");
-    double sum = 0, count = 0;
-    for (absl::string_view line : absl::StrSplit(body, '\n')) {
-      if (absl::StartsWith(line, name + "_sum "))
-        absl::SimpleAtod(line.substr(name.size() + 5), &sum);
-      if (absl::StartsWith(line, name + "_count "))
-        absl::SimpleAtod(line.substr(name.size() + 7), &count);
-    }
-    return count > 0 ? sum / count : -1;
-  }
-  ~Coordinator() {
-    ::kill(pid_, SIGTERM);
-    ::waitpid(pid_, nullptr, 0);
-  }
-  const std::string& address() const { return address_; }
-
- private:
-  std::string dir_;
-  pid_t pid_ = 0;
-  std::string address_;
-  int metrics_port_ = 0;
-};
-
-struct Latencies {
-  std::vector<double> ms;
-  double Percentile(double p) {
-    if (ms.empty()) return 0;
-    std::sort(ms.begin(), ms.end());
-    return ms[std::min(ms.size() - 1, static_cast<size_t>(p * ms.size()))];
-  }
-};
 
 struct RunResult {
   int64_t ok = 0;
@@ -175,15 +57,6 @@ struct RunResult {
   Latencies latency;
   std::vector<std::string> ids;
 };
-
-tecl::v1::JobSpec BenchSpec() {
-  tecl::v1::JobSpec spec = tecl::coordinator::DefaultJobSpec(tecl::v1::JOB_KIND_PRETRAIN, "tiny3d");
-  spec.set_name("bench");
-  spec.mutable_dataset()->set_root("/data/synth");
-  spec.mutable_dataset()->set_train_list("trainlist.txt");
-  spec.mutable_dataset()->set_test_list("testlist.txt");
-  return spec;
-}
 
 // `clients` threads, each with its own channel, calling `call` until `seconds` pass.
 template <typename Call>
@@ -196,7 +69,8 @@ RunResult Drive(const std::string& address, int clients, double seconds, Call ca
     threads.emplace_back([&, c] {
       tecl::ClientOptions options;
       options.max_attempts = 1;  // A failed call counts as failed.
-      auto client = tecl::NewCoordinatorClient(*tecl::MakeChannel(address, BenchChannel()), options);
+      auto client = tecl::NewCoordinatorClient(
+          *tecl::MakeChannel(address, tecl::bench::BenchChannel(tecl::Role::kUser)), options);
       std::mt19937 random(c);
       for (int64_t i = 0; SteadyClock::now() < end; ++i) {
         const auto t0 = SteadyClock::now();
@@ -227,11 +101,12 @@ RunResult Drive(const std::string& address, int clients, double seconds, Call ca
 }
 
 RunResult Submits(const std::string& address, int clients, double seconds) {
-  const tecl::v1::JobSpec spec = BenchSpec();
+  const tecl::v1::JobSpec spec = BenchJobSpec();
   return Drive(
       address, clients, seconds,
       [&](tecl::CoordinatorClient* client, int c, int64_t i, std::mt19937&, std::string* id) {
-        absl::StatusOr<tecl::v1::Job> job = client->SubmitJob(spec, absl::StrCat("bench-", c, "-", i));
+        absl::StatusOr<tecl::v1::Job> job =
+            client->SubmitJob(spec, absl::StrCat("bench-", c, "-", i));
         if (!job.ok()) return false;
         *id = job->id();
         return true;
@@ -255,7 +130,7 @@ double SqliteTransactionsPerSecond(const std::string& path, double seconds) {
                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                "CREATE TABLE jobs (id INTEGER PRIMARY KEY, spec BLOB)",
                nullptr, nullptr, nullptr);
-  const std::string blob = BenchSpec().SerializeAsString();
+  const std::string blob = BenchJobSpec().SerializeAsString();
   sqlite3_stmt* stmt = nullptr;
   sqlite3_prepare_v2(db, "INSERT INTO jobs (spec) VALUES (?)", -1, &stmt, nullptr);
   const auto start = SteadyClock::now();
@@ -304,17 +179,17 @@ int main(int argc, char** argv) {
   double sqlite_rate = 0;
   double grouped_batches = 0, ungrouped_batches = 0, grouped_commit_ms = 0;
   {
-    Coordinator peer(dir + "/ungrouped", {"--store_max_group=1"});
-    ungrouped = Submits(peer.address(), clients, seconds);
-    ungrouped_batches = peer.HistogramMean("tecl_coordinator_store_batches_per_commit");
+    auto peer = StartCoordinator(dir + "/ungrouped", {"--store_max_group=1"});
+    ungrouped = Submits(peer->address(), clients, seconds);
+    ungrouped_batches = peer->HistogramMean("tecl_coordinator_store_batches_per_commit");
   }
   sqlite_rate = SqliteTransactionsPerSecond(dir + "/sqlite.db", seconds);
   {
-    Coordinator coordinator(dir + "/grouped", {});
-    grouped = Submits(coordinator.address(), clients, seconds);
-    grouped_batches = coordinator.HistogramMean("tecl_coordinator_store_batches_per_commit");
-    grouped_commit_ms = 1000 * coordinator.HistogramMean("tecl_coordinator_store_commit_seconds");
-    get = Gets(coordinator.address(), clients, seconds, grouped.ids);
+    auto coordinator = StartCoordinator(dir + "/grouped", {});
+    grouped = Submits(coordinator->address(), clients, seconds);
+    grouped_batches = coordinator->HistogramMean("tecl_coordinator_store_batches_per_commit");
+    grouped_commit_ms = 1000 * coordinator->HistogramMean("tecl_coordinator_store_commit_seconds");
+    get = Gets(coordinator->address(), clients, seconds, grouped.ids);
   }
   std::filesystem::remove_all(dir);
 

@@ -136,6 +136,9 @@ struct ChannelOptions {
   std::string tls_key_file;     //   (mutual TLS); both or neither.
   std::string tls_server_name;  // Overrides the name checked against the server's certificate.
   int max_message_bytes = 256 << 20;  // Clip batches are large.
+  // Its own TCP connection, not shared with other channels to the same address (gRPC shares by
+  // default); for clients that stand for many machines (benchmarks).
+  bool own_connection = false;
 };
 
 // The token a client sends: the first line of `token_file` (`#` comments skipped) when it is

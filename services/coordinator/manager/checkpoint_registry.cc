@@ -46,6 +46,14 @@ void CheckpointRegistry::Register(const tecl::v1::RegisterCheckpointRequest& req
               "checkpoint.step ", c.step(), " is outside [0, schedule.total_steps = ",
               job.spec().schedule().total_steps(), "]"));
         }
+        // The file must lie inside the folder the job was given (after resolving ".."): a
+        // trainer cannot point the next attempt at another job's model.
+        const std::string dir = DirFor(job);
+        if (!IsPathUnder(c.path(), dir) || IsPathUnder(dir, c.path())) {
+          return absl::PermissionDeniedError(absl::StrCat(
+              "checkpoint.path \"", c.path(), "\" is not a file in job ", job.id(),
+              "'s checkpoint folder ", dir, "; register the file written there"));
+        }
         const tecl::v1::WorkerInfo& info = call->worker->info;
         if (JobRegistry::PlacedWorker(record, c.attempt(), 0) != info.id()) {
           return absl::PermissionDeniedError(absl::StrCat(

@@ -174,8 +174,9 @@ class CoordinatorTest : public ::testing::Test {
     request.set_job_id(job);
     request.mutable_checkpoint()->set_step(step);
     request.mutable_checkpoint()->set_attempt(attempt);
-    request.mutable_checkpoint()->set_path(path.empty() ? "/ckpt/step-" + std::to_string(step)
-                                                        : path);
+    // By default a file in the job's default folder (<checkpoint_root>/<job id>).
+    request.mutable_checkpoint()->set_path(
+        path.empty() ? absl::StrCat("/state/checkpoints/", job, "/step-", step) : path);
     std::optional<absl::Status> result;
     coordinator_->checkpoints().Register(request, sessions_[worker],
                                          [&](absl::Status s) { result = s; });
@@ -561,7 +562,7 @@ TEST_F(CoordinatorTest, ALostTrainerTriggersRecoveryFromTheNewestCheckpoint) {
   tecl::v1::Assignment a = TakeAssignment(replacement);
   EXPECT_EQ(a.attempt(), 2);
   EXPECT_EQ(a.resume_from().step(), 200);
-  EXPECT_EQ(a.resume_from().path(), "/ckpt/step-200");
+  EXPECT_EQ(a.resume_from().path(), "/state/checkpoints/job-000001/step-200");
   EXPECT_THAT(StateHistory(id),
               ElementsAre(kPending, kScheduled, kRunning, kRecovering, kScheduled));
   // Events tell the story, durably.
@@ -641,6 +642,12 @@ TEST_F(CoordinatorTest, ForgedWorkerCallsAreRefusedAndChangeNothing) {
   EXPECT_TRUE(denied(Report(other, a, 1, 0, tecl::v1::OUTCOME_FATAL)));
   // Rank 1 registers a checkpoint (only rank 0 may): it would become the resume point.
   EXPECT_TRUE(denied(Checkpoint(r1, a, 1, 100, "/elsewhere/evil.tecl")));
+  // Rank 0 itself names a file outside its job's folder: another job's model, a path climbing
+  // out with "..", or the folder itself.
+  EXPECT_TRUE(denied(Checkpoint(r0, a, 1, 100, "/state/checkpoints/" + b + "/step-100")));
+  EXPECT_TRUE(
+      denied(Checkpoint(r0, a, 1, 100, "/state/checkpoints/" + a + "/../" + b + "/step-100")));
+  EXPECT_TRUE(denied(Checkpoint(r0, a, 1, 100, "/state/checkpoints/" + a)));
   // A worker calls under another's id with its own session.
   std::swap(sessions_[r0], sessions_[other]);
   EXPECT_TRUE(denied(Report(r0, a, 1, 0, tecl::v1::OUTCOME_SUCCEEDED)));
@@ -918,7 +925,7 @@ TEST_F(CoordinatorTest, ARejectedCheckpointIsNeverOfferedAgain) {
     if (e.type() != "checkpoint_rejected") continue;
     event = true;
     EXPECT_EQ(e.step(), 200);
-    EXPECT_THAT(e.reason(), HasSubstr("/ckpt/step-200: SHA-256 differs"));
+    EXPECT_THAT(e.reason(), HasSubstr("/state/checkpoints/job-000001/step-200: SHA-256 differs"));
   }
   EXPECT_TRUE(event);
   // Refused: a checkpoint the job does not have; a worker of no attempt of the job.
@@ -1010,7 +1017,7 @@ TEST_F(CoordinatorTest, AnEvalJobWaitsForItsSourceAndEvaluatesItsNewestCheckpoin
   coordinator_->Tick();
   ASSERT_EQ(Get(evaluation).state(), kScheduled);
   tecl::v1::Assignment a = StartRank(t);
-  EXPECT_EQ(a.resume_from().path(), "/ckpt/step-1000");
+  EXPECT_EQ(a.resume_from().path(), "/state/checkpoints/job-000001/step-1000");
   tecl::v1::ReportOutcomeRequest done;
   done.set_worker_id(t);
   done.set_job_id(evaluation);
