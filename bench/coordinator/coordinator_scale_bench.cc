@@ -734,7 +734,7 @@ void PrintTables(const ScaleConfig& config, std::vector<ScenarioResult>& results
     Latencies& submits = r.calls.latency["SubmitJob"];
     std::printf(
         "| %d | %.1f, %.2f, %.2f | %.2f, %.2f | %.2f, %.2f | %.2f | %.2f | %.0f%% | %.1f, %.1f | "
-        "%.2f | %.0f | %s | %.1f |\n",
+        "%.2f | %.0f | %s | %.3f |\n",
         r.workers, outcomes.ms.size() / r.seconds, outcomes.Percentile(0.5),
         outcomes.Percentile(0.99), checkpoints.Percentile(0.5), checkpoints.Percentile(0.99),
         submits.Percentile(0.5), submits.Percentile(0.99), r.mean_commit_ms,

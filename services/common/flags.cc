@@ -10,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 
 namespace tecl {
 namespace {
@@ -24,6 +25,7 @@ std::string FlagEnvironmentVariable(absl::string_view flag_name) {
 }
 
 std::vector<char*> ParseFlags(int argc, char** argv, absl::string_view usage) {
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::FlagsUsageConfig config;
   config.contains_help_flags = &IsTeclFlagFile;
   config.contains_helpshort_flags = &IsTeclFlagFile;

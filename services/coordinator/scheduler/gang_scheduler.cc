@@ -43,6 +43,35 @@ std::set<std::string> Claimable(const GangRequest& request, const std::vector<Wo
   return ids;
 }
 
+// How many workers of each kind a pool holds: whether a gang can be placed on it is a question
+// of counts alone (PlaceGang succeeds exactly when there are enough matching trainers and enough
+// dataloaders), so a job that does not fit is turned away in O(1) instead of by building the
+// pool's host maps.
+struct Capacity {
+  int64_t dataloaders = 0;
+  int64_t cpu_trainers = 0;
+  int64_t cuda_trainers = 0;
+
+  explicit Capacity(const std::vector<WorkerSlot>& pool) {
+    for (const WorkerSlot& w : pool) {
+      if (IsDataloader(w)) {
+        ++dataloaders;
+      } else if (TrainerMatches(w, tecl::v1::DEVICE_CUDA)) {
+        ++cuda_trainers;
+      } else if (TrainerMatches(w, tecl::v1::DEVICE_CPU)) {
+        ++cpu_trainers;
+      }
+    }
+  }
+  bool Fits(const GangRequest& request) const {
+    if (request.trainers < 1 || request.dataloaders_per_trainer < 0) return false;
+    const int64_t trainers =
+        request.device == tecl::v1::DEVICE_CUDA ? cuda_trainers : cpu_trainers;
+    return trainers >= request.trainers &&
+           dataloaders >= static_cast<int64_t>(request.trainers) * request.dataloaders_per_trainer;
+  }
+};
+
 }  // namespace
 
 GangRequest GangRequestFor(const tecl::v1::JobSpec& spec) {
@@ -140,18 +169,25 @@ ScheduleDecision ScheduleQueue(std::vector<QueuedJob> queue, const std::vector<W
   });
   ScheduleDecision decision;
   std::vector<WorkerSlot> available = free;
+  Capacity available_capacity(available);
+  const Capacity cluster(live);
   std::vector<QueuedJob*> blocked;  // Passed over, without a reservation.
+  // O(queue) count checks; the host maps of PlaceGang are built only for jobs that start.
   for (QueuedJob& job : queue) {
-    std::optional<Placement> placement = PlaceGang(job.request, available);
-    if (placement.has_value()) {
-      Remove(available, IdsOf(*placement));
-      decision.start.emplace_back(job.job_id, *std::move(placement));
-      for (QueuedJob* b : blocked) decision.bypassed[b->job_id] = ++b->bypassed;
-      continue;
+    if (available_capacity.Fits(job.request)) {
+      std::optional<Placement> placement = PlaceGang(job.request, available);
+      if (placement.has_value()) {
+        Remove(available, IdsOf(*placement));
+        available_capacity = Capacity(available);
+        decision.start.emplace_back(job.job_id, *std::move(placement));
+        for (QueuedJob* b : blocked) decision.bypassed[b->job_id] = ++b->bypassed;
+        continue;
+      }
     }
-    if (!PlaceGang(job.request, live).has_value()) continue;  // Cannot fit in the whole cluster.
+    if (!cluster.Fits(job.request)) continue;  // Cannot fit in the whole cluster.
     if (job.bypassed >= options.max_bypasses) {
       Remove(available, Claimable(job.request, available));
+      available_capacity = Capacity(available);
       decision.reserving.push_back(job.job_id);
     } else {
       blocked.push_back(&job);

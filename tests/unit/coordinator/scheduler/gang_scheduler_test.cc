@@ -1,7 +1,10 @@
 // Gang placement and the queue policy, on plain structs.
 #include "services/coordinator/scheduler/gang_scheduler.h"
 
+#include <random>
 #include <set>
+#include <string>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -86,6 +89,49 @@ std::vector<std::string> Started(const ScheduleDecision& d) {
   std::vector<std::string> ids;
   for (const auto& [id, placement] : d.start) ids.push_back(id);
   return ids;
+}
+
+// ScheduleQueue turns a job away by counting (matching trainers, dataloaders) instead of trying
+// PlaceGang: that is right only if PlaceGang succeeds exactly when the counts suffice, on any
+// mix of hosts, devices and GPU counts. A complete placement uses each worker once.
+TEST(PlaceGangTest, SucceedsExactlyWhenTheCountsSuffice) {
+  std::mt19937 random(7);
+  for (int round = 0; round < 2000; ++round) {
+    std::vector<WorkerSlot> pool;
+    const int hosts = 1 + static_cast<int>(random() % 4);
+    const int workers = static_cast<int>(random() % 14);
+    for (int i = 0; i < workers; ++i) {
+      const std::string host = "h" + std::to_string(random() % hosts);
+      const std::string id = "w" + std::to_string(i);
+      switch (random() % 4) {
+        case 0: pool.push_back(Loader(id, host)); break;
+        case 1: pool.push_back(Trainer(id, host)); break;
+        case 2: pool.push_back(Trainer(id, host, tecl::v1::DEVICE_CUDA, 1 + random() % 8)); break;
+        default: pool.push_back(Trainer(id, host, tecl::v1::DEVICE_CUDA, 0)); break;  // No GPU.
+      }
+    }
+    const GangRequest request =
+        Gang(1 + static_cast<int>(random() % 4), static_cast<int>(random() % 3),
+             random() % 2 ? tecl::v1::DEVICE_CUDA : tecl::v1::DEVICE_CPU);
+    int trainers = 0;
+    int loaders = 0;
+    for (const WorkerSlot& w : pool) {
+      trainers += TrainerMatches(w, request.device) ? 1 : 0;
+      loaders += w.kind == tecl::v1::WORKER_KIND_DATALOADER ? 1 : 0;
+    }
+    const bool enough = trainers >= request.trainers &&
+                        loaders >= request.trainers * request.dataloaders_per_trainer;
+    std::optional<Placement> placement = PlaceGang(request, pool);
+    ASSERT_EQ(placement.has_value(), enough) << "round " << round;
+    if (!placement.has_value()) continue;
+    std::set<std::string> used;
+    ASSERT_EQ(static_cast<int>(placement->ranks.size()), request.trainers);
+    for (const RankPlacement& rank : placement->ranks) {
+      EXPECT_TRUE(used.insert(rank.trainer_id).second);
+      ASSERT_EQ(static_cast<int>(rank.dataloader_ids.size()), request.dataloaders_per_trainer);
+      for (const std::string& id : rank.dataloader_ids) EXPECT_TRUE(used.insert(id).second);
+    }
+  }
 }
 
 TEST(ScheduleQueueTest, HigherPriorityFirstThenSubmissionOrder) {
