@@ -7,18 +7,28 @@
 namespace tecl {
 namespace {
 
+// Starts the call on the first Read (in the reading thread: opening a stream may wait for the
+// connection), so that creating a reader never blocks; Cancel before that cancels the call as
+// soon as it starts (ClientContext keeps the request).
 class GrpcBatchReader final : public BatchReader {
  public:
-  GrpcBatchReader(tecl::v1::DataLoader::StubInterface* stub,
-                  const tecl::v1::StreamBatchesRequest& request)
-      : reader_(stub->StreamBatches(&context_, request)) {}
+  GrpcBatchReader(std::shared_ptr<tecl::v1::DataLoader::StubInterface> stub,
+                  tecl::v1::StreamBatchesRequest request)
+      : stub_(std::move(stub)), request_(std::move(request)) {}
 
-  bool Read(tecl::v1::ClipBatch* batch) override { return reader_->Read(batch); }
-  absl::Status Finish() override { return FromGrpcStatus(reader_->Finish()); }
+  bool Read(tecl::v1::ClipBatch* batch) override { return Started()->Read(batch); }
+  absl::Status Finish() override { return FromGrpcStatus(Started()->Finish()); }
   void Cancel() override { context_.TryCancel(); }
 
  private:
-  grpc::ClientContext context_;  // Declared first: the reader refers to it.
+  grpc::ClientReaderInterface<tecl::v1::ClipBatch>* Started() {
+    if (reader_ == nullptr) reader_ = stub_->StreamBatches(&context_, request_);
+    return reader_.get();
+  }
+
+  const std::shared_ptr<tecl::v1::DataLoader::StubInterface> stub_;
+  const tecl::v1::StreamBatchesRequest request_;
+  grpc::ClientContext context_;  // Declared before the reader, which refers to it.
   std::unique_ptr<grpc::ClientReaderInterface<tecl::v1::ClipBatch>> reader_;
 };
 
@@ -29,7 +39,7 @@ class GrpcLoaderClient final : public LoaderClient {
 
   std::unique_ptr<BatchReader> StreamBatches(
       const tecl::v1::StreamBatchesRequest& request) override {
-    return std::make_unique<GrpcBatchReader>(stub_.get(), request);
+    return std::make_unique<GrpcBatchReader>(stub_, request);
   }
 
   absl::StatusOr<tecl::v1::DatasetInfo> DescribeDataset(

@@ -10,7 +10,9 @@
 #ifndef TECL_SERVICES_CLIENT_LOADER_CLIENT_H_
 #define TECL_SERVICES_CLIENT_LOADER_CLIENT_H_
 
+#include <functional>
 #include <memory>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -33,12 +35,17 @@ class BatchReader {
 class LoaderClient {
  public:
   virtual ~LoaderClient() = default;
-  // Opens a stream of batches (never null; a failure to connect shows in Read/Finish).
+  // A stream of batches (never null; never blocks: the call starts with the first Read, and a
+  // failure to connect shows in Read/Finish).
   virtual std::unique_ptr<BatchReader> StreamBatches(
       const tecl::v1::StreamBatchesRequest& request) = 0;
   virtual absl::StatusOr<tecl::v1::DatasetInfo> DescribeDataset(
       const tecl::v1::DescribeDatasetRequest& request) = 0;
 };
+
+// The client of the dataloader at `address` (host:port), with this process's credentials; null
+// when no channel can be made to it.
+using LoaderClientFactory = std::function<std::shared_ptr<LoaderClient>(const std::string& address)>;
 
 }  // namespace tecl
 

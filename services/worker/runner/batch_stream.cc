@@ -4,16 +4,15 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "services/common/grpc_status.h"
 #include "services/common/logging.h"
 #include "services/common/status_macros.h"
 
 namespace tecl::worker {
 
 BatchStream::BatchStream(BatchStreamOptions options, std::vector<std::string> addresses,
-                         ChannelFactory channel_factory)
+                         LoaderClientFactory loaders)
     : options_(std::move(options)),
-      channel_factory_(std::move(channel_factory)),
+      loaders_(std::move(loaders)),
       addresses_(std::move(addresses)),
       next_step_(options_.start_step),
       backoff_(options_.reconnect_backoff) {}
@@ -24,11 +23,11 @@ BatchStream::~BatchStream() {
   StopGenerationLocked();
 }
 
-bool BatchStream::IsFatal(grpc::StatusCode code) {
-  return code == grpc::StatusCode::INVALID_ARGUMENT ||
-         code == grpc::StatusCode::FAILED_PRECONDITION ||
-         code == grpc::StatusCode::PERMISSION_DENIED ||
-         code == grpc::StatusCode::UNAUTHENTICATED;
+bool BatchStream::IsFatal(absl::StatusCode code) {
+  return code == absl::StatusCode::kInvalidArgument ||
+         code == absl::StatusCode::kFailedPrecondition ||
+         code == absl::StatusCode::kPermissionDenied ||
+         code == absl::StatusCode::kUnauthenticated;
 }
 
 void BatchStream::StartGenerationLocked() {
@@ -55,10 +54,24 @@ void BatchStream::StartGenerationLocked() {
   for (int64_t j = 0; j < stride; ++j) {
     Reader reader;
     reader.address = healthy[static_cast<size_t>(j)];
-    reader.context = std::make_unique<grpc::ClientContext>();
-    grpc::ClientContext* context = reader.context.get();
+    std::shared_ptr<LoaderClient> loader = loaders_(reader.address);
+    if (loader == nullptr) {
+      fatal_ = absl::FailedPreconditionError(absl::StrCat(
+          "dataloader ", reader.address, ": no channel can be made to it (check --tls_ca, "
+          "--tls_cert and --tls_key)"));
+      break;
+    }
+    tecl::v1::StreamBatchesRequest request;
+    request.set_job_id(options_.job_id);
+    *request.mutable_spec() = options_.spec;
+    request.set_rank(options_.rank);
+    request.set_world_size(options_.world_size);
+    request.set_start_step(next_step_ + j);
+    request.set_step_stride(stride);
+    request.set_mode(options_.mode);
+    reader.stream = loader->StreamBatches(request);  // Starts in its thread, at the first Read.
     reader.thread = std::thread(&BatchStream::ReadLoop, this, generation_, reader.address,
-                                context, next_step_ + j, stride);
+                                reader.stream.get(), stride);
     readers_.push_back(std::move(reader));
   }
   restart_needed_ = false;
@@ -68,7 +81,7 @@ void BatchStream::StopGenerationLocked() {
   std::vector<Reader> readers;
   readers.swap(readers_);
   ++generation_;  // Readers of older generations drop what they read.
-  for (Reader& reader : readers) reader.context->TryCancel();
+  for (Reader& reader : readers) reader.stream->Cancel();
   mu_.Unlock();
   for (Reader& reader : readers) {
     if (reader.thread.joinable()) reader.thread.join();
@@ -76,22 +89,11 @@ void BatchStream::StopGenerationLocked() {
   mu_.Lock();
 }
 
-void BatchStream::ReadLoop(int generation, std::string address, grpc::ClientContext* context,
-                           int64_t first_step, int64_t stride) {
-  tecl::v1::StreamBatchesRequest request;
-  request.set_job_id(options_.job_id);
-  *request.mutable_spec() = options_.spec;
-  request.set_rank(options_.rank);
-  request.set_world_size(options_.world_size);
-  request.set_start_step(first_step);
-  request.set_step_stride(stride);
-  request.set_mode(options_.mode);
-  auto stub = tecl::v1::DataLoader::NewStub(channel_factory_(address));
-  std::unique_ptr<grpc::ClientReader<tecl::v1::ClipBatch>> reader =
-      stub->StreamBatches(context, request);
+void BatchStream::ReadLoop(int generation, std::string address, BatchReader* stream,
+                           int64_t stride) {
   tecl::v1::ClipBatch batch;
   bool complete = false;
-  while (reader->Read(&batch)) {
+  while (stream->Read(&batch)) {
     absl::MutexLock lock(&mu_);
     // Stop reading past the prefetch window: gRPC flow control then pauses the loader.
     const int64_t window = stride * std::max(1, options_.prefetch);
@@ -106,17 +108,17 @@ void BatchStream::ReadLoop(int generation, std::string address, grpc::ClientCont
     batch.Clear();
     if (last || (options_.end_step > 0 && step + stride >= options_.end_step)) complete = true;
   }
-  const grpc::Status status = reader->Finish();
+  const absl::Status status = stream->Finish();
   absl::MutexLock lock(&mu_);
   if (cancelled_ || generation != generation_) return;
   if (status.ok() && (complete || options_.mode == tecl::v1::STREAM_MODE_EVAL)) return;
-  if (IsFatal(status.error_code())) {
-    fatal_ = Annotate(FromGrpcStatus(status), absl::StrCat("dataloader ", address));
+  if (IsFatal(status.code())) {
+    fatal_ = Annotate(status, absl::StrCat("dataloader ", address));
     return;
   }
   TECL_LOG(WARNING) << "dataloader " << address << " stream for job " << options_.job_id
                     << " rank " << options_.rank << " broke at step >= " << next_step_ << ": "
-                    << (status.ok() ? std::string("ended early") : status.error_message())
+                    << (status.ok() ? std::string("ended early") : std::string(status.message()))
                     << "; continuing with the other loaders";
   failed_until_[address] = absl::Now() + backoff_;
   backoff_ = std::min(backoff_ * 2, absl::Seconds(5));
@@ -170,7 +172,7 @@ void BatchStream::SetAddresses(std::vector<std::string> addresses) {
 void BatchStream::Cancel() {
   absl::MutexLock lock(&mu_);
   cancelled_ = true;
-  for (Reader& reader : readers_) reader.context->TryCancel();
+  for (Reader& reader : readers_) reader.stream->Cancel();
 }
 
 int64_t BatchStream::next_step() const {
@@ -183,10 +185,10 @@ int64_t BatchStream::reconnects() const {
   return reconnects_;
 }
 
-BatchSourceFactory GrpcBatchSources(BatchStream::ChannelFactory channels) {
-  return [channels = std::move(channels)](const BatchStreamOptions& options,
-                                          const std::vector<std::string>& loader_addresses) {
-    return std::make_unique<BatchStream>(options, loader_addresses, channels);
+BatchSourceFactory LoaderBatchSources(LoaderClientFactory loaders) {
+  return [loaders = std::move(loaders)](const BatchStreamOptions& options,
+                                        const std::vector<std::string>& loader_addresses) {
+    return std::make_unique<BatchStream>(options, loader_addresses, loaders);
   };
 }
 

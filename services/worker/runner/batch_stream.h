@@ -16,8 +16,6 @@
 #ifndef TECL_SERVICES_WORKER_RUNNER_BATCH_STREAM_H_
 #define TECL_SERVICES_WORKER_RUNNER_BATCH_STREAM_H_
 
-#include <grpcpp/grpcpp.h>
-
 #include <functional>
 #include <map>
 #include <memory>
@@ -29,17 +27,15 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "services/client/loader_client.h"
 #include "services/worker/runner/batch_source.h"
-#include "tecl/v1/dataloader_service.grpc.pb.h"
 
 namespace tecl::worker {
 
 class BatchStream final : public BatchSource {
  public:
-  using ChannelFactory = std::function<std::shared_ptr<grpc::Channel>(const std::string& address)>;
-
   BatchStream(BatchStreamOptions options, std::vector<std::string> addresses,
-              ChannelFactory channel_factory);
+              LoaderClientFactory loaders);
   ~BatchStream() override;  // Cancels and joins every reader.
   BatchStream(const BatchStream&) = delete;
   BatchStream& operator=(const BatchStream&) = delete;
@@ -58,7 +54,7 @@ class BatchStream final : public BatchSource {
  private:
   struct Reader {
     std::string address;
-    std::unique_ptr<grpc::ClientContext> context;
+    std::unique_ptr<BatchReader> stream;
     std::thread thread;
   };
 
@@ -66,12 +62,11 @@ class BatchStream final : public BatchSource {
   void StartGenerationLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Cancels and joins the current readers (releases mu_ while joining).
   void StopGenerationLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ReadLoop(int generation, std::string address, grpc::ClientContext* context,
-                int64_t first_step, int64_t stride);
-  static bool IsFatal(grpc::StatusCode code);
+  void ReadLoop(int generation, std::string address, BatchReader* stream, int64_t stride);
+  static bool IsFatal(absl::StatusCode code);
 
   const BatchStreamOptions options_;
-  const ChannelFactory channel_factory_;
+  const LoaderClientFactory loaders_;
 
   mutable absl::Mutex mu_;
   std::vector<std::string> addresses_ ABSL_GUARDED_BY(mu_);
@@ -88,9 +83,9 @@ class BatchStream final : public BatchSource {
   int64_t reconnects_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-// The BatchSourceFactory of tecl-worker: a BatchStream over channels from `channels` (the auth
-// token and TLS settings of this process).
-BatchSourceFactory GrpcBatchSources(BatchStream::ChannelFactory channels);
+// The BatchSourceFactory of tecl-worker: a BatchStream over the clients `loaders` makes (with the
+// credentials of this process).
+BatchSourceFactory LoaderBatchSources(LoaderClientFactory loaders);
 
 }  // namespace tecl::worker
 

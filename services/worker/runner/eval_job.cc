@@ -20,7 +20,6 @@
 #include "services/worker/runner/job_runner.h"
 #include "services/worker/runner/trainer_metrics.h"
 #include "services/worker/train/checkpoint.h"
-#include "tecl/v1/dataloader_service.grpc.pb.h"
 
 namespace tecl::worker {
 namespace {
@@ -243,17 +242,14 @@ class EvalRun {
 
   // Videos in the data set (both splits), from a dataloader's DescribeDataset; 0 when unknown.
   int64_t CountVideos() const {
-    if (!options_.loader_channels) return 0;
+    if (!options_.loader_clients) return 0;
     for (const std::string& address : a_.dataloader_addresses()) {
-      std::shared_ptr<grpc::Channel> channel = options_.loader_channels(address);
-      if (channel == nullptr) continue;
-      auto stub = tecl::v1::DataLoader::NewStub(channel);
-      grpc::ClientContext context;
-      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+      std::shared_ptr<LoaderClient> loader = options_.loader_clients(address);
+      if (loader == nullptr) continue;
       tecl::v1::DescribeDatasetRequest request;
       *request.mutable_dataset() = spec_.dataset();
-      tecl::v1::DatasetInfo info;
-      if (stub->DescribeDataset(&context, request, &info).ok()) return info.num_videos();
+      absl::StatusOr<tecl::v1::DatasetInfo> info = loader->DescribeDataset(request);
+      if (info.ok()) return info->num_videos();
     }
     return 0;
   }

@@ -43,9 +43,9 @@
 #include <chrono>
 #include <string>
 
+#include "services/client/loader_client.h"
 #include "services/common/metrics.h"
 #include "services/worker/runner/batch_source.h"
-#include "services/worker/runner/batch_stream.h"
 #include "services/worker/runner/communicator_factory.h"
 #include "services/worker/runner/worker_agent.h"
 #include "services/worker/train/env.h"
@@ -55,14 +55,14 @@ namespace tecl::worker {
 
 struct JobRunnerOptions {
   metrics::Registry* registry = nullptr;  // Required; outlives the runner.
-  // Opens a rank's input (required): GrpcBatchSources in tecl-worker, an in-memory source in tests.
+  // Opens a rank's input (required): LoaderBatchSources in tecl-worker, an in-memory source in tests.
   BatchSourceFactory batch_sources;
   // Forms a pretraining rank's process group (required for world size > 1):
   // RendezvousCommunicators in tecl-worker, a dist::FakeWorld in tests.
   CommunicatorFactory communicators;
-  // Channels to dataloaders, for the evaluation's DescribeDataset (the video count its progress
+  // Clients of dataloaders, for the evaluation's DescribeDataset (the video count its progress
   // and ETA need); null = the count is unknown.
-  BatchStream::ChannelFactory loader_channels;
+  LoaderClientFactory loader_clients;
   // Checkpoint and encoder files go through this (not owned; outlives the runner).
   core::Env* env = core::Env::Default();
   // Intra-op threads when the spec leaves resources.threads_per_trainer unset.

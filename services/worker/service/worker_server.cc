@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "services/client/grpc_coordinator_client.h"
+#include "services/client/grpc_loader_client.h"
 #include "services/common/logging.h"
 #include "services/common/status_macros.h"
 #include "services/worker/runner/batch_stream.h"
@@ -90,11 +91,12 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(WorkerConfig c
   runner.cuda_device = config.cuda_device;
   ChannelOptions loader_channel = config.channel;
   if (!loader_channel.tls_cert_file.empty()) loader_channel.token.clear();
-  runner.loader_channels = [options = std::move(loader_channel)](const std::string& address) {
+  runner.loader_clients = [options = std::move(loader_channel)](
+                              const std::string& address) -> std::shared_ptr<LoaderClient> {
     absl::StatusOr<std::shared_ptr<grpc::Channel>> c = MakeChannel(address, options);
-    return c.ok() ? *c : nullptr;
+    return c.ok() ? NewLoaderClient(*c) : nullptr;
   };
-  runner.batch_sources = GrpcBatchSources(runner.loader_channels);
+  runner.batch_sources = LoaderBatchSources(runner.loader_clients);
   runner.communicators = RendezvousCommunicators(coordinator, gloo);
 
   WorkerAgentOptions agent_options;
