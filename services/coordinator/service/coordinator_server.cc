@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "services/common/logging.h"
 #include "services/common/status_macros.h"
+#include "services/common/work_limits.h"
 
 namespace tecl::coordinator {
 
@@ -23,8 +24,17 @@ absl::Status CoordinatorConfig::Validate() const {
                      absl::FormatDuration(m.heartbeat_interval), ")"));
   }
   const SpecLimits& limits = coordinator.jobs.limits;
-  if (limits.max_trainers < 1) {
-    return absl::InvalidArgumentError("--max_trainers must be at least 1");
+  if (limits.max_trainers < 1 || limits.max_trainers > work_limits::kMaxWorldSize) {
+    return absl::InvalidArgumentError(absl::StrCat("--max_trainers: ", limits.max_trainers,
+                                                   " is outside [1, ", work_limits::kMaxWorldSize,
+                                                   "] (the largest world size a dataloader serves)"));
+  }
+  // A trainer reading from k dataloaders asks each for every k-th step.
+  if (limits.max_dataloaders_per_trainer < 1 ||
+      limits.max_dataloaders_per_trainer > work_limits::kMaxStepStride) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_dataloaders_per_trainer: ", limits.max_dataloaders_per_trainer, " is outside [1, ",
+        work_limits::kMaxStepStride, "] (the largest step stride a dataloader serves)"));
   }
   if (coordinator.attempts.scheduler.max_bypasses < 0) {
     return absl::InvalidArgumentError("--max_bypasses must be >= 0");

@@ -42,7 +42,6 @@ struct LoaderOptions {
   absl::Duration decode_budget = absl::Seconds(20);
   // How long a read manifest is reused by streams of the same data set.
   absl::Duration manifest_cache_ttl = absl::Seconds(30);
-  StreamLimits stream_limits;
   ManifestLimits manifest_limits;
   // Data set of requests that name none (format unspecified and no root): --manifest.
   tecl::v1::DatasetSpec default_dataset;
@@ -63,7 +62,8 @@ class LoaderManager {
   absl::StatusOr<std::shared_ptr<BatchStream>> OpenStream(
       const tecl::v1::StreamBatchesRequest& request);
 
-  // Reads the manifest on the pool and calls `done` once from a pool thread. Never blocks.
+  // Reads the manifest on the pool and calls `done` once from a pool thread (INVALID_ARGUMENT at
+  // once, on the caller's thread, for a path or rate out of work_limits). Never blocks.
   void DescribeDataset(const tecl::v1::DatasetSpec& dataset,
                        std::function<void(absl::StatusOr<tecl::v1::DatasetInfo>)> done);
 
