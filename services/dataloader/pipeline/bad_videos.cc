@@ -1,8 +1,14 @@
 #include "services/dataloader/pipeline/bad_videos.h"
 
+#include <string>
+
 namespace tecl::dataloader {
 
 const char* BadVideoReason(const absl::Status& status, bool decoding) {
+  const std::string refusal = video::RefusalOf(status);
+  for (const char* reason : {kReasonNotRegularFile, kReasonFormatNotAllowed, kReasonTooLarge}) {
+    if (refusal == reason) return reason;
+  }
   switch (status.code()) {
     case absl::StatusCode::kNotFound:
       return kReasonNotFound;

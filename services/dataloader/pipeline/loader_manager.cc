@@ -73,6 +73,7 @@ absl::StatusOr<std::shared_ptr<BatchStream>> LoaderManager::OpenStream(
   TECL_ASSIGN_OR_RETURN(StreamConfig config, StreamConfigFromRequest(request));
   config.dataset = DatasetOf(config.dataset);
   config.decode.budget = options_.decode_budget;
+  config.decode.limits = options_.input_limits;
 
   int open = open_streams_->load();
   do {

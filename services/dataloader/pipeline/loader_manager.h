@@ -40,6 +40,8 @@ struct LoaderOptions {
   int max_streams = 64;
   // Wall-clock limit of decoding one video's clips (a slower file counts as bad: timeout).
   absl::Duration decode_budget = absl::Seconds(20);
+  // Largest video decoded (width, height, frames); a larger one counts as bad: too_large.
+  video::InputLimits input_limits;
   // How long a read manifest is reused by streams of the same data set.
   absl::Duration manifest_cache_ttl = absl::Seconds(30);
   ManifestLimits manifest_limits;
