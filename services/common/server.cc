@@ -177,8 +177,8 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   // A busy address is an error, not a second server sharing the port (gRPC's default
   // SO_REUSEPORT would let two processes bind the same host:port).
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
-  builder.SetMaxSendMessageSize(options.max_message_bytes);
+  builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  builder.SetMaxSendMessageSize(options.max_send_message_bytes);
   for (grpc::Service* service : services) builder.RegisterService(service);
   if (services.empty()) {
     // A server whose only service is health (a trainer) needs one method of its own to run its

@@ -1,8 +1,9 @@
 // Runs a gRPC server the same way in every TECL process: binds host:port (port 0 picks a free
 // port and the bound port is reported), serves the standard gRPC health service, TLS (mutual when
-// a CA is given), large messages (clip batches), per-method request metrics, and a Prometheus
-// /metrics endpoint. It refuses to start without credentials (tokens or mutual TLS) unless told
-// `insecure`; an insecure server logs a warning every minute and exports tecl_insecure 1.
+// a CA is given), small requests and large responses (clip batches), per-method request metrics,
+// and a Prometheus /metrics endpoint with /healthz. It refuses to start without credentials
+// (tokens or mutual TLS) unless told `insecure`; an insecure server logs a warning every minute
+// and exports tecl_insecure 1.
 //
 //   tecl::BlockTerminationSignals();              // first thing in main, before any thread
 //   auto server = tecl::GrpcServer::Start(options, {&service}, &registry);
@@ -44,7 +45,13 @@ struct ServerOptions {
   // credential.
   std::vector<Credential> tokens;
   bool insecure = false;
-  int max_message_bytes = 256 << 20;
+  // Largest request message accepted. gRPC reads a whole message before any handler (and so
+  // before the credential check) runs: a larger one is RESOURCE_EXHAUSTED without reaching the
+  // service, so an unauthenticated caller cannot make the server buffer more than this per call.
+  // TECL requests are small (a job spec is at most 1 MiB).
+  int max_receive_message_bytes = 4 << 20;
+  // Largest response message (a clip batch is at most work_limits::kMaxBatchBytes).
+  int max_send_message_bytes = 256 << 20;
 };
 
 // The authenticator of a server with these options (tokens; mutual TLS when a CA is set).

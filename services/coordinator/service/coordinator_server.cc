@@ -115,9 +115,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
       std::make_unique<MembershipService>(server->coordinator_.get(), auth, config.requests);
   server->rendezvous_service_ = std::make_unique<RendezvousService>(
       server->rendezvous_.get(), &server->coordinator_->membership(), auth, config.requests);
-  // Requests beyond the per-field limits get INVALID_ARGUMENT from the services; the transport
-  // limit only has to be above them.
-  config.server.max_message_bytes = 16 << 20;
+  // Requests beyond the per-field limits get INVALID_ARGUMENT from the services; the transport's
+  // receive limit (ServerOptions, 4 MiB) is above them and refuses anything larger before any
+  // handler or credential check runs. Responses (job lists, events) stay below 16 MiB.
+  config.server.max_send_message_bytes = 16 << 20;
   TECL_ASSIGN_OR_RETURN(
       server->grpc_,
       GrpcServer::Start(config.server,
