@@ -232,11 +232,21 @@ void GrpcServer::WarnInsecureLoop() {
   } while (!stop_warning_.WaitForNotificationWithTimeout(absl::Minutes(1)));
 }
 
+void GrpcServer::SetServing(bool serving, const std::string& reason) {
+  absl::MutexLock lock(&serving_mu_);
+  if (shut_down_ || server_ == nullptr) return;
+  server_->GetHealthCheckService()->SetServingStatus(serving);
+  if (metrics_ != nullptr) metrics_->SetHealthy(serving, reason);
+}
+
 void GrpcServer::Shutdown(absl::Duration grace) {
   if (!stop_warning_.HasBeenNotified()) stop_warning_.Notify();
   if (insecure_warning_.joinable()) insecure_warning_.join();
-  if (shut_down_ || server_ == nullptr) return;
-  shut_down_ = true;
+  {
+    absl::MutexLock lock(&serving_mu_);
+    if (shut_down_ || server_ == nullptr) return;
+    shut_down_ = true;
+  }
   server_->GetHealthCheckService()->SetServingStatus(false);
   server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace));
   server_->Wait();

@@ -21,9 +21,11 @@
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/time/time.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "services/common/auth.h"
 #include "services/common/metrics.h"
 #include "services/common/metrics_http.h"
@@ -77,6 +79,12 @@ class GrpcServer {
   int metrics_port() const { return metrics_ == nullptr ? 0 : metrics_->port(); }
   grpc::Server* server() { return server_.get(); }
 
+  // Sets the gRPC health service's status (every service) and GET /healthz (200 "ok" or 503 with
+  // `reason`): a process that can no longer do its work (a coordinator whose store failed) says
+  // NOT_SERVING so that probes restart it. No-op after Shutdown. Thread-safe, never blocks on
+  // calls.
+  void SetServing(bool serving, const std::string& reason = "");
+
   // Marks the health service NOT_SERVING, stops accepting calls, lets in-flight calls finish for
   // up to `grace`, then cancels the rest. Blocks until done. Idempotent.
   void Shutdown(absl::Duration grace);
@@ -92,7 +100,9 @@ class GrpcServer {
   std::unique_ptr<metrics::MetricsHttpServer> metrics_;
   int port_ = 0;
   std::string address_;
-  bool shut_down_ = false;
+  // Orders SetServing against Shutdown.
+  absl::Mutex serving_mu_;
+  bool shut_down_ ABSL_GUARDED_BY(serving_mu_) = false;
   absl::Notification stop_warning_;
   std::thread insecure_warning_;  // Runs while an insecure server serves.
 };
