@@ -72,12 +72,30 @@ int MetricsHttpServer::HandleMetrics(mg_connection* connection, void* self) {
   return 200;
 }
 
-int MetricsHttpServer::HandleHealth(mg_connection* connection, void*) {
-  static constexpr char kResponse[] =
-      "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n"
-      "Connection: close\r\n\r\nok\n";
-  mg_write(connection, kResponse, sizeof(kResponse) - 1);
-  return 200;
+void MetricsHttpServer::SetHealthy(bool healthy, const std::string& reason) {
+  absl::MutexLock lock(&health_mu_);
+  healthy_ = healthy;
+  unhealthy_reason_ = healthy ? "" : reason;
+}
+
+int MetricsHttpServer::HandleHealth(mg_connection* connection, void* self) {
+  auto* server = static_cast<MetricsHttpServer*>(self);
+  std::string body = "ok\n";
+  bool healthy = true;
+  {
+    absl::MutexLock lock(&server->health_mu_);
+    if (!server->healthy_) {
+      healthy = false;
+      body = absl::StrCat("not serving: ", server->unhealthy_reason_, "\n");
+    }
+  }
+  // One heap buffer and mg_write, as in HandleMetrics.
+  const std::string response = absl::StrCat(
+      healthy ? "HTTP/1.1 200 OK" : "HTTP/1.1 503 Service Unavailable",
+      "\r\nContent-Type: text/plain\r\nContent-Length: ", body.size(),
+      "\r\nConnection: close\r\n\r\n", body);
+  mg_write(connection, response.data(), response.size());
+  return healthy ? 200 : 503;
 }
 
 }  // namespace tecl::metrics

@@ -1,5 +1,6 @@
 // HTTP endpoint for Prometheus scrapes: GET /metrics serves a Registry in text format 0.0.4,
-// GET /healthz answers "ok". Backed by civetweb with a small thread pool.
+// GET /healthz answers 200 "ok", or 503 with the reason once SetHealthy(false) (the probe of
+// Kubernetes' liveness and readiness checks). Backed by civetweb with a small thread pool.
 //
 // Thread-safe; the registry must outlive the server. Destruction stops the server and waits for
 // in-flight requests.
@@ -9,7 +10,9 @@
 #include <memory>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "services/common/metrics.h"
 
 struct mg_context;
@@ -27,6 +30,9 @@ class MetricsHttpServer {
   MetricsHttpServer(const MetricsHttpServer&) = delete;
   MetricsHttpServer& operator=(const MetricsHttpServer&) = delete;
 
+  // What GET /healthz answers from now on. Thread-safe.
+  void SetHealthy(bool healthy, const std::string& reason);
+
   int port() const { return port_; }
   // "host:port" with the bound port.
   const std::string& address() const { return address_; }
@@ -37,6 +43,9 @@ class MetricsHttpServer {
   static int HandleHealth(mg_connection* connection, void* self);
 
   const Registry* registry_;
+  absl::Mutex health_mu_;
+  bool healthy_ ABSL_GUARDED_BY(health_mu_) = true;
+  std::string unhealthy_reason_ ABSL_GUARDED_BY(health_mu_);
   mg_context* context_ = nullptr;
   int port_ = 0;
   std::string address_;

@@ -177,8 +177,8 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   // A busy address is an error, not a second server sharing the port (gRPC's default
   // SO_REUSEPORT would let two processes bind the same host:port).
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
-  builder.SetMaxSendMessageSize(options.max_message_bytes);
+  builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  builder.SetMaxSendMessageSize(options.max_send_message_bytes);
   for (grpc::Service* service : services) builder.RegisterService(service);
   if (services.empty()) {
     // A server whose only service is health (a trainer) needs one method of its own to run its
@@ -232,11 +232,21 @@ void GrpcServer::WarnInsecureLoop() {
   } while (!stop_warning_.WaitForNotificationWithTimeout(absl::Minutes(1)));
 }
 
+void GrpcServer::SetServing(bool serving, const std::string& reason) {
+  absl::MutexLock lock(&serving_mu_);
+  if (shut_down_ || server_ == nullptr) return;
+  server_->GetHealthCheckService()->SetServingStatus(serving);
+  if (metrics_ != nullptr) metrics_->SetHealthy(serving, reason);
+}
+
 void GrpcServer::Shutdown(absl::Duration grace) {
   if (!stop_warning_.HasBeenNotified()) stop_warning_.Notify();
   if (insecure_warning_.joinable()) insecure_warning_.join();
-  if (shut_down_ || server_ == nullptr) return;
-  shut_down_ = true;
+  {
+    absl::MutexLock lock(&serving_mu_);
+    if (shut_down_ || server_ == nullptr) return;
+    shut_down_ = true;
+  }
   server_->GetHealthCheckService()->SetServingStatus(false);
   server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace));
   server_->Wait();

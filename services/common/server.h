@@ -1,8 +1,9 @@
 // Runs a gRPC server the same way in every TECL process: binds host:port (port 0 picks a free
 // port and the bound port is reported), serves the standard gRPC health service, TLS (mutual when
-// a CA is given), large messages (clip batches), per-method request metrics, and a Prometheus
-// /metrics endpoint. It refuses to start without credentials (tokens or mutual TLS) unless told
-// `insecure`; an insecure server logs a warning every minute and exports tecl_insecure 1.
+// a CA is given), small requests and large responses (clip batches), per-method request metrics,
+// and a Prometheus /metrics endpoint with /healthz. It refuses to start without credentials
+// (tokens or mutual TLS) unless told `insecure`; an insecure server logs a warning every minute
+// and exports tecl_insecure 1.
 //
 //   tecl::BlockTerminationSignals();              // first thing in main, before any thread
 //   auto server = tecl::GrpcServer::Start(options, {&service}, &registry);
@@ -20,9 +21,11 @@
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/time/time.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "services/common/auth.h"
 #include "services/common/metrics.h"
 #include "services/common/metrics_http.h"
@@ -44,7 +47,13 @@ struct ServerOptions {
   // credential.
   std::vector<Credential> tokens;
   bool insecure = false;
-  int max_message_bytes = 256 << 20;
+  // Largest request message accepted. gRPC reads a whole message before any handler (and so
+  // before the credential check) runs: a larger one is RESOURCE_EXHAUSTED without reaching the
+  // service, so an unauthenticated caller cannot make the server buffer more than this per call.
+  // TECL requests are small (a job spec is at most 1 MiB).
+  int max_receive_message_bytes = 4 << 20;
+  // Largest response message (a clip batch is at most work_limits::kMaxBatchBytes).
+  int max_send_message_bytes = 256 << 20;
 };
 
 // The authenticator of a server with these options (tokens; mutual TLS when a CA is set).
@@ -70,6 +79,12 @@ class GrpcServer {
   int metrics_port() const { return metrics_ == nullptr ? 0 : metrics_->port(); }
   grpc::Server* server() { return server_.get(); }
 
+  // Sets the gRPC health service's status (every service) and GET /healthz (200 "ok" or 503 with
+  // `reason`): a process that can no longer do its work (a coordinator whose store failed) says
+  // NOT_SERVING so that probes restart it. No-op after Shutdown. Thread-safe, never blocks on
+  // calls.
+  void SetServing(bool serving, const std::string& reason = "");
+
   // Marks the health service NOT_SERVING, stops accepting calls, lets in-flight calls finish for
   // up to `grace`, then cancels the rest. Blocks until done. Idempotent.
   void Shutdown(absl::Duration grace);
@@ -85,7 +100,9 @@ class GrpcServer {
   std::unique_ptr<metrics::MetricsHttpServer> metrics_;
   int port_ = 0;
   std::string address_;
-  bool shut_down_ = false;
+  // Orders SetServing against Shutdown.
+  absl::Mutex serving_mu_;
+  bool shut_down_ ABSL_GUARDED_BY(serving_mu_) = false;
   absl::Notification stop_warning_;
   std::thread insecure_warning_;  // Runs while an insecure server serves.
 };

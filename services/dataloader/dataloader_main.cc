@@ -14,6 +14,13 @@ ABSL_FLAG(int, threads, 0, "Decode threads when --decode_threads is 0 (teclctl l
 ABSL_FLAG(int, max_streams, 64, "Concurrent StreamBatches calls; more get RESOURCE_EXHAUSTED");
 ABSL_FLAG(absl::Duration, decode_budget, absl::Seconds(20), "Longest decode of one video's clips");
 ABSL_FLAG(int, index_cache_videos, 16384, "Videos whose frame index stays cached");
+ABSL_FLAG(int64_t, index_cache_bytes, int64_t{512} << 20,
+          "Bytes the cached frame indexes may hold (about 48 bytes a frame; at least 1 MiB)");
+ABSL_FLAG(int, max_video_width, 8192, "Widest video decoded; wider ones are skipped (too_large)");
+ABSL_FLAG(int, max_video_height, 8192, "Tallest video decoded; taller ones are skipped (too_large)");
+ABSL_FLAG(int64_t, max_video_frames, 1'000'000,
+          "Most frames of a video decoded (at dataset.fps when set); longer ones are skipped "
+          "(too_large)");
 ABSL_FLAG(std::string, manifest, "", "Data set for requests naming none: class-folder root or CSV");
 ABSL_FLAG(bool, register, true, "Register with --coordinator and heartbeat (false = standalone)");
 ABSL_FLAG(std::string, advertise_address, "", "host:port trainers reach this loader at (default: the listen address)");
@@ -37,6 +44,11 @@ int main(int argc, char** argv) {
   config.loader.max_streams = absl::GetFlag(FLAGS_max_streams);
   config.loader.decode_budget = absl::GetFlag(FLAGS_decode_budget);
   config.index_cache_videos = static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_index_cache_videos)));
+  config.index_cache_bytes =
+      static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_index_cache_bytes)));
+  config.loader.input_limits = {absl::GetFlag(FLAGS_max_video_width),
+                                absl::GetFlag(FLAGS_max_video_height),
+                                absl::GetFlag(FLAGS_max_video_frames)};
   config.manifest = absl::GetFlag(FLAGS_manifest);
   if (absl::GetFlag(FLAGS_register)) config.coordinator = absl::GetFlag(FLAGS_coordinator);
   config.coordinator_channel = *channel;

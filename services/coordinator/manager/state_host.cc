@@ -35,6 +35,24 @@ absl::Status StateHost::store_error() const {
   return store_error_;
 }
 
+void StateHost::OnStoreFailure(std::function<void(const absl::Status&)> on_failure) {
+  absl::MutexLock lock(&failure_mu_);
+  on_failure_ = std::move(on_failure);
+  failure_reported_ = false;
+  const absl::Status error = store_error();
+  if (on_failure_ && !error.ok()) {
+    failure_reported_ = true;
+    on_failure_(error);
+  }
+}
+
+void StateHost::ReportStoreFailure() {
+  absl::MutexLock lock(&failure_mu_);
+  if (failure_reported_ || !on_failure_) return;
+  failure_reported_ = true;
+  on_failure_(store_error());
+}
+
 void StateHost::Mutate(absl::FunctionRef<absl::Status(Change&)> change, StatusCallback done) {
   Change c;
   absl::Status answer;
@@ -76,8 +94,11 @@ bool StateHost::Commit(Change& change, StatusCallback done) {
                   in_flight->fetch_sub(1);
                   if (!status.ok()) {
                     TECL_LOG(ERROR) << "state store write failed: " << status.message();
-                    absl::MutexLock lock(&error_mu_);
-                    if (store_error_.ok()) store_error_ = status;
+                    {
+                      absl::MutexLock lock(&error_mu_);
+                      if (store_error_.ok()) store_error_ = status;
+                    }
+                    ReportStoreFailure();
                   }
                   if (!done) return;
                   if (status.ok()) {

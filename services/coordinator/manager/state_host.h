@@ -107,6 +107,12 @@ class StateHost {
   // The store's first write failure (OK while healthy). After one, Mutate refuses changes.
   absl::Status store_error() const;
 
+  // `on_failure` runs once with the store's first write failure: on the store's commit thread
+  // (or inline, with a store that answers inline), or at once when the store has already failed.
+  // It must not call back into this host. Replaces an earlier handler; nullptr removes it. After
+  // this returns, the previous handler is not running and will not run again.
+  void OnStoreFailure(std::function<void(const absl::Status&)> on_failure);
+
   // Registers `collect` with `registry`'s collect callbacks; it runs under the lock and
   // stops being called when the host is destroyed.
   void AddMetricsCollector(metrics::Registry* registry, std::function<void()> collect);
@@ -118,6 +124,8 @@ class StateHost {
   // inline) calls `done` once it is durable; returns true. Returns false without calling `done`
   // when there is nothing to write and every earlier batch is durable: the caller answers.
   bool Commit(Change& change, StatusCallback done) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs the failure handler once (the store has failed).
+  void ReportStoreFailure();
   void Notify(const std::set<std::string>& job_ids);
 
   JobStore* const store_;
@@ -132,6 +140,11 @@ class StateHost {
   // Written from store callbacks, which never take mu_.
   mutable absl::Mutex error_mu_ ABSL_ACQUIRED_AFTER(mu_);
   absl::Status store_error_ ABSL_GUARDED_BY(error_mu_);
+
+  // Held while the failure handler runs, so replacing it waits for a running call.
+  absl::Mutex failure_mu_ ABSL_ACQUIRED_BEFORE(error_mu_);
+  std::function<void(const absl::Status&)> on_failure_ ABSL_GUARDED_BY(failure_mu_);
+  bool failure_reported_ ABSL_GUARDED_BY(failure_mu_) = false;
 
   absl::Mutex watch_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   std::map<WatchId, std::pair<std::string, std::function<void()>>> watchers_

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "services/common/logging.h"
 #include "services/common/status_macros.h"
+#include "services/common/work_limits.h"
 
 namespace tecl::coordinator {
 
@@ -23,8 +24,17 @@ absl::Status CoordinatorConfig::Validate() const {
                      absl::FormatDuration(m.heartbeat_interval), ")"));
   }
   const SpecLimits& limits = coordinator.jobs.limits;
-  if (limits.max_trainers < 1) {
-    return absl::InvalidArgumentError("--max_trainers must be at least 1");
+  if (limits.max_trainers < 1 || limits.max_trainers > work_limits::kMaxWorldSize) {
+    return absl::InvalidArgumentError(absl::StrCat("--max_trainers: ", limits.max_trainers,
+                                                   " is outside [1, ", work_limits::kMaxWorldSize,
+                                                   "] (the largest world size a dataloader serves)"));
+  }
+  // A trainer reading from k dataloaders asks each for every k-th step.
+  if (limits.max_dataloaders_per_trainer < 1 ||
+      limits.max_dataloaders_per_trainer > work_limits::kMaxStepStride) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_dataloaders_per_trainer: ", limits.max_dataloaders_per_trainer, " is outside [1, ",
+        work_limits::kMaxStepStride, "] (the largest step stride a dataloader serves)"));
   }
   if (coordinator.attempts.scheduler.max_bypasses < 0) {
     return absl::InvalidArgumentError("--max_bypasses must be >= 0");
@@ -53,7 +63,7 @@ absl::Status CoordinatorConfig::Validate() const {
 }
 
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
-    CoordinatorConfig config, const Clock* clock) {
+    CoordinatorConfig config, const Clock* clock, JobStore* store) {
   TECL_RETURN_IF_ERROR(config.Validate());
   std::error_code error;
   const std::filesystem::path state_dir = std::filesystem::absolute(config.state_dir);
@@ -80,8 +90,19 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     commit_seconds.Observe(absl::ToDoubleSeconds(d));
     commit_batches.Observe(batches);
   };
-  TECL_ASSIGN_OR_RETURN(
-      server->store_, SqliteJobStore::Open((state_dir / "coordinator.db").string(), config.store));
+  if (store == nullptr) {
+    TECL_ASSIGN_OR_RETURN(server->store_, SqliteJobStore::Open(
+                                              (state_dir / "coordinator.db").string(), config.store));
+    store = server->store_.get();
+  }
+  server->store_healthy_ = &metrics::BuildGauge()
+                                .Name("tecl_coordinator_store_healthy")
+                                .Help("1 while the state store accepts writes; 0 once a write "
+                                      "failed: changes are refused and health is NOT_SERVING "
+                                      "until the coordinator is restarted.")
+                                .Register(server->registry_)
+                                .Add({});
+  server->store_healthy_->Set(1);
   server->rendezvous_ = std::make_unique<Rendezvous>(clock, config.rendezvous);
 
   CoordinatorOptions& options = config.coordinator;
@@ -93,7 +114,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   if (!confinement.has_value()) confinement.emplace();
   confinement->default_root = options.checkpoints.checkpoint_root;
   const bool advertise_listen_address = options.attempts.coordinator_address.empty();
-  server->coordinator_ = std::make_unique<Coordinator>(options, server->store_.get(), clock,
+  server->coordinator_ = std::make_unique<Coordinator>(options, store, clock,
                                                        server->rendezvous_.get(),
                                                        &server->registry_);
   TECL_RETURN_IF_ERROR(server->coordinator_->Restore());
@@ -105,9 +126,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
       std::make_unique<MembershipService>(server->coordinator_.get(), auth, config.requests);
   server->rendezvous_service_ = std::make_unique<RendezvousService>(
       server->rendezvous_.get(), &server->coordinator_->membership(), auth, config.requests);
-  // Requests beyond the per-field limits get INVALID_ARGUMENT from the services; the transport
-  // limit only has to be above them.
-  config.server.max_message_bytes = 16 << 20;
+  // Requests beyond the per-field limits get INVALID_ARGUMENT from the services; the transport's
+  // receive limit (ServerOptions, 4 MiB) is above them and refuses anything larger before any
+  // handler or credential check runs. Responses (job lists, events) stay below 16 MiB.
+  config.server.max_send_message_bytes = 16 << 20;
   TECL_ASSIGN_OR_RETURN(
       server->grpc_,
       GrpcServer::Start(config.server,
@@ -117,11 +139,21 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   if (advertise_listen_address) {
     server->coordinator_->attempts().SetCoordinatorAddress(server->grpc_->local_address());
   }
+  server->coordinator_->host().OnStoreFailure(
+      [s = server.get()](const absl::Status& error) { s->OnStoreFailure(error); });
   server->background_ = std::thread(&CoordinatorServer::BackgroundLoop, server.get());
   TECL_LOG(INFO) << "tecl-coordinator serving on " << server->grpc_->address()
                  << " (metrics on port " << server->grpc_->metrics_port() << "), state in "
                  << state_dir.string();
   return server;
+}
+
+void CoordinatorServer::OnStoreFailure(const absl::Status& error) {
+  store_healthy_->Set(0);
+  TECL_LOG(ERROR) << "the state store failed (" << error.message()
+                  << "): refusing every change and reporting NOT_SERVING on the health service "
+                     "and /healthz; fix the disk and restart tecl-coordinator";
+  grpc_->SetServing(false, absl::StrCat("the state store failed: ", error.message()));
 }
 
 void CoordinatorServer::BackgroundLoop() {
@@ -135,6 +167,7 @@ void CoordinatorServer::Shutdown(absl::Duration grace) {
   if (background_.joinable()) background_.join();
   if (rendezvous_ != nullptr) rendezvous_->Shutdown();  // Ends waits, so their calls finish.
   if (grpc_ != nullptr) grpc_->Shutdown(grace);
+  if (coordinator_ != nullptr) coordinator_->host().OnStoreFailure(nullptr);
   store_.reset();  // Commits what is queued.
 }
 

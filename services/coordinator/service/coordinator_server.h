@@ -7,7 +7,10 @@
 //   (*server)->Shutdown(absl::Seconds(10));
 //
 // The state folder holds coordinator.db (SQLite, WAL) and checkpoints/ (the default checkpoint
-// root). Thread-safe; Shutdown is idempotent and the destructor calls it.
+// root). Once a store write fails the coordinator refuses changes (StateHost) and reports it: the
+// gRPC health service and GET /healthz say NOT_SERVING (so Kubernetes restarts it from the
+// file), tecl_coordinator_store_healthy drops to 0, and the error is logged.
+// Thread-safe; Shutdown is idempotent and the destructor calls it.
 #ifndef TECL_SERVICES_COORDINATOR_SERVICE_COORDINATOR_SERVER_H_
 #define TECL_SERVICES_COORDINATOR_SERVICE_COORDINATOR_SERVER_H_
 
@@ -64,9 +67,10 @@ struct CoordinatorConfig {
 class CoordinatorServer {
  public:
   // Opens the store, restores the state and starts serving. Errors name what failed (the state
-  // folder, the address).
+  // folder, the address). `store` replaces the SQLite store of the state folder (tests: a store
+  // that fails); it must outlive the server.
   static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(
-      CoordinatorConfig config, const Clock* clock = RealClock::Get());
+      CoordinatorConfig config, const Clock* clock = RealClock::Get(), JobStore* store = nullptr);
   ~CoordinatorServer();
 
   // Stops scheduling, ends rendezvous waits, drains calls for up to `grace`, closes the store.
@@ -82,9 +86,12 @@ class CoordinatorServer {
  private:
   CoordinatorServer() = default;
   void BackgroundLoop();
+  // The store failed: health NOT_SERVING, the gauge, the log line. Runs once.
+  void OnStoreFailure(const absl::Status& error);
 
   metrics::Registry registry_;
-  std::unique_ptr<SqliteJobStore> store_;
+  metrics::Gauge* store_healthy_ = nullptr;
+  std::unique_ptr<SqliteJobStore> store_;  // Null when Start was given a store.
   std::unique_ptr<Rendezvous> rendezvous_;
   std::unique_ptr<Coordinator> coordinator_;
   std::unique_ptr<JobService> job_service_;

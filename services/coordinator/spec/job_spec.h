@@ -28,14 +28,14 @@ namespace tecl::coordinator {
 // The backbones the trainer implements, in the order error messages list them.
 inline constexpr const char* kBackbones[] = {"r2plus1d_18", "r3d_18", "tiny3d"};
 
-// What ValidateJobSpec checks a spec against (the coordinator's configuration).
+// What ValidateJobSpec checks a spec against (the coordinator's configuration). The limits on the
+// work a spec asks of the dataloaders (clip sizes and spans, batch bytes, prefetch) are not
+// configurable: they are services/common/work_limits.h, which the dataloaders check too.
 struct SpecLimits {
   // Most trainer ranks one job may ask for (the cluster's size).
   int max_trainers = 64;
   // Most dataloaders streaming to one trainer.
   int max_dataloaders_per_trainer = 16;
-  // Longest source-frame span of one clip: clip_length * max(speeds).
-  int max_clip_span_frames = 512;
   // Largest serialized spec (bytes).
   size_t max_spec_bytes = 1 << 20;
   // When non-empty, dataset paths must lie under one of these folders.

@@ -6,6 +6,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "services/common/work_limits.h"
 #include "services/coordinator/spec/job_spec.h"
 #include "services/coordinator/spec/spec_internal.h"
 
@@ -24,10 +25,6 @@ void CheckRange(Problems& p, const std::string& path, T value, T lo, T hi,
   if (value >= lo && value <= hi) return;  // Also false for NaN.
   p.Add(path, absl::StrCat(value, " is out of range; use a value in [", lo, ", ", hi, "]",
                            fix.empty() ? "" : absl::StrCat(" (", fix, ")")));
-}
-
-void CheckProbability(Problems& p, const std::string& path, double value) {
-  CheckRange(p, path, value, 0.0, 1.0);
 }
 
 void CheckAscending(Problems& p, const std::string& path,
@@ -197,9 +194,6 @@ void ValidateDataset(Problems& p, const JobSpec& spec, const SpecLimits& limits)
   if (d.split() != "train" && d.split() != "all") {
     p.Add("dataset.split", absl::StrCat(Quote(d.split()), " is not one of train, all"));
   }
-  CheckRange(p, "dataset.fps", d.fps(), 0.0, 240.0, "0 keeps the native frame rate");
-  if (d.short_side() != 0)
-    CheckRange(p, "dataset.short_side", d.short_side(), 16, 4096, "0 = auto");
 }
 
 void ValidateModel(Problems& p, const JobSpec& spec) {
@@ -240,51 +234,18 @@ void ValidateMethod(Problems& p, const JobSpec& spec) {
   }
   CheckRange(p, "method.equivariance_temperature", m.equivariance_temperature(), 1e-4, 100.0);
   CheckRange(p, "method.instance_temperature", m.instance_temperature(), 1e-4, 100.0);
-  if (m.instance_positive() == tecl::v1::INSTANCE_POSITIVE_UNSPECIFIED) {
-    p.Add("method.instance_positive", "missing; set other_clip or same_frames");
-  }
 }
 
-void ValidateSampling(Problems& p, const JobSpec& spec, const SpecLimits& limits) {
-  const auto& s = spec.sampling();
-  CheckRange(p, "sampling.clip_length", s.clip_length(), 1, 256);
-  CheckRange(p, "sampling.crop_size", s.crop_size(), 16, 1024);
-  CheckAscending(p, "sampling.speeds", s.speeds(), "[1, 2, 4, 8]");
-  if (s.speeds_size() > 16) p.Add("sampling.speeds", "more than 16 speeds; use at most 16");
-  if (!s.speeds().empty() && s.clip_length() > 0) {
-    const int max_speed = *std::max_element(s.speeds().begin(), s.speeds().end());
-    const int64_t span = static_cast<int64_t>(s.clip_length()) * max_speed;
-    if (span > limits.max_clip_span_frames) {
-      p.Add("sampling",
-            absl::StrCat("clip_length ", s.clip_length(), " x largest speed ", max_speed, " = ",
-                         span, " source frames per clip exceeds ", limits.max_clip_span_frames,
-                         "; use shorter clips or smaller speeds"));
-    }
+// The fields that size a dataloader's work, by the one definition the dataloaders check too
+// (services/common/work_limits.h): sampling, augment, instance positive, total steps, prefetch,
+// eval clips, batch bytes, dataset rates and path lengths.
+void ValidateStreamWork(Problems& p, const JobSpec& spec) {
+  const tecl::v1::StreamMode mode = spec.kind() == tecl::v1::JOB_KIND_EVAL
+                                        ? tecl::v1::STREAM_MODE_EVAL
+                                        : tecl::v1::STREAM_MODE_TRAIN;
+  for (const work_limits::Problem& problem : work_limits::CheckStreamWork(spec, mode)) {
+    p.Add(problem.field, problem.message);
   }
-  CheckRange(p, "sampling.groups_per_batch", s.groups_per_batch(), 1, 4096);
-}
-
-void ValidateAugment(Problems& p, const JobSpec& spec) {
-  const auto& a = spec.augment();
-  CheckRange(p, "augment.crop_area_min", a.crop_area_min(), 1e-3, 1.0);
-  CheckRange(p, "augment.crop_area_max", a.crop_area_max(), 1e-3, 1.0);
-  if (a.crop_area_max() < a.crop_area_min()) {
-    p.Add("augment.crop_area_max", absl::StrCat(a.crop_area_max(), " is below crop_area_min ",
-                                                a.crop_area_min(), "; swap them"));
-  }
-  CheckRange(p, "augment.aspect_min", a.aspect_min(), 0.1, 10.0);
-  CheckRange(p, "augment.aspect_max", a.aspect_max(), 0.1, 10.0);
-  if (a.aspect_max() < a.aspect_min()) {
-    p.Add("augment.aspect_max",
-          absl::StrCat(a.aspect_max(), " is below aspect_min ", a.aspect_min(), "; swap them"));
-  }
-  CheckProbability(p, "augment.flip_prob", a.flip_prob());
-  CheckProbability(p, "augment.jitter_prob", a.jitter_prob());
-  CheckProbability(p, "augment.grayscale_prob", a.grayscale_prob());
-  CheckRange(p, "augment.brightness", a.brightness(), 0.0, 1.0);
-  CheckRange(p, "augment.contrast", a.contrast(), 0.0, 1.0);
-  CheckRange(p, "augment.saturation", a.saturation(), 0.0, 1.0);
-  CheckRange(p, "augment.hue", a.hue(), 0.0, 0.5);
 }
 
 void ValidateTraining(Problems& p, const JobSpec& spec) {
@@ -298,7 +259,6 @@ void ValidateTraining(Problems& p, const JobSpec& spec) {
   CheckRange(p, "optimizer.grad_clip_norm", o.grad_clip_norm(), 0.0, 1e6, "0 disables clipping");
 
   const auto& s = spec.schedule();
-  CheckRange<int64_t>(p, "schedule.total_steps", s.total_steps(), 1, 1'000'000'000);
   if (s.warmup_steps() < 0 || s.warmup_steps() > s.total_steps()) {
     p.Add("schedule.warmup_steps",
           absl::StrCat(s.warmup_steps(), " must be in [0, total_steps = ", s.total_steps(), "]"));
@@ -335,7 +295,6 @@ void ValidateResources(Problems& p, const JobSpec& spec, const SpecLimits& limit
     p.Add("resources.device", "missing; set cpu or cuda");
   CheckRange(p, "resources.threads_per_trainer", r.threads_per_trainer(), 1, 1024);
   CheckRange(p, "resources.decode_threads", r.decode_threads(), 1, 256);
-  CheckRange(p, "resources.prefetch_batches", r.prefetch_batches(), 1, 64);
 
   const auto& rs = spec.restart();
   CheckRange(p, "restart.max_restarts", rs.max_restarts(), 0, 1000);
@@ -365,7 +324,6 @@ void ValidateEval(Problems& p, const JobSpec& spec, const SpecLimits& limits) {
                                absl::StrJoin(sources, " and "), " are both set"));
   }
   if (!e.checkpoint().empty()) CheckEvalCheckpoint(p, e.checkpoint(), limits);
-  CheckRange(p, "eval.clips_per_video", e.clips_per_video(), 1, 100);
   CheckAscending(p, "eval.recall_at", e.recall_at(), "[1, 5, 10, 20, 50]");
   CheckRange(p, "eval.probe_epochs", e.probe_epochs(), 0, 10000, "0 skips the linear probe");
   CheckRange(p, "eval.probe_lr", e.probe_lr(), 1e-9, 100.0);
@@ -398,15 +356,14 @@ Problems Validate(const JobSpec& spec, const SpecLimits& limits) {
   CheckRange(p, "priority", spec.priority(), -1000, 1000, "higher runs first");
   ValidateDataset(p, spec, limits);
   ValidateModel(p, spec);
-  ValidateSampling(p, spec, limits);
   ValidateResources(p, spec, limits);
   if (!spec.checkpoint().dir().empty()) CheckCheckpointDir(p, spec.checkpoint().dir(), limits);
   if (pretrain) {
     ValidateMethod(p, spec);
-    ValidateAugment(p, spec);
     ValidateTraining(p, spec);
   }
   if (eval) ValidateEval(p, spec, limits);
+  ValidateStreamWork(p, spec);
   return p;
 }
 

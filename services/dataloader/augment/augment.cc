@@ -4,8 +4,6 @@
 #include <cmath>
 #include <cstring>
 
-#include "absl/strings/str_cat.h"
-
 namespace tecl::dataloader {
 namespace {
 
@@ -63,12 +61,6 @@ Mat3 HueMatrix(double turns) {
   return Multiply(kYiqToRgb, Multiply(rotation, kRgbToYiq));
 }
 
-absl::Status CheckRange(const char* field, double value, double lo, double hi) {
-  if (value >= lo && value <= hi) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat("augment.", field, ": ", value, " is outside [", lo, ", ", hi, "]"));
-}
-
 }  // namespace
 
 AugmentParams AugmentParams::FromSpec(const tecl::v1::AugmentSpec& spec) {
@@ -87,39 +79,28 @@ AugmentParams AugmentParams::FromSpec(const tecl::v1::AugmentSpec& spec) {
   return p;
 }
 
+tecl::v1::AugmentSpec AugmentParams::ToSpec() const {
+  tecl::v1::AugmentSpec spec;
+  spec.set_crop_area_min(crop_area_min);
+  spec.set_crop_area_max(crop_area_max);
+  spec.set_aspect_min(aspect_min);
+  spec.set_aspect_max(aspect_max);
+  spec.set_flip_prob(flip_prob);
+  spec.set_jitter_prob(jitter_prob);
+  spec.set_brightness(brightness);
+  spec.set_contrast(contrast);
+  spec.set_saturation(saturation);
+  spec.set_hue(hue);
+  spec.set_grayscale_prob(grayscale_prob);
+  return spec;
+}
+
 AugmentParams AugmentParams::None() {
   AugmentParams p;
   p.crop_area_min = p.crop_area_max = 1.0;
   p.flip_prob = p.jitter_prob = p.grayscale_prob = 0.0;
   p.brightness = p.contrast = p.saturation = p.hue = 0.0;
   return p;
-}
-
-absl::Status AugmentParams::Validate() const {
-  const struct {
-    const char* field;
-    double value, lo, hi;
-  } checks[] = {{"crop_area_min", crop_area_min, 1e-3, 1.0}, {"crop_area_max", crop_area_max, 1e-3, 1.0},
-                {"aspect_min", aspect_min, 0.1, 10.0},       {"aspect_max", aspect_max, 0.1, 10.0},
-                {"flip_prob", flip_prob, 0.0, 1.0},          {"jitter_prob", jitter_prob, 0.0, 1.0},
-                {"brightness", brightness, 0.0, 1.0},        {"contrast", contrast, 0.0, 1.0},
-                {"saturation", saturation, 0.0, 1.0},        {"hue", hue, 0.0, 0.5},
-                {"grayscale_prob", grayscale_prob, 0.0, 1.0}};
-  for (const auto& check : checks) {
-    absl::Status status = CheckRange(check.field, check.value, check.lo, check.hi);
-    if (!status.ok()) return status;
-  }
-  if (crop_area_max < crop_area_min) {
-    return absl::InvalidArgumentError(absl::StrCat("augment.crop_area_max: ", crop_area_max,
-                                                   " is below crop_area_min ", crop_area_min,
-                                                   "; swap them"));
-  }
-  if (aspect_max < aspect_min) {
-    return absl::InvalidArgumentError(absl::StrCat("augment.aspect_max: ", aspect_max,
-                                                   " is below aspect_min ", aspect_min,
-                                                   "; swap them"));
-  }
-  return absl::OkStatus();
 }
 
 video::CropRect CenterSquareCrop(int width, int height) {

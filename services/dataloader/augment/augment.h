@@ -30,7 +30,6 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "absl/status/status.h"
 #include "services/dataloader/sampling/rng.h"
 #include "services/dataloader/video/video_reader.h"
 #include "tecl/v1/job.pb.h"
@@ -51,12 +50,12 @@ struct AugmentParams {
   double hue = 0.1;
   double grayscale_prob = 0.2;
 
+  // The ranges of every field are checked with the rest of the spec
+  // (services/common/work_limits.h), not here.
   static AugmentParams FromSpec(const tecl::v1::AugmentSpec& spec);
+  tecl::v1::AugmentSpec ToSpec() const;
   // No augmentation: full frame, no flip, no colour change.
   static AugmentParams None();
-
-  // INVALID_ARGUMENT naming the first field out of range ("augment.hue: 0.7 is outside [0, 0.5]").
-  absl::Status Validate() const;
 };
 
 // Operations of the colour jitter, in ColorDraw::order.

@@ -1,11 +1,17 @@
 #include "services/dataloader/pipeline/bad_videos.h"
 
+#include <string>
+
 #include "services/dataloader/video/video_reader.h"
 
 namespace tecl::dataloader {
 
 const char* BadVideoReason(const absl::Status& status, bool decoding) {
   if (decoding && video::IsDamagedFramesError(status)) return kReasonDamagedFrames;
+  const std::string refusal = video::RefusalOf(status);
+  for (const char* reason : {kReasonNotRegularFile, kReasonFormatNotAllowed, kReasonTooLarge}) {
+    if (refusal == reason) return reason;
+  }
   switch (status.code()) {
     case absl::StatusCode::kNotFound:
       return kReasonNotFound;

@@ -15,6 +15,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "services/dataloader/video/video_reader.h"
 
 namespace tecl::dataloader {
 
@@ -26,8 +27,13 @@ inline constexpr char kReasonDecodeError[] = "decode_error";
 inline constexpr char kReasonDamagedFrames[] = "damaged_frames";
 inline constexpr char kReasonTimeout[] = "timeout";
 inline constexpr char kReasonTooShort[] = "too_short";
+// Inputs the decoder refuses to open (video_reader.h, "Inputs").
+inline constexpr const char* kReasonNotRegularFile = video::kRefusalNotRegularFile;
+inline constexpr const char* kReasonFormatNotAllowed = video::kRefusalFormatNotAllowed;
+inline constexpr const char* kReasonTooLarge = video::kRefusalTooLarge;
 
-// The reason for a probe (or decode, when `decoding`) error.
+// The reason for a probe (or decode, when `decoding`) error: the decoder's refusal reason when it
+// gives one, else by status code.
 const char* BadVideoReason(const absl::Status& status, bool decoding);
 
 class BadVideos {

@@ -1,5 +1,6 @@
 // FfmpegClipSource: ClipSource over the FFmpeg decoder of services/dataloader/video, with one
-// VideoIndexCache shared by every stream of the process (each video's packet index is read once).
+// VideoIndexCache shared by every stream of the process (each video's packet index is read once),
+// bounded by a count of videos and by bytes.
 //
 // Thread-safe; owns its cache.
 #ifndef TECL_SERVICES_DATALOADER_PIPELINE_FFMPEG_CLIP_SOURCE_H_
@@ -16,7 +17,9 @@ namespace tecl::dataloader {
 
 class FfmpegClipSource final : public ClipSource {
  public:
-  explicit FfmpegClipSource(size_t index_cache_videos = 16384) : cache_(index_cache_videos) {}
+  explicit FfmpegClipSource(size_t index_cache_videos = 16384,
+                            size_t index_cache_bytes = size_t{512} << 20)
+      : cache_(index_cache_videos, index_cache_bytes) {}
 
   absl::StatusOr<video::VideoInfo> Probe(const std::string& path,
                                          const video::DecodeOptions& options) override {

@@ -16,11 +16,6 @@ int ThreadsOrHardware(int threads) {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
-// Number of batches of a stream starting at `start` with `stride` below `end` (exclusive).
-int64_t StepsBelow(int64_t start, int64_t stride, int64_t end) {
-  return start >= end ? 0 : (end - start + stride - 1) / stride;
-}
-
 }  // namespace
 
 LoaderManager::LoaderManager(LoaderOptions options, DataRoots roots, ClipSource* source,
@@ -75,10 +70,10 @@ absl::StatusOr<std::shared_ptr<const Manifest>> LoaderManager::GetManifest(
 
 absl::StatusOr<std::shared_ptr<BatchStream>> LoaderManager::OpenStream(
     const tecl::v1::StreamBatchesRequest& request) {
-  TECL_ASSIGN_OR_RETURN(StreamConfig config,
-                        StreamConfigFromRequest(request, options_.stream_limits));
+  TECL_ASSIGN_OR_RETURN(StreamConfig config, StreamConfigFromRequest(request));
   config.dataset = DatasetOf(config.dataset);
   config.decode.budget = options_.decode_budget;
+  config.decode.limits = options_.input_limits;
 
   int open = open_streams_->load();
   do {
@@ -94,6 +89,8 @@ absl::StatusOr<std::shared_ptr<BatchStream>> LoaderManager::OpenStream(
     BatchStream::Prepared prepared;
     const BatchBuilder* builder = &builder_;
     const video::DecodeOptions decode = config.decode;
+    // start, stride and max_steps are bounded (StreamConfig), so start + index * stride below
+    // cannot overflow for any index < num_batches.
     const int64_t start = config.start_step;
     const int64_t stride = config.stride;
     if (config.mode == tecl::v1::STREAM_MODE_EVAL) {
@@ -107,11 +104,12 @@ absl::StatusOr<std::shared_ptr<BatchStream>> LoaderManager::OpenStream(
     }
     TECL_ASSIGN_OR_RETURN(std::shared_ptr<const TrainSampler> sampler,
                           TrainSampler::Create(manifest, config.dataset.split(), config.train));
-    if (config.max_steps > 0) {
-      prepared.num_batches = config.max_steps;
-    } else if (config.total_steps > 0) {
-      prepared.num_batches = StepsBelow(start, stride, config.total_steps);
-    }
+    // max_steps asks for that many batches (past total_steps if need be), never past the last
+    // step a stream serves; otherwise the stream ends before total_steps.
+    prepared.num_batches =
+        config.max_steps > 0
+            ? std::min(config.max_steps, StepsBelow(start, stride, work_limits::kMaxSteps + 1))
+            : StepsBelow(start, stride, config.total_steps);
     prepared.build = [builder, sampler, decode, start, stride](int64_t index, BatchBuilder::Done done) {
       return builder->StartTrain(sampler, decode, start + index * stride, std::move(done));
     };
@@ -127,6 +125,12 @@ absl::StatusOr<std::shared_ptr<BatchStream>> LoaderManager::OpenStream(
 
 void LoaderManager::DescribeDataset(const tecl::v1::DatasetSpec& dataset,
                                     std::function<void(absl::StatusOr<tecl::v1::DatasetInfo>)> done) {
+  if (std::vector<work_limits::Problem> problems = work_limits::CheckDataset(dataset);
+      !problems.empty()) {
+    done(absl::InvalidArgumentError(
+        absl::StrCat(problems.front().field, ": ", problems.front().message)));
+    return;
+  }
   pool_->Schedule(
       [this, dataset, done = std::move(done)] {
         absl::StatusOr<std::shared_ptr<const Manifest>> manifest = GetManifest(dataset);

@@ -40,9 +40,10 @@ struct LoaderOptions {
   int max_streams = 64;
   // Wall-clock limit of decoding one video's clips (a slower file counts as bad: timeout).
   absl::Duration decode_budget = absl::Seconds(20);
+  // Largest video decoded (width, height, frames); a larger one counts as bad: too_large.
+  video::InputLimits input_limits;
   // How long a read manifest is reused by streams of the same data set.
   absl::Duration manifest_cache_ttl = absl::Seconds(30);
-  StreamLimits stream_limits;
   ManifestLimits manifest_limits;
   // Data set of requests that name none (format unspecified and no root): --manifest.
   tecl::v1::DatasetSpec default_dataset;
@@ -63,7 +64,8 @@ class LoaderManager {
   absl::StatusOr<std::shared_ptr<BatchStream>> OpenStream(
       const tecl::v1::StreamBatchesRequest& request);
 
-  // Reads the manifest on the pool and calls `done` once from a pool thread. Never blocks.
+  // Reads the manifest on the pool and calls `done` once from a pool thread (INVALID_ARGUMENT at
+  // once, on the caller's thread, for a path or rate out of work_limits). Never blocks.
   void DescribeDataset(const tecl::v1::DatasetSpec& dataset,
                        std::function<void(absl::StatusOr<tecl::v1::DatasetInfo>)> done);
 

@@ -1,158 +1,141 @@
 #include "services/dataloader/pipeline/stream_config.h"
 
 #include <algorithm>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "services/common/status_macros.h"
+#include "absl/strings/string_view.h"
 
 namespace tecl::dataloader {
 namespace {
 
-template <typename T>
-absl::Status CheckRange(const char* field, T value, T lo, T hi, absl::string_view hint = "") {
-  if (value >= lo && value <= hi) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(field, ": ", value, " is outside [", lo, ", ", hi,
-                                                 "]", hint.empty() ? "" : "; ", hint));
+namespace limits = ::tecl::work_limits;
+
+// Job ids are short ("job-000001"); the coordinator refuses longer ones.
+constexpr size_t kMaxJobIdBytes = 128;
+
+// The request's own fields (the cursor and the stream's shape), each checked before any is used.
+class RequestChecker {
+ public:
+  template <typename T>
+  void Range(absl::string_view field, T value, T lo, T hi, absl::string_view hint = "") {
+    if (value >= lo && value <= hi) return;
+    problems_.push_back(absl::StrCat(field, ": ", value, " is out of range; use a value in [", lo,
+                                     ", ", hi, "]",
+                                     hint.empty() ? "" : absl::StrCat(" (", hint, ")")));
+  }
+  void Add(std::string problem) { problems_.push_back(std::move(problem)); }
+  bool ok() const { return problems_.empty(); }
+  absl::Status ToStatus() const {
+    if (problems_.empty()) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrJoin(problems_, "; "));
+  }
+
+ private:
+  std::vector<std::string> problems_;
+};
+
+void CheckCursor(RequestChecker& c, const tecl::v1::StreamBatchesRequest& request) {
+  if (request.job_id().size() > kMaxJobIdBytes) {
+    c.Add(
+        absl::StrCat("job_id: ", request.job_id().size(), " bytes; use at most ", kMaxJobIdBytes));
+  }
+  c.Range("world_size", request.world_size(), 1, limits::kMaxWorldSize);
+  if (request.world_size() >= 1 && (request.rank() < 0 || request.rank() >= request.world_size())) {
+    c.Add(absl::StrCat("rank: ", request.rank(), " is not in [0, world_size ", request.world_size(),
+                       ")"));
+  }
+  c.Range<int64_t>("start_step", request.start_step(), 0, limits::kMaxSteps);
+  c.Range<int64_t>("step_stride", request.step_stride(), 0, limits::kMaxStepStride,
+                   "0 or 1 = every step");
+  c.Range<int64_t>("max_steps", request.max_steps(), 0, limits::kMaxSteps, "0 = until the end");
+  c.Range<int64_t>("spec.schedule.total_steps", request.spec().schedule().total_steps(), 0,
+                   limits::kMaxSteps, "0 = unbounded");
+  c.Range("eval_videos_per_batch", request.eval_videos_per_batch(), 0,
+          limits::kMaxEvalVideosPerBatch, "0 = 8");
+  if (request.mode() != tecl::v1::STREAM_MODE_UNSPECIFIED &&
+      request.mode() != tecl::v1::STREAM_MODE_TRAIN &&
+      request.mode() != tecl::v1::STREAM_MODE_EVAL) {
+    c.Add(absl::StrCat("mode: unknown value ", request.mode(), "; use TRAIN or EVAL"));
+  }
+}
+
+// The spec with the request's zero values replaced by their defaults, as the coordinator resolves
+// a spec before it validates it.
+tecl::v1::JobSpec ResolvedSpec(const tecl::v1::JobSpec& spec) {
+  tecl::v1::JobSpec resolved = spec;
+  if (resolved.resources().prefetch_batches() == 0) {
+    resolved.mutable_resources()->set_prefetch_batches(2);
+  }
+  if (resolved.eval().clips_per_video() == 0) resolved.mutable_eval()->set_clips_per_video(10);
+  if (resolved.method().instance_positive() == tecl::v1::INSTANCE_POSITIVE_UNSPECIFIED) {
+    resolved.mutable_method()->set_instance_positive(tecl::v1::INSTANCE_POSITIVE_OTHER_CLIP);
+  }
+  if (resolved.schedule().total_steps() == 0) {
+    resolved.mutable_schedule()->set_total_steps(limits::kMaxSteps);
+  }
+  if (!resolved.has_augment()) *resolved.mutable_augment() = AugmentParams().ToSpec();
+  return resolved;
 }
 
 }  // namespace
 
-absl::StatusOr<StreamConfig> StreamConfigFromRequest(const tecl::v1::StreamBatchesRequest& request,
-                                                     const StreamLimits& limits) {
+int64_t StepsBelow(int64_t start, int64_t stride, int64_t end) {
+  return start >= end ? 0 : (end - start - 1) / stride + 1;
+}
+
+absl::StatusOr<StreamConfig> StreamConfigFromRequest(
+    const tecl::v1::StreamBatchesRequest& request) {
+  RequestChecker checker;
+  CheckCursor(checker, request);
+  if (!checker.ok()) return checker.ToStatus();
+
   StreamConfig config;
   config.job_id = request.job_id();
-  const tecl::v1::JobSpec& spec = request.spec();
+  config.mode = request.mode() == tecl::v1::STREAM_MODE_EVAL ? tecl::v1::STREAM_MODE_EVAL
+                                                             : tecl::v1::STREAM_MODE_TRAIN;
+  const int videos_per_batch = request.eval_videos_per_batch() == 0
+                                   ? limits::kDefaultEvalVideosPerBatch
+                                   : request.eval_videos_per_batch();
+  const tecl::v1::JobSpec spec = ResolvedSpec(request.spec());
+  for (const limits::Problem& problem :
+       limits::CheckStreamWork(spec, config.mode, videos_per_batch)) {
+    checker.Add(absl::StrCat("spec.", problem.field, ": ", problem.message));
+  }
+  if (!checker.ok()) return checker.ToStatus();
 
   // Cursor.
-  if (request.world_size() < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("world_size: ", request.world_size(), " must be at least 1"));
-  }
-  if (request.rank() < 0 || request.rank() >= request.world_size()) {
-    return absl::InvalidArgumentError(absl::StrCat("rank: ", request.rank(),
-                                                   " is not in [0, world_size ",
-                                                   request.world_size(), ")"));
-  }
-  if (request.start_step() < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("start_step: ", request.start_step(), " is negative"));
-  }
-  if (request.step_stride() < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("step_stride: ", request.step_stride(), " is negative; use 0 or 1 for every step"));
-  }
-  if (request.max_steps() < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_steps: ", request.max_steps(), " is negative; 0 = until the end"));
-  }
-  if (spec.schedule().total_steps() < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("spec.schedule.total_steps: ", spec.schedule().total_steps(), " is negative"));
-  }
-  TECL_RETURN_IF_ERROR(CheckRange("eval_videos_per_batch", request.eval_videos_per_batch(), 0, 1024,
-                            "0 = 8"));
-  switch (request.mode()) {
-    case tecl::v1::STREAM_MODE_UNSPECIFIED:
-    case tecl::v1::STREAM_MODE_TRAIN:
-      config.mode = tecl::v1::STREAM_MODE_TRAIN;
-      break;
-    case tecl::v1::STREAM_MODE_EVAL:
-      config.mode = tecl::v1::STREAM_MODE_EVAL;
-      break;
-    default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("mode: unknown value ", request.mode(), "; use TRAIN or EVAL"));
-  }
   config.start_step = request.start_step();
   config.stride = std::max<int64_t>(1, request.step_stride());
   config.max_steps = request.max_steps();
   config.total_steps = spec.schedule().total_steps();
-  TECL_RETURN_IF_ERROR(CheckRange("spec.resources.prefetch_batches", spec.resources().prefetch_batches(),
-                            0, limits.max_prefetch, "0 = 2"));
-  config.prefetch = spec.resources().prefetch_batches() == 0 ? 2 : spec.resources().prefetch_batches();
+  config.prefetch = spec.resources().prefetch_batches();
 
   // Data set (paths are checked when the manifest is read).
   config.dataset = spec.dataset();
-  TECL_RETURN_IF_ERROR(CheckRange("spec.dataset.fps", spec.dataset().fps(), 0.0, 240.0,
-                            "0 keeps the native frame rate"));
   config.decode.fps = spec.dataset().fps();
 
   // Sampling.
   const tecl::v1::SamplingSpec& s = spec.sampling();
-  TECL_RETURN_IF_ERROR(CheckRange("spec.sampling.clip_length", s.clip_length(), 1, 256));
-  TECL_RETURN_IF_ERROR(CheckRange("spec.sampling.crop_size", s.crop_size(), 16, 1024));
-  TECL_RETURN_IF_ERROR(CheckRange("spec.sampling.groups_per_batch", s.groups_per_batch(), 1, 4096));
-  if (s.speeds().empty()) {
-    return absl::InvalidArgumentError("spec.sampling.speeds: empty; give ascending strides, e.g. [1, 2, 4, 8]");
-  }
-  if (s.speeds_size() > 16) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("spec.sampling.speeds: ", s.speeds_size(), " speeds; use at most 16"));
-  }
-  for (int i = 0; i < s.speeds_size(); ++i) {
-    if (s.speeds(i) < 1 || (i > 0 && s.speeds(i) <= s.speeds(i - 1))) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "spec.sampling.speeds: [", absl::StrJoin(s.speeds(), ", "),
-          "] must be positive and strictly ascending, e.g. [1, 2, 4, 8]"));
-    }
-  }
-  const int64_t span = SpanLength(s.clip_length(), s.speeds(s.speeds_size() - 1));
-  if (span > limits.max_clip_span_frames) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "spec.sampling: clip_length ", s.clip_length(), " at speed ", s.speeds(s.speeds_size() - 1),
-        " spans ", span, " source frames, more than ", limits.max_clip_span_frames,
-        "; use shorter clips or smaller speeds"));
-  }
   TrainSettings& train = config.train;
   train.seed = spec.seed();
   train.temporal.clip_length = s.clip_length();
   train.temporal.speeds.assign(s.speeds().begin(), s.speeds().end());
   train.crop_size = s.crop_size();
   train.groups_per_batch = s.groups_per_batch();
-  switch (spec.method().instance_positive()) {
-    case tecl::v1::INSTANCE_POSITIVE_UNSPECIFIED:
-    case tecl::v1::INSTANCE_POSITIVE_OTHER_CLIP:
-      train.same_frames = false;
-      break;
-    case tecl::v1::INSTANCE_POSITIVE_SAME_FRAMES:
-      train.same_frames = true;
-      break;
-    default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("spec.method.instance_positive: unknown value ", spec.method().instance_positive(),
-                       "; use other_clip or same_frames"));
-  }
+  train.same_frames = spec.method().instance_positive() == tecl::v1::INSTANCE_POSITIVE_SAME_FRAMES;
   train.rank = request.rank();
   train.world_size = request.world_size();
-  if (spec.has_augment()) {
-    train.augment = AugmentParams::FromSpec(spec.augment());
-    absl::Status status = train.augment.Validate();
-    if (!status.ok()) return absl::InvalidArgumentError(absl::StrCat("spec.", status.message()));
-  }
+  train.augment = AugmentParams::FromSpec(spec.augment());
 
   // Evaluation.
   EvalSettings& eval = config.eval;
   eval.clip_length = s.clip_length();
   eval.speed = s.speeds(0);
   eval.crop_size = s.crop_size();
-  TECL_RETURN_IF_ERROR(CheckRange("spec.eval.clips_per_video", spec.eval().clips_per_video(), 0, 100,
-                            "0 = 10"));
-  eval.clips_per_video = spec.eval().clips_per_video() == 0 ? 10 : spec.eval().clips_per_video();
-  eval.videos_per_batch = request.eval_videos_per_batch() == 0 ? 8 : request.eval_videos_per_batch();
-
-  // Message size.
-  const int64_t clip_bytes = int64_t{s.clip_length()} * s.crop_size() * s.crop_size() * 3;
-  const int64_t clips = config.mode == tecl::v1::STREAM_MODE_TRAIN
-                            ? train.clips_per_batch()
-                            : int64_t{eval.clips_per_video} * eval.videos_per_batch;
-  if (clips * clip_bytes > limits.max_batch_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        config.mode == tecl::v1::STREAM_MODE_TRAIN ? "spec.sampling.groups_per_batch"
-                                                   : "eval_videos_per_batch",
-        ": a batch of ", clips, " clips of ", clip_bytes, " bytes exceeds ",
-        limits.max_batch_bytes, " bytes; use fewer groups (or eval videos) per batch"));
-  }
+  eval.clips_per_video = spec.eval().clips_per_video();
+  eval.videos_per_batch = videos_per_batch;
   return config;
 }
 

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "services/common/work_limits.h"
 #include "services/dataloader/augment/augment.h"
 #include "services/dataloader/sampling/sampler.h"
 #include "services/dataloader/video/video_reader.h"
@@ -47,26 +48,28 @@ struct StreamConfig {
   video::DecodeOptions decode;  // fps from dataset.fps; budget from the loader.
   TrainSettings train;
   EvalSettings eval;
+  // Steps served: start_step, start_step + stride, ... for num_batches() batches; every value
+  // lies in [0, work_limits::kMaxSteps] and start + (n - 1) x stride cannot overflow.
   int64_t start_step = 0;
   int64_t stride = 1;
   int64_t max_steps = 0;     // 0 = until total_steps (TRAIN) or the last video (EVAL).
-  int64_t total_steps = 0;   // spec.schedule.total_steps; 0 = unbounded.
+  // spec.schedule.total_steps; a request with 0 (unbounded) gets work_limits::kMaxSteps.
+  int64_t total_steps = work_limits::kMaxSteps;
   int prefetch = 2;          // spec.resources.prefetch_batches (0 = 2).
 };
 
-struct StreamLimits {
-  int64_t max_batch_bytes = int64_t{240} << 20;  // Below the 256 MiB gRPC message limit.
-  int max_prefetch = 64;
-  int max_clip_span_frames = 4096;
-};
+// Validates every field of `request` against work_limits.h (the limits the coordinator checks
+// specs against) and returns its settings. INVALID_ARGUMENT naming each bad field, its value and
+// the allowed range ("start_step: 9223372036854775807 is out of range; use a value in [0,
+// 1000000000]", "spec.sampling.crop_size: ..."). Defaults for zero values: mode UNSPECIFIED =
+// TRAIN, step_stride 0 = 1, prefetch_batches 0 = 2, instance_positive UNSPECIFIED = OTHER_CLIP,
+// eval.clips_per_video 0 = 10, eval_videos_per_batch 0 = 8, schedule.total_steps 0 = kMaxSteps,
+// and an absent spec.augment = the METHOD.md defaults.
+absl::StatusOr<StreamConfig> StreamConfigFromRequest(const tecl::v1::StreamBatchesRequest& request);
 
-// Validates `request` and returns its settings. INVALID_ARGUMENT naming the field
-// ("rank: 2 is not below world_size 2", "spec.sampling.speeds: ..."). Defaults for zero values:
-// mode UNSPECIFIED = TRAIN, step_stride 0 = 1, prefetch_batches 0 = 2, instance_positive
-// UNSPECIFIED = OTHER_CLIP, eval.clips_per_video 0 = 10, eval_videos_per_batch 0 = 8, and an
-// absent spec.augment = the METHOD.md defaults.
-absl::StatusOr<StreamConfig> StreamConfigFromRequest(const tecl::v1::StreamBatchesRequest& request,
-                                                     const StreamLimits& limits = {});
+// Number of batches of a stream starting at `start` with `stride` (>= 1) below `end`
+// (exclusive); 0 when start >= end. No overflow for any start, end >= 0.
+int64_t StepsBelow(int64_t start, int64_t stride, int64_t end);
 
 }  // namespace tecl::dataloader
 

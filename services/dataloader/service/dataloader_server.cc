@@ -42,6 +42,23 @@ absl::Status DataLoaderConfig::Validate() const {
   if (index_cache_videos < 1) {
     return absl::InvalidArgumentError("--index_cache_videos: must be at least 1");
   }
+  if (index_cache_bytes < (size_t{1} << 20)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--index_cache_bytes: ", index_cache_bytes, " is below 1 MiB (1048576); give more"));
+  }
+  const video::InputLimits& limits = loader.input_limits;
+  if (limits.max_width < 16 || limits.max_width > 65536) {
+    return absl::InvalidArgumentError(absl::StrCat("--max_video_width: ", limits.max_width,
+                                                   " is outside [16, 65536]"));
+  }
+  if (limits.max_height < 16 || limits.max_height > 65536) {
+    return absl::InvalidArgumentError(absl::StrCat("--max_video_height: ", limits.max_height,
+                                                   " is outside [16, 65536]"));
+  }
+  if (limits.max_frames < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_video_frames: ", limits.max_frames, " must be at least 1"));
+  }
   for (const std::string& root : data_roots) {
     if (root.empty()) return absl::InvalidArgumentError("--data_root: an entry is empty");
   }
@@ -85,7 +102,8 @@ absl::StatusOr<std::unique_ptr<DataLoaderServer>> DataLoaderServer::Start(DataLo
   }
   std::unique_ptr<DataLoaderServer> server(new DataLoaderServer());
   if (source == nullptr) {
-    server->owned_source_ = std::make_unique<FfmpegClipSource>(config.index_cache_videos);
+    server->owned_source_ =
+        std::make_unique<FfmpegClipSource>(config.index_cache_videos, config.index_cache_bytes);
     source = server->owned_source_.get();
   }
   metrics::RegisterProcessMetrics(server->registry_);

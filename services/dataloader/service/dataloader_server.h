@@ -33,11 +33,13 @@ struct DataLoaderConfig {
   ServerOptions server;
   // Folders every dataset path must lie under (empty = any path).
   std::vector<std::string> data_roots;
-  // Decode threads, stream limit, decode budget (LoaderOptions); default_dataset comes from
-  // `manifest`.
+  // Decode threads, stream limit, decode budget, the largest video decoded (LoaderOptions);
+  // default_dataset comes from `manifest`.
   LoaderOptions loader;
-  // Videos whose packet index is cached (each a few KB).
+  // Videos whose packet index is cached (each a few KB: about 48 bytes a frame), and the bytes
+  // all cached indexes may hold.
   size_t index_cache_videos = 16384;
+  size_t index_cache_bytes = size_t{512} << 20;
   // Data set for requests that name none: a folder of class sub-folders (with trainlist.txt /
   // testlist.txt when present) or a CSV manifest. Empty = none.
   std::string manifest;

@@ -5,8 +5,10 @@
 #include <cerrno>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "services/dataloader/video/input_policy.h"
 
 namespace tecl::video {
 namespace {
@@ -31,10 +33,9 @@ absl::StatusOr<FileIdentity> StatVideoFile(const std::string& path) {
     }
     return absl::UnavailableError(absl::StrCat(path, ": stat failed: ", strerror(err)));
   }
-  if (S_ISDIR(st.st_mode)) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": is a directory, not a video file"));
-  }
-  if (S_ISREG(st.st_mode) && st.st_size == 0) {
+  // A FIFO, a device or a socket could block a reader forever: refused before anything opens it.
+  if (absl::Status status = CheckRegularFileMode(path, st.st_mode); !status.ok()) return status;
+  if (st.st_size == 0) {
     return absl::DataLossError(
         absl::StrCat(path, ": file is empty (0 bytes); re-copy or remove it from the data set"));
   }
@@ -45,17 +46,21 @@ absl::StatusOr<FileIdentity> StatVideoFile(const std::string& path) {
 }
 
 absl::StatusOr<std::unique_ptr<Demuxer>> Demuxer::Open(const std::string& path,
-                                                       Deadline* deadline) {
+                                                       Deadline* deadline,
+                                                       const InputLimits& limits) {
   InstallFfmpegLogCapture();
   ClearLastFfmpegError();
-  if (absl::StatusOr<FileIdentity> identity = StatVideoFile(path); !identity.ok()) {
-    return identity.status();
-  }
-  std::unique_ptr<Demuxer> demuxer(new Demuxer(path, deadline));
+  // Checked and opened here (a FIFO or device is refused without blocking); FFmpeg opens the same
+  // file through its /proc/self/fd link, with the file protocol only.
+  absl::StatusOr<CheckedFile> file = CheckedFile::Open(path);
+  if (!file.ok()) return file.status();
+  std::unique_ptr<Demuxer> demuxer(new Demuxer(path, deadline, limits));
   AVIOInterruptCB interrupt = deadline->Callback();
 
   AVIOContext* io = nullptr;
-  int ret = avio_open2(&io, path.c_str(), AVIO_FLAG_READ, &interrupt, nullptr);
+  AVDictionary* io_options = RestrictedInputOptions();
+  int ret = avio_open2(&io, file->ProcPath().c_str(), AVIO_FLAG_READ, &interrupt, &io_options);
+  av_dict_free(&io_options);
   if (ret < 0) {
     return AvStatus(ret, path, "cannot open", absl::StatusCode::kUnavailable, deadline);
   }
@@ -76,6 +81,15 @@ absl::StatusOr<std::unique_ptr<Demuxer>> Demuxer::Open(const std::string& path,
         path, ": not a video file: its content matches no container; only the file name suggests '",
         input_format->name, "' (probe score ", ret, ")"));
   }
+  if (!IsAllowedFormat(input_format->name)) {
+    return WithRefusal(
+        absl::InvalidArgumentError(absl::StrCat(
+            path, ": the ", input_format->name,
+            " format is not read (playlists and lists such as HLS, DASH and concat name other "
+            "files or URLs); the formats read are ",
+            AllowedFormatNames(), "; transcode it (e.g. to MP4) or remove it from the data set")),
+        kRefusalFormatNotAllowed);
+  }
 
   AVFormatContext* format = avformat_alloc_context();
   if (format == nullptr) return absl::ResourceExhaustedError("avformat_alloc_context failed");
@@ -83,7 +97,9 @@ absl::StatusOr<std::unique_ptr<Demuxer>> Demuxer::Open(const std::string& path,
   format->flags |= AVFMT_FLAG_CUSTOM_IO;
   format->interrupt_callback = interrupt;
   ClearLastFfmpegError();
-  ret = avformat_open_input(&format, path.c_str(), input_format, nullptr);  // Frees on failure.
+  AVDictionary* format_options = RestrictedInputOptions();
+  ret = avformat_open_input(&format, path.c_str(), input_format, &format_options);  // Frees on failure.
+  av_dict_free(&format_options);
   if (ret < 0) {
     return AvStatus(ret, path,
                     absl::StrCat("damaged ", input_format->name,
@@ -92,7 +108,13 @@ absl::StatusOr<std::unique_ptr<Demuxer>> Demuxer::Open(const std::string& path,
   }
   demuxer->format_ = format;
 
-  ret = avformat_find_stream_info(format, nullptr);
+  // Probing the streams decodes a few frames: no larger than the limits allow.
+  std::vector<AVDictionary*> stream_options(format->nb_streams, nullptr);
+  for (AVDictionary*& options : stream_options) {
+    av_dict_set_int(&options, "max_pixels", int64_t{limits.max_width} * limits.max_height, 0);
+  }
+  ret = avformat_find_stream_info(format, stream_options.empty() ? nullptr : stream_options.data());
+  for (AVDictionary*& options : stream_options) av_dict_free(&options);
   if (ret < 0) {
     return AvStatus(ret, path, "damaged file: stream parameters cannot be read",
                     absl::StatusCode::kDataLoss, deadline);
@@ -120,6 +142,14 @@ absl::StatusOr<std::unique_ptr<Demuxer>> Demuxer::Open(const std::string& path,
     return absl::InvalidArgumentError(absl::StrCat(
         path, ": not a video: a text file (FFmpeg reads it only as ", avcodec_get_name(par->codec_id),
         " text art)"));
+  }
+  if (par->width > limits.max_width || par->height > limits.max_height) {
+    return WithRefusal(
+        absl::InvalidArgumentError(absl::StrCat(
+            path, ": the video is ", par->width, "x", par->height, ", larger than the limit of ",
+            limits.max_width, "x", limits.max_height,
+            " (--max_video_width, --max_video_height); scale it down or raise the limits")),
+        kRefusalTooLarge);
   }
   demuxer->stream_index_ = best;
   for (unsigned i = 0; i < format->nb_streams; ++i) {

@@ -1,11 +1,15 @@
 // Demuxer: an opened media file positioned on its video stream, with the checks that turn files
 // which are not videos into INVALID_ARGUMENT and damaged ones into DATA_LOSS before any decoding.
 //
-// Open() stats the file (missing: NOT_FOUND; zero bytes: DATA_LOSS), probes the container itself
+// Open() opens and checks the file itself (missing: NOT_FOUND; not a regular file:
+// INVALID_ARGUMENT, kRefusalNotRegularFile; zero bytes: DATA_LOSS), lets FFmpeg read it with the
+// file protocol only (input_policy.h), probes the container itself
 // (nothing recognised, or only a weak guess from the file name such as FFmpeg's ANSI-art reader
 // for *.txt: INVALID_ARGUMENT), reads the header (unreadable, e.g. an MP4 cut before its moov
 // box: DATA_LOSS), and picks the video stream (none, or only a cover picture or text art:
-// INVALID_ARGUMENT). Every read inside FFmpeg is cut when `deadline` expires (DEADLINE_EXCEEDED).
+// INVALID_ARGUMENT), refuses a format outside kAllowedFormats (INVALID_ARGUMENT,
+// kRefusalFormatNotAllowed) and a video stream larger than `limits` (INVALID_ARGUMENT,
+// kRefusalTooLarge). Every read inside FFmpeg is cut when `deadline` expires (DEADLINE_EXCEEDED).
 //
 // Thread-compatible: one thread at a time. Owns its FFmpeg contexts; `deadline` must outlive it.
 #ifndef TECL_SERVICES_DATALOADER_VIDEO_DEMUXER_H_
@@ -18,6 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "services/dataloader/video/ffmpeg_util.h"
+#include "services/dataloader/video/video_reader.h"
 
 namespace tecl::video {
 
@@ -28,13 +33,15 @@ struct FileIdentity {
   bool operator==(const FileIdentity& o) const { return size == o.size && mtime_ns == o.mtime_ns; }
 };
 
-// NOT_FOUND when missing, INVALID_ARGUMENT for a directory, DATA_LOSS for an empty regular file.
+// NOT_FOUND when missing, INVALID_ARGUMENT (kRefusalNotRegularFile) for a directory, FIFO, device
+// or socket, DATA_LOSS for an empty regular file.
 absl::StatusOr<FileIdentity> StatVideoFile(const std::string& path);
 
 class Demuxer {
  public:
   static absl::StatusOr<std::unique_ptr<Demuxer>> Open(const std::string& path,
-                                                       Deadline* deadline);
+                                                       Deadline* deadline,
+                                                       const InputLimits& limits = {});
   ~Demuxer();
   Demuxer(const Demuxer&) = delete;
   Demuxer& operator=(const Demuxer&) = delete;
@@ -44,6 +51,7 @@ class Demuxer {
   int stream_index() const { return stream_index_; }
   const std::string& path() const { return path_; }
   Deadline* deadline() const { return deadline_; }
+  const InputLimits& limits() const { return limits_; }
 
   // Reads the next packet of the video stream into `packet` (other streams are discarded).
   // Read errors of damaged stretches are skipped (counted in read_errors()) unless
@@ -56,10 +64,12 @@ class Demuxer {
   static constexpr int kMaxConsecutiveReadErrors = 1000;
 
  private:
-  Demuxer(std::string path, Deadline* deadline) : path_(std::move(path)), deadline_(deadline) {}
+  Demuxer(std::string path, Deadline* deadline, const InputLimits& limits)
+      : path_(std::move(path)), deadline_(deadline), limits_(limits) {}
 
   std::string path_;
   Deadline* deadline_;
+  InputLimits limits_;
   AvIoContextPtr io_;
   AVFormatContext* format_ = nullptr;  // Closed before io_ is freed (custom I/O).
   int stream_index_ = -1;

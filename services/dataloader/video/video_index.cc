@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "services/dataloader/video/input_policy.h"
 
 extern "C" {
 #include <libavcodec/codec_desc.h>
@@ -36,6 +37,12 @@ AVRational NominalRate(const AVStream* stream) {
 }
 
 }  // namespace
+
+size_t VideoIndex::MemoryBytes() const {
+  return sizeof(VideoIndex) + path.capacity() + codec_name.capacity() +
+         packets.capacity() * sizeof(Packet) + frame_ts.capacity() * sizeof(int64_t) +
+         frame_packet.capacity() * sizeof(int32_t) + frame_start.capacity() * sizeof(int32_t);
+}
 
 int64_t VideoIndex::FrameOfTimestamp(int64_t ts) const {
   auto it = std::lower_bound(frame_ts.begin(), frame_ts.end(), ts);
@@ -91,6 +98,14 @@ absl::StatusOr<std::shared_ptr<VideoIndex>> BuildVideoIndex(Demuxer& demuxer,
                         absl::StatusCode::kDataLoss, demuxer.deadline());
       }
       break;  // Keep the frames read before the damage.
+    }
+    if (static_cast<int64_t>(index->packets.size()) >= demuxer.limits().max_frames) {
+      return WithRefusal(
+          absl::InvalidArgumentError(absl::StrCat(
+              demuxer.path(), ": the video has more than ", demuxer.limits().max_frames,
+              " frames, the limit (--max_video_frames); cut it into shorter videos or raise the "
+              "limit")),
+          kRefusalTooLarge);
     }
     VideoIndex::Packet p;
     p.pts = packet->pts;
@@ -202,6 +217,7 @@ absl::StatusOr<std::shared_ptr<VideoIndex>> BuildVideoIndex(Demuxer& demuxer,
   }
   index->duration_s = static_cast<double>(index->duration_ts) * av_q2d(index->ts_base);
   index->fps = index->duration_s > 0 ? static_cast<double>(n) / index->duration_s : 0;
+  index->packets.shrink_to_fit();  // Cached: hold what is used (VideoIndexCache counts bytes).
   return index;
 }
 

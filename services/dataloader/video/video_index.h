@@ -67,6 +67,8 @@ class VideoIndex {
   mutable std::atomic<bool> skip_unsafe{false};
 
   int64_t num_frames() const { return static_cast<int64_t>(frame_ts.size()); }
+  // Heap and object bytes this index holds (what VideoIndexCache counts).
+  size_t MemoryBytes() const;
   // Presentation index of the frame with timestamp `ts`, or -1.
   int64_t FrameOfTimestamp(int64_t ts) const;
   // Number of addressable frames at `fps` (> 0), frame k shown at k / fps.
@@ -76,7 +78,8 @@ class VideoIndex {
 };
 
 // Reads every packet of `demuxer`'s video stream (no decoding). DATA_LOSS when it holds no video
-// packet; DEADLINE_EXCEEDED when the deadline passes.
+// packet; DEADLINE_EXCEEDED when the deadline passes; INVALID_ARGUMENT (kRefusalTooLarge) past
+// demuxer.limits().max_frames packets, before holding more.
 absl::StatusOr<std::shared_ptr<VideoIndex>> BuildVideoIndex(Demuxer& demuxer,
                                                             const FileIdentity& identity);
 

@@ -17,6 +17,7 @@
 #include "services/dataloader/video/demuxer.h"
 #include "services/dataloader/video/ffmpeg_util.h"
 #include "services/dataloader/video/frame_writer.h"
+#include "services/dataloader/video/input_policy.h"
 #include "services/dataloader/video/video_index.h"
 
 extern "C" {
@@ -34,23 +35,44 @@ constexpr int kMaxOutputSide = 8192;
 constexpr uint64_t kMaxOutputBytes = uint64_t{4} << 30;
 
 absl::StatusOr<std::shared_ptr<const VideoIndex>> BuildIndex(const std::string& path,
-                                                             Deadline* deadline) {
+                                                             Deadline* deadline,
+                                                             const InputLimits& limits) {
   TECL_ASSIGN_OR_RETURN(FileIdentity identity, StatVideoFile(path));
-  TECL_ASSIGN_OR_RETURN(std::unique_ptr<Demuxer> demuxer, Demuxer::Open(path, deadline));
+  TECL_ASSIGN_OR_RETURN(std::unique_ptr<Demuxer> demuxer, Demuxer::Open(path, deadline, limits));
   TECL_ASSIGN_OR_RETURN(std::shared_ptr<VideoIndex> index, BuildVideoIndex(*demuxer, identity));
   return std::shared_ptr<const VideoIndex>(std::move(index));
 }
 
+// TOO_LARGE refusal when `index` (possibly cached under other limits) exceeds `limits`.
+absl::Status CheckIndexLimits(const VideoIndex& index, const InputLimits& limits) {
+  if (index.coded_width > limits.max_width || index.coded_height > limits.max_height ||
+      static_cast<int64_t>(index.packets.size()) > limits.max_frames) {
+    return WithRefusal(absl::InvalidArgumentError(absl::StrCat(
+                           index.path, ": the video (", index.coded_width, "x", index.coded_height,
+                           ", ", index.packets.size(), " frames) exceeds the limits of ",
+                           limits.max_width, "x", limits.max_height, " and ", limits.max_frames,
+                           " frames (--max_video_width, --max_video_height, --max_video_frames)")),
+                       kRefusalTooLarge);
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::shared_ptr<const VideoIndex>> GetIndex(const std::string& path,
+                                                           const DecodeOptions& options,
                                                            Deadline* deadline,
                                                            VideoIndexCache* cache) {
-  if (cache == nullptr) return BuildIndex(path, deadline);
-  DecodeOptions remaining;
-  remaining.budget = deadline->Remaining();
-  absl::StatusOr<std::shared_ptr<const VideoIndex>> index = cache->Get(path, remaining);
-  if (!index.ok() && index.status().code() == absl::StatusCode::kDeadlineExceeded) {
-    return deadline->ExceededStatus(path, "indexing the packets");
+  absl::StatusOr<std::shared_ptr<const VideoIndex>> index;
+  if (cache == nullptr) {
+    index = BuildIndex(path, deadline, options.limits);
+  } else {
+    DecodeOptions remaining = options;
+    remaining.budget = deadline->Remaining();
+    index = cache->Get(path, remaining);
+    if (!index.ok() && index.status().code() == absl::StatusCode::kDeadlineExceeded) {
+      return deadline->ExceededStatus(path, "indexing the packets");
+    }
   }
+  if (index.ok()) TECL_RETURN_IF_ERROR(CheckIndexLimits(**index, options.limits));
   return index;
 }
 
@@ -62,6 +84,12 @@ absl::Status ValidateOptions(const std::string& path, const DecodeOptions& optio
   if (options.budget <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": DecodeOptions::budget must be positive"));
+  }
+  const InputLimits& limits = options.limits;
+  if (limits.max_width < 1 || limits.max_height < 1 || limits.max_frames < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": DecodeOptions::limits (", limits.max_width, "x", limits.max_height, ", ",
+        limits.max_frames, " frames) must be positive"));
   }
   return absl::OkStatus();
 }
@@ -114,11 +142,12 @@ struct Use {
 class ClipDecoder {
  public:
   ClipDecoder(std::shared_ptr<const VideoIndex> index, Deadline* deadline,
-              absl::Span<const ClipRequest> clips, std::vector<ClipFrames>* out,
-              DecodeStats* stats)
+              const InputLimits& limits, absl::Span<const ClipRequest> clips,
+              std::vector<ClipFrames>* out, DecodeStats* stats)
       : index_(std::move(index)),
         path_(index_->path),
         deadline_(deadline),
+        limits_(limits),
         clips_(clips),
         out_(out),
         stats_(stats),
@@ -161,6 +190,7 @@ class ClipDecoder {
   std::shared_ptr<const VideoIndex> index_;
   std::string path_;
   Deadline* deadline_;
+  InputLimits limits_;
   absl::Span<const ClipRequest> clips_;
   std::vector<ClipFrames>* out_;
   DecodeStats* stats_;
@@ -237,7 +267,7 @@ absl::Status ClipDecoder::Run(const std::vector<std::vector<int64_t>>& sources) 
 }
 
 absl::Status ClipDecoder::Open() {
-  TECL_ASSIGN_OR_RETURN(demuxer_, Demuxer::Open(path_, deadline_));
+  TECL_ASSIGN_OR_RETURN(demuxer_, Demuxer::Open(path_, deadline_, limits_));
   if (demuxer_->stream_index() != index_->stream_index) {
     return absl::AbortedError(absl::StrCat(path_, ": the file changed while being read; retry"));
   }
@@ -264,6 +294,8 @@ absl::Status ClipDecoder::OpenDecoder() {
   // One thread: the decode order is then exactly the send order, and skip_frame changes take
   // effect on the very next packet.
   decoder_->thread_count = 1;
+  // A stream whose pictures grow past the limits mid-file is refused by the decoder.
+  decoder_->max_pixels = int64_t{limits_.max_width} * limits_.max_height;
   decoder_->pkt_timebase = demuxer_->stream()->time_base;
   decoder_->has_b_frames = std::max(decoder_->has_b_frames, index_->reorder_depth);
   ret = avcodec_open2(decoder_.get(), codec, nullptr);
@@ -694,21 +726,29 @@ absl::Status ClipDecoder::PositionAt(int32_t target) {
 }  // namespace
 
 struct VideoIndexCache::Impl {
-  explicit Impl(size_t capacity) : capacity(capacity) {}
+  Impl(size_t capacity, size_t max_bytes) : capacity(capacity), max_bytes(max_bytes) {}
   const size_t capacity;
+  const size_t max_bytes;
   mutable absl::Mutex mu;
+  size_t bytes ABSL_GUARDED_BY(mu) = 0;
   // Most recently used first.
   std::list<std::shared_ptr<const VideoIndex>> lru ABSL_GUARDED_BY(mu);
   absl::flat_hash_map<std::string, std::list<std::shared_ptr<const VideoIndex>>::iterator> by_path
       ABSL_GUARDED_BY(mu);
 };
 
-VideoIndexCache::VideoIndexCache(size_t capacity) : impl_(std::make_unique<Impl>(capacity)) {}
+VideoIndexCache::VideoIndexCache(size_t capacity, size_t max_bytes)
+    : impl_(std::make_unique<Impl>(capacity, max_bytes)) {}
 VideoIndexCache::~VideoIndexCache() = default;
 
 size_t VideoIndexCache::size() const {
   absl::MutexLock lock(&impl_->mu);
   return impl_->lru.size();
+}
+
+size_t VideoIndexCache::bytes() const {
+  absl::MutexLock lock(&impl_->mu);
+  return impl_->bytes;
 }
 
 absl::StatusOr<std::shared_ptr<const VideoIndex>> VideoIndexCache::Get(
@@ -722,7 +762,8 @@ absl::StatusOr<std::shared_ptr<const VideoIndex>> VideoIndexCache::Get(
         impl_->lru.splice(impl_->lru.begin(), impl_->lru, it->second);
         return *it->second;
       }
-      impl_->lru.erase(it->second);  // The file changed: index it again.
+      impl_->bytes -= (*it->second)->MemoryBytes();  // The file changed: index it again.
+      impl_->lru.erase(it->second);
       impl_->by_path.erase(it);
     }
   }
@@ -731,17 +772,22 @@ absl::StatusOr<std::shared_ptr<const VideoIndex>> VideoIndexCache::Get(
         absl::StrCat(path, ": no time left in the budget to index the video"));
   }
   Deadline deadline(options.budget);
-  TECL_ASSIGN_OR_RETURN(std::shared_ptr<const VideoIndex> index, BuildIndex(path, &deadline));
-  if (impl_->capacity == 0) return index;
+  TECL_ASSIGN_OR_RETURN(std::shared_ptr<const VideoIndex> index,
+                        BuildIndex(path, &deadline, options.limits));
+  const size_t index_bytes = index->MemoryBytes();
+  if (impl_->capacity == 0 || index_bytes > impl_->max_bytes) return index;
   absl::MutexLock lock(&impl_->mu);
   auto it = impl_->by_path.find(path);
   if (it != impl_->by_path.end()) {  // Built concurrently by another caller.
+    impl_->bytes -= (*it->second)->MemoryBytes();
     impl_->lru.erase(it->second);
     impl_->by_path.erase(it);
   }
   impl_->lru.push_front(index);
   impl_->by_path[path] = impl_->lru.begin();
-  while (impl_->lru.size() > impl_->capacity) {
+  impl_->bytes += index_bytes;
+  while (impl_->lru.size() > impl_->capacity || impl_->bytes > impl_->max_bytes) {
+    impl_->bytes -= impl_->lru.back()->MemoryBytes();
     impl_->by_path.erase(impl_->lru.back()->path);
     impl_->lru.pop_back();
   }
@@ -753,8 +799,17 @@ absl::StatusOr<VideoInfo> ProbeVideo(const std::string& path, const DecodeOption
   TECL_RETURN_IF_ERROR(ValidateOptions(path, options));
   Deadline deadline(options.budget);
   TECL_ASSIGN_OR_RETURN(std::shared_ptr<const VideoIndex> index,
-                        GetIndex(path, &deadline, cache));
-  return InfoOf(*index, options);
+                        GetIndex(path, options, &deadline, cache));
+  VideoInfo info = InfoOf(*index, options);
+  if (info.num_frames > options.limits.max_frames) {
+    return WithRefusal(
+        absl::InvalidArgumentError(absl::StrCat(
+            path, ": at ", options.fps, " fps the video has ", info.num_frames,
+            " frames, more than the limit of ", options.limits.max_frames,
+            " (--max_video_frames); cut it into shorter videos")),
+        kRefusalTooLarge);
+  }
+  return info;
 }
 
 absl::Status DecodeClips(const std::string& path, absl::Span<const ClipRequest> clips,
@@ -775,7 +830,8 @@ absl::Status DecodeClips(const std::string& path, absl::Span<const ClipRequest> 
         path, ": the clips ask for ", total_bytes, " bytes of frames in one call; split the call"));
   }
   Deadline deadline(options.budget);
-  TECL_ASSIGN_OR_RETURN(std::shared_ptr<const VideoIndex> index, GetIndex(path, &deadline, cache));
+  TECL_ASSIGN_OR_RETURN(std::shared_ptr<const VideoIndex> index,
+                        GetIndex(path, options, &deadline, cache));
 
   const bool resample = options.fps > 0;
   const AVRational rate = resample ? av_d2q(options.fps, 1000000) : AVRational{0, 1};
@@ -801,7 +857,7 @@ absl::Status DecodeClips(const std::string& path, absl::Span<const ClipRequest> 
     clip.width = clips[c].out_width;
     clip.data.assign(static_cast<size_t>(clip.frames) * clip.height * clip.width * 3, 0);
   }
-  ClipDecoder decoder(index, &deadline, clips, out, &st);
+  ClipDecoder decoder(index, &deadline, options.limits, clips, out, &st);
   const absl::Status status = decoder.Run(sources);
   st.seconds = absl::ToDoubleSeconds(absl::Now() - start);
   return status;

@@ -14,6 +14,14 @@
 // from the clip's crop rectangle (a swscale source rectangle) to the clip's output size. Reversal
 // and striding happen in memory by frame order; there is no backward seeking.
 //
+// Inputs (the files of data sets come from users and the internet): only regular files are
+// opened, and they are checked before FFmpeg opens them, so a FIFO, a device or a socket never
+// blocks a decode thread; FFmpeg may use only its file protocol (protocol_whitelist=file) and
+// only the container formats of video data sets (kAllowedFormats), so a playlist or list inside
+// a data root (HLS, DASH, concat, image sequences) can make it fetch no URL and read no other
+// file; a video larger than InputLimits (width, height, frames) is refused. Such a refusal is
+// INVALID_ARGUMENT carrying its reason as the payload kRefusalPayload (RefusalOf).
+//
 // Errors: every FFmpeg AVERROR is turned into an absl::Status in one helper; every message starts
 // with the path. A missing file is NOT_FOUND; a file that is not a video (text, audio only, no
 // recognisable container) is INVALID_ARGUMENT; an empty (0-byte), truncated or corrupt file is
@@ -43,15 +51,45 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/cord.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 
 namespace tecl::video {
 
+// The largest video a call accepts (refused beyond: kRefusalTooLarge). The frame count bounds
+// the index (about 48 bytes a frame) and the time spent reading it; at DecodeOptions::fps it
+// bounds the addressable frames too.
+struct InputLimits {
+  int max_width = 8192;
+  int max_height = 8192;
+  int64_t max_frames = 1'000'000;  // More than 9 hours at 30 fps.
+};
+
 struct DecodeOptions {
   double fps = 0;  // Resample to this frame rate; 0 keeps the native rate.
   absl::Duration budget = absl::Seconds(20);  // Wall-clock limit for one call on one video.
+  InputLimits limits;
 };
+
+// The container formats (FFmpeg demuxer names) opened: those of the video files data sets hold.
+// Anything else (hls, dash, concat, image2, tty...) is refused (kRefusalFormatNotAllowed).
+inline constexpr const char* kAllowedFormats[] = {
+    "mov", "mp4", "m4a", "3gp", "3g2", "mj2",  // One demuxer: mov,mp4,m4a,3gp,3g2,mj2.
+    "matroska", "webm", "avi", "mpegts", "mpeg", "flv", "asf", "ogg", "yuv4mpegpipe", "gif",
+    "h264", "hevc", "m4v", "mpegvideo", "ivf"};
+
+// Why an input was refused: the payload of its Status under kRefusalPayload.
+inline constexpr char kRefusalPayload[] = "type.tecl.dev/tecl.video.Refusal";
+inline constexpr char kRefusalNotRegularFile[] = "not_regular_file";  // FIFO, device, socket, folder.
+inline constexpr char kRefusalFormatNotAllowed[] = "format_not_allowed";
+inline constexpr char kRefusalTooLarge[] = "too_large";  // Beyond InputLimits.
+
+// The refusal reason of `status` (one of the kRefusal* values), or "" when it carries none.
+inline std::string RefusalOf(const absl::Status& status) {
+  const auto payload = status.GetPayload(kRefusalPayload);  // absl::optional<absl::Cord>.
+  return payload.has_value() ? std::string(*payload) : std::string();
+}
 
 struct VideoInfo {
   int width = 0;   // Display size (after rotation metadata is applied).
@@ -108,10 +146,11 @@ inline bool IsDamagedFramesError(const absl::Status& status) {
 // Per-video timestamps and keyframes.
 class VideoIndex;
 
-// Thread-safe LRU of VideoIndex by (path, size, mtime), at most `capacity` videos.
+// Thread-safe LRU of VideoIndex by (path, size, mtime), at most `capacity` videos and `max_bytes`
+// bytes of indexes (an index larger than `max_bytes` is used but not kept).
 class VideoIndexCache {
  public:
-  explicit VideoIndexCache(size_t capacity = 4096);
+  explicit VideoIndexCache(size_t capacity = 4096, size_t max_bytes = size_t{512} << 20);
   ~VideoIndexCache();
   VideoIndexCache(const VideoIndexCache&) = delete;
   VideoIndexCache& operator=(const VideoIndexCache&) = delete;
@@ -120,6 +159,8 @@ class VideoIndexCache {
   absl::StatusOr<std::shared_ptr<const VideoIndex>> Get(const std::string& path,
                                                         const DecodeOptions& options);
   size_t size() const;
+  // Bytes of the cached indexes.
+  size_t bytes() const;
 
  private:
   struct Impl;

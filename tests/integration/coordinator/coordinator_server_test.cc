@@ -13,7 +13,9 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "services/common/auth.h"
+#include "services/coordinator/store/fake_job_store.h"
 #include "tecl/v1/coordinator_service.grpc.pb.h"
 #include "tests/integration/coordinator/fake_worker.h"
 #include "tests/integration/coordinator/test_util.h"
@@ -62,8 +64,8 @@ class CoordinatorServerTest : public ::testing::Test {
   }
 
   // With a token per role; without a metrics endpoint unless asked (stopping it takes civetweb
-  // ~2 s).
-  void StartServer(bool metrics = false) {
+  // ~2 s); on SQLite in the state folder unless given a store.
+  void StartServer(bool metrics = false, JobStore* store = nullptr) {
     workers_.clear();
     server_.reset();
     CoordinatorConfig config;
@@ -74,7 +76,7 @@ class CoordinatorServerTest : public ::testing::Test {
     config.tick_interval = absl::Milliseconds(20);
     config.coordinator.jobs.limits.max_trainers = 8;
     config.coordinator.jobs.limits.data_roots = {dir_ + "/data"};
-    auto server = CoordinatorServer::Start(config);
+    auto server = CoordinatorServer::Start(config, RealClock::Get(), store);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     stubs_ = Stubs::Make(server_->address(), tokens_.user.token, tokens_.trainer.token);
@@ -690,6 +692,106 @@ TEST_F(CoordinatorServerTest, MetricsAreServed) {
         "tecl_grpc_server_handled_total{code=\"OK\",method=\"/tecl.v1.JobService/SubmitJob\"}"}) {
     EXPECT_THAT(response->body, HasSubstr(name));
   }
+}
+
+// The coordinator refuses at submit what its dataloaders would refuse (the shared work limits of
+// services/common/work_limits.h): a clip span of 1017 source frames (which loaders used to accept
+// up to 4096), a batch past 240 MiB, a deeper prefetch. Nothing is stored.
+TEST_F(CoordinatorServerTest, ASpecPastTheSharedWorkLimitsIsRefusedAtSubmit) {
+  struct Case {
+    std::function<void(tecl::v1::JobSpec*)> mutate;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {[](tecl::v1::JobSpec* s) {
+         s->mutable_sampling()->set_clip_length(128);
+         s->mutable_sampling()->clear_speeds();
+         s->mutable_sampling()->add_speeds(1);
+         s->mutable_sampling()->add_speeds(8);
+       },
+       "sampling: clip_length 128 at speed 8 spans 1017 source frames"},
+      {[](tecl::v1::JobSpec* s) {
+         s->mutable_sampling()->set_groups_per_batch(64);
+         s->mutable_sampling()->set_clip_length(32);
+         s->mutable_sampling()->set_crop_size(512);
+       },
+       "sampling.groups_per_batch: a batch of 128 videos x 2 clips"},
+      {[](tecl::v1::JobSpec* s) { s->mutable_resources()->set_prefetch_batches(65); },
+       "resources.prefetch_batches: 65 is out of range; use a value in [1, 64]"},
+      {[](tecl::v1::JobSpec* s) { s->mutable_schedule()->set_total_steps(int64_t{1} << 40); },
+       "schedule.total_steps: 1099511627776 is out of range"},
+  };
+  for (const Case& c : cases) {
+    tecl::v1::JobSpec spec = tecl::testing::SmallSpec(root_);
+    c.mutate(&spec);
+    absl::StatusOr<tecl::v1::Job> job = Submit(spec);
+    EXPECT_EQ(job.status().code(), absl::StatusCode::kInvalidArgument) << c.message;
+    EXPECT_THAT(std::string(job.status().message()), HasSubstr(c.message));
+  }
+  EXPECT_EQ(JobCount(), 0);
+}
+
+// A store that fails leaves the coordinator refusing changes; health says so, so that Kubernetes
+// restarts it from the file.
+TEST_F(CoordinatorServerTest, AFailedStoreMakesHealthNotServing) {
+  FakeJobStore store;
+  StartServer(/*metrics=*/true, &store);
+  auto channel = MakeChannel(server_->address(), {});
+  ASSERT_TRUE(channel.ok());
+  auto health = grpc::health::v1::Health::NewStub(*channel);
+  auto check = [&] {
+    grpc::health::v1::HealthCheckResponse response;
+    EXPECT_TRUE(health->Check(Context().get(), {}, &response).ok());
+    return response.status();
+  };
+  auto get = [&](const std::string& path) {
+    return *tecl::testing::HttpGet("127.0.0.1", server_->metrics_port(), path);
+  };
+  EXPECT_EQ(check(), grpc::health::v1::HealthCheckResponse::SERVING);
+  EXPECT_EQ(get("/healthz").status, 200);
+  EXPECT_THAT(get("/metrics").body, HasSubstr("tecl_coordinator_store_healthy 1"));
+  ASSERT_TRUE(Submit(tecl::testing::SmallSpec(root_)).ok());
+
+  store.FailWrites(absl::DataLossError("disk I/O error"));
+  absl::StatusOr<tecl::v1::Job> refused = Submit(tecl::testing::SmallSpec(root_));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(check(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  const tecl::testing::HttpResponse healthz = get("/healthz");
+  EXPECT_EQ(healthz.status, 503);
+  EXPECT_THAT(healthz.body, HasSubstr("the state store failed: disk I/O error"));
+  EXPECT_THAT(get("/metrics").body, HasSubstr("tecl_coordinator_store_healthy 0"));
+  // Still refusing (writes would succeed again, but the coordinator restarts from the file).
+  store.FailWrites(absl::OkStatus());
+  EXPECT_THAT(std::string(Submit(tecl::testing::SmallSpec(root_)).status().message()),
+              HasSubstr("restart tecl-coordinator"));
+  EXPECT_EQ(check(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  server_.reset();  // Before the store.
+}
+
+// gRPC reads a request whole before the handler's credential check: past the 4 MiB receive limit
+// it is RESOURCE_EXHAUSTED, not UNAUTHENTICATED, so the handler never ran.
+TEST_F(CoordinatorServerTest, AnOversizedRequestIsRefusedBeforeTheHandler) {
+  Stubs anonymous = Stubs::Make(server_->address());
+  tecl::v1::SubmitJobRequest big;
+  *big.mutable_spec() = tecl::testing::SmallSpec(root_);
+  big.set_request_id(std::string(5 << 20, 'r'));
+  tecl::v1::SubmitJobResponse response;
+  grpc::Status status = anonymous.jobs->SubmitJob(Context().get(), big, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  status = stubs_.jobs->SubmitJob(Context().get(), big, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  tecl::v1::StoreSetRequest set;
+  set.mutable_scope()->set_job_id("job-000001");
+  set.mutable_scope()->set_attempt(1);
+  set.set_key("k");
+  set.set_value(std::string(5 << 20, 'v'));
+  tecl::v1::StoreSetResponse set_response;
+  EXPECT_EQ(anonymous.rendezvous->StoreSet(Context().get(), set, &set_response).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  tecl::v1::SubmitJobRequest unauthenticated;
+  EXPECT_EQ(anonymous.jobs->SubmitJob(Context().get(), unauthenticated, &response).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(JobCount(), 0);
 }
 
 }  // namespace

@@ -1,7 +1,15 @@
 // tecl-dataloader end to end: a DataLoaderServer with the real FFmpeg decoder on 127.0.0.1:0,
 // real H.264 files, a gRPC client. Shapes and labels, the frames a clip holds, determinism across
 // servers, bad files, back-pressure, cancellation, authentication, EVAL streams.
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <set>
@@ -11,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/common/auth.h"
@@ -25,6 +34,7 @@ using ::testing::HasSubstr;
 using tecl::v1::ClipBatch;
 using tecl::v1::StreamBatchesRequest;
 using testing::Channel;
+using testing::DataSet;
 using testing::TestConfig;
 using testing::TestData;
 using testing::TrainRequest;
@@ -35,17 +45,19 @@ std::unique_ptr<DataLoaderServer> Start(DataLoaderConfig config = TestConfig()) 
   return server.ok() ? *std::move(server) : nullptr;
 }
 
-// Reads the whole stream (or `limit` batches, then cancels).
+// Reads the whole stream (or `limit` batches, then cancels) within `deadline` (past it the status
+// is DEADLINE_EXCEEDED).
 struct StreamResult {
   std::vector<ClipBatch> batches;
   grpc::Status status;
 };
 
 StreamResult ReadStream(const std::string& address, const StreamBatchesRequest& request,
-                        int limit = -1, const std::string& token = testing::kTrainerToken) {
+                        int limit = -1, const std::string& token = testing::kTrainerToken,
+                        absl::Duration deadline = absl::Seconds(120)) {
   auto stub = tecl::v1::DataLoader::NewStub(Channel(address, /*small_window=*/false, token));
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
   std::unique_ptr<grpc::ClientReader<ClipBatch>> reader = stub->StreamBatches(&context, request);
   StreamResult result;
   ClipBatch batch;
@@ -285,6 +297,173 @@ TEST(StreamBatchesTest, RequestsAreValidatedAndStreamsLimited) {
   EXPECT_THAT(refused.status.error_message(), HasSubstr("--max_streams"));
   context.TryCancel();
   reader->Finish();
+}
+
+// Resident memory of this process (the server runs in it), from /proc/self/status.
+int64_t ResidentBytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  }
+  return -1;
+}
+
+// Requests an attacker (or a broken trainer) can send: each is refused before any work, naming the
+// field and its range (each call has a 10 s deadline: a request that started the work it asks
+// for would end DEADLINE_EXCEEDED or with batches), and none makes the server allocate what it
+// asks for.
+TEST(StreamBatchesTest, HostileRequestsAreRefusedQuicklyWithBoundedMemory) {
+  auto server = Start();
+  ASSERT_NE(server, nullptr);
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  struct Case {
+    std::function<void(StreamBatchesRequest*)> mutate;
+    grpc::StatusCode code;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {[](auto* r) { r->set_start_step(kMax); r->set_step_stride(2); r->set_max_steps(3); },
+       grpc::StatusCode::INVALID_ARGUMENT, "start_step: 9223372036854775807 is out of range"},
+      {[](auto* r) { r->set_start_step(-1); }, grpc::StatusCode::INVALID_ARGUMENT,
+       "start_step: -1 is out of range; use a value in [0, 1000000000]"},
+      {[](auto* r) { r->set_step_stride(kMax); r->set_max_steps(2); },
+       grpc::StatusCode::INVALID_ARGUMENT, "step_stride: 9223372036854775807 is out of range"},
+      {[](auto* r) { r->set_max_steps(kMax); }, grpc::StatusCode::INVALID_ARGUMENT,
+       "max_steps: 9223372036854775807 is out of range"},
+      {[](auto* r) {
+         r->set_world_size(std::numeric_limits<int32_t>::max());
+         r->set_rank(std::numeric_limits<int32_t>::max() - 1);
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "world_size: 2147483647 is out of range"},
+      {[](auto* r) {
+         auto* s = r->mutable_spec()->mutable_sampling();
+         s->set_groups_per_batch(4096);
+         s->set_crop_size(1024);
+         s->set_clip_length(64);
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "spec.sampling.groups_per_batch: a batch of 8192 videos"},
+      {[](auto* r) { r->mutable_spec()->mutable_sampling()->set_speeds(2, 1 << 30); },
+       grpc::StatusCode::INVALID_ARGUMENT, "spec.sampling: clip_length 8 at speed 1073741824"},
+      {[](auto* r) {
+         r->mutable_spec()->mutable_resources()->set_prefetch_batches(
+             std::numeric_limits<int32_t>::max());
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "spec.resources.prefetch_batches: 2147483647"},
+      {[](auto* r) {
+         r->set_mode(tecl::v1::STREAM_MODE_EVAL);
+         r->set_eval_videos_per_batch(1024);
+         r->mutable_spec()->mutable_eval()->set_clips_per_video(100);
+         r->mutable_spec()->mutable_sampling()->set_crop_size(1024);
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "spec.eval.clips_per_video: a message of 1024 videos"},
+      {[](auto* r) {
+         r->mutable_spec()->mutable_dataset()->set_root("/");
+         r->mutable_spec()->mutable_dataset()->set_manifest("etc/passwd");
+       },
+       grpc::StatusCode::PERMISSION_DENIED, "is outside the data roots"},
+  };
+  const int64_t rss_before = ResidentBytes();
+  for (int round = 0; round < 5; ++round) {
+    for (const Case& c : cases) {
+      StreamBatchesRequest request = TrainRequest(TestData().good_csv);
+      c.mutate(&request);
+      StreamResult result = ReadStream(server->address(), request, /*limit=*/-1,
+                                       testing::kTrainerToken, absl::Seconds(10));
+      EXPECT_EQ(result.status.error_code(), c.code) << c.message << ": "
+                                                    << result.status.error_message();
+      EXPECT_THAT(result.status.error_message(), HasSubstr(c.message));
+      EXPECT_TRUE(result.batches.empty());
+    }
+  }
+  const int64_t rss_after = ResidentBytes();
+  ASSERT_GT(rss_before, 0);
+  EXPECT_LT(rss_after - rss_before, int64_t{64} << 20) << "RSS " << rss_before << " -> " << rss_after;
+  ASSERT_TRUE(WaitFor([&] { return server->manager().open_streams() == 0; }));
+
+  // DescribeDataset: a path past the limit.
+  auto stub = tecl::v1::DataLoader::NewStub(Channel(server->address()));
+  tecl::v1::DescribeDatasetRequest describe;
+  describe.mutable_dataset()->set_root(std::string(5000, 'r'));
+  tecl::v1::DatasetInfo info;
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  const grpc::Status status = stub->DescribeDataset(&context, describe, &info);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("dataset.root: a path of 5000 bytes"));
+}
+
+// gRPC reads a request whole before the handler (and its token check) runs: past the 4 MiB
+// receive limit it is RESOURCE_EXHAUSTED, not UNAUTHENTICATED.
+TEST(StreamBatchesTest, AnOversizedRequestIsRefusedBeforeTheHandler) {
+  auto server = Start();
+  ASSERT_NE(server, nullptr);
+  StreamBatchesRequest request = TrainRequest(TestData().good_csv);
+  request.set_job_id(std::string(5 << 20, 'j'));
+  StreamResult anonymous = ReadStream(server->address(), request, -1, /*token=*/"");
+  EXPECT_EQ(anonymous.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << anonymous.status.error_message();
+  StreamResult trainer = ReadStream(server->address(), request);
+  EXPECT_EQ(trainer.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << trainer.status.error_message();
+  EXPECT_EQ(server->manager().open_streams(), 0);
+  request.set_job_id("it-job");
+  EXPECT_EQ(ReadStream(server->address(), request, -1, "").status.error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+}
+
+// Files inside a data root that would make FFmpeg read elsewhere (an HLS playlist naming a video
+// outside the roots and an http URL, a concat list) or block a decode thread (a FIFO, a device)
+// are skipped, each counted by its reason. The call's deadline is half the decode budget: a decode
+// thread blocked on the FIFO (even one the budget would cut) leaves the stream DEADLINE_EXCEEDED.
+TEST(StreamBatchesTest, PlaylistsListsFifosAndDevicesAreSkippedAndCounted) {
+  const DataSet& data = TestData();
+  std::string pattern = ::testing::TempDir() + "/dataloader_outside_XXXXXX";
+  ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+  const std::string outside = pattern;
+  const std::string secret = outside + "/secret.mp4";
+  std::filesystem::copy_file(data.dir + "/classes/class0/v0.mp4", secret);
+  const std::string hostile = data.dir + "/hostile";
+  std::filesystem::remove_all(hostile);
+  std::filesystem::create_directories(hostile);
+  std::ofstream(hostile + "/playlist.m3u8")
+      << "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:4\n#EXT-X-MEDIA-SEQUENCE:0\n"
+      << "#EXTINF:4.0,\n" << secret << "\n#EXTINF:4.0,\nhttp://127.0.0.1:9/segment.ts\n"
+      << "#EXT-X-ENDLIST\n";
+  std::ofstream(hostile + "/list.mp4") << "ffconcat version 1.0\nfile '" << secret << "'\n";
+  ASSERT_EQ(mkfifo((hostile + "/pipe.mp4").c_str(), 0600), 0);
+  ASSERT_EQ(symlink("/dev/zero", (hostile + "/zero.mp4").c_str()), 0);
+  {
+    std::ifstream good(data.good_csv);
+    std::ofstream csv(data.dir + "/hostile.csv");
+    csv << good.rdbuf();
+    for (const char* name : {"playlist.m3u8", "list.mp4", "pipe.mp4", "zero.mp4"}) {
+      csv << "hostile/" << name << ",class0,train\n";
+    }
+  }
+  DataLoaderConfig config = TestConfig();
+  config.loader.decode_budget = absl::Seconds(60);
+  auto server = Start(config);
+  ASSERT_NE(server, nullptr);
+  // 12 videos (4 hostile), 4 per batch: one epoch is 3 steps and meets every video.
+  StreamBatchesRequest request = TrainRequest(data.dir + "/hostile.csv");
+  request.set_max_steps(6);
+  StreamResult result = ReadStream(server->address(), request, /*limit=*/-1,
+                                   testing::kTrainerToken, config.loader.decode_budget / 2);
+  ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+  ASSERT_EQ(result.batches.size(), 6u);
+  for (const ClipBatch& batch : result.batches) {
+    for (const auto& info : batch.clip_info()) EXPECT_LT(info.manifest_index(), 8);
+  }
+  LoaderMetrics& metrics = server->manager().metrics();
+  EXPECT_DOUBLE_EQ(metrics.BadFiles("format_not_allowed").Value(), 2);
+  EXPECT_DOUBLE_EQ(metrics.BadFiles("not_regular_file").Value(), 2);
+  EXPECT_GE(metrics.Skipped("format_not_allowed").Value(), 2);
+  EXPECT_GE(metrics.Skipped("not_regular_file").Value(), 2);
+  EXPECT_STREQ(server->manager().bad_videos().Lookup(hostile + "/pipe.mp4"), "not_regular_file");
+  EXPECT_STREQ(server->manager().bad_videos().Lookup(hostile + "/playlist.m3u8"),
+               "format_not_allowed");
+  std::filesystem::remove_all(outside);
 }
 
 TEST(StreamBatchesTest, ALoaderWithoutCredentialsDoesNotStart) {

@@ -68,14 +68,15 @@ class ServerTest : public ::testing::Test {
     ASSERT_GT(server_->metrics_port(), 0);
   }
 
-  grpc::Status CallGetJob(const ChannelOptions& options, tecl::v1::Job* job) {
+  grpc::Status CallGetJob(const ChannelOptions& options, tecl::v1::Job* job,
+                          const std::string& job_id = "job-1") {
     auto channel = MakeChannel(server_->local_address(), options);
     EXPECT_TRUE(channel.ok());
     auto stub = tecl::v1::JobService::NewStub(*channel);
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     tecl::v1::GetJobRequest request;
-    request.set_job_id("job-1");
+    request.set_job_id(job_id);
     return stub->GetJob(&context, request, job);
   }
 
@@ -216,6 +217,55 @@ TEST_F(ServerTest, HealthServiceAnswersAndGoesNotServingOnShutdown) {
   grpc::ClientContext after;
   after.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
   EXPECT_FALSE(health->Check(&after, request, &response).ok());
+}
+
+TEST_F(ServerTest, SetServingFlipsHealthAndHealthzAndIsIgnoredAfterShutdown) {
+  StartServer({kAlice});
+  auto channel = MakeChannel(server_->local_address(), {});
+  ASSERT_TRUE(channel.ok());
+  auto health = grpc::health::v1::Health::NewStub(*channel);
+  auto check = [&] {
+    grpc::ClientContext context;
+    grpc::health::v1::HealthCheckResponse response;
+    EXPECT_TRUE(health->Check(&context, {}, &response).ok());
+    return response.status();
+  };
+  auto healthz = [&] { return *testing::HttpGet("127.0.0.1", server_->metrics_port(), "/healthz"); };
+  EXPECT_EQ(check(), grpc::health::v1::HealthCheckResponse::SERVING);
+  EXPECT_EQ(healthz().status, 200);
+  EXPECT_EQ(healthz().body, "ok\n");
+
+  server_->SetServing(false, "the state store failed: disk I/O error");
+  EXPECT_EQ(check(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(healthz().status, 503);
+  EXPECT_THAT(healthz().body, HasSubstr("not serving: the state store failed: disk I/O error"));
+
+  server_->SetServing(true);
+  EXPECT_EQ(check(), grpc::health::v1::HealthCheckResponse::SERVING);
+  EXPECT_EQ(healthz().status, 200);
+  server_->Shutdown(absl::Seconds(1));
+  server_->SetServing(true);  // No effect, no crash.
+}
+
+// gRPC reads a whole request before the handler (and its credential check) runs: the receive limit
+// is what an unauthenticated caller can make a server buffer, so it is small.
+TEST_F(ServerTest, AnOversizedRequestIsResourceExhaustedBeforeTheHandler) {
+  StartServer({kAlice});
+  auto call = [&](const ChannelOptions& options, size_t id_bytes) {
+    tecl::v1::Job job;
+    return CallGetJob(options, &job, std::string(id_bytes, 'j'));
+  };
+  const size_t limit = ServerOptions().max_receive_message_bytes;
+  EXPECT_EQ(limit, size_t{4} << 20);
+  grpc::Status unauthenticated = call({}, limit + 1);
+  EXPECT_EQ(unauthenticated.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << unauthenticated.error_message();
+  EXPECT_EQ(call(WithToken(kAlice), limit + 1).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(service_->handled(), 0);
+  EXPECT_TRUE(call(WithToken(kAlice), limit - 64).ok());  // Just below: served.
+  EXPECT_EQ(call({}, 16).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(service_->handled(), 1);
 }
 
 // A process that serves nothing but health (a trainer) has nothing to guard: it starts without

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -137,6 +138,29 @@ TEST_F(StateHostTest, AStoreFailureIsUnavailableAndRefusesLaterChanges) {
   EXPECT_EQ(second->code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(second->message()), HasSubstr("restart tecl-coordinator"));
   EXPECT_EQ(host_.store_error().code(), absl::StatusCode::kDataLoss);
+}
+
+TEST_F(StateHostTest, TheFailureHandlerRunsOnceWithTheFirstError) {
+  std::vector<std::string> reports;
+  host_.OnStoreFailure([&](const absl::Status& error) {
+    reports.push_back(std::string(error.message()));
+  });
+  std::optional<absl::Status> a, b;
+  MakeChange(1, &a);
+  MakeChange(1, &b);
+  EXPECT_TRUE(reports.empty());
+  store_.CompleteOne(absl::DataLossError("disk I/O error"));
+  store_.CompleteOne(absl::DataLossError("second error"));
+  EXPECT_THAT(reports, ::testing::ElementsAre("disk I/O error"));
+
+  // A handler set after the failure hears of it at once; nullptr removes the handler.
+  std::vector<std::string> late;
+  host_.OnStoreFailure([&](const absl::Status& error) {
+    late.push_back(std::string(error.message()));
+  });
+  EXPECT_THAT(late, ::testing::ElementsAre("disk I/O error"));
+  host_.OnStoreFailure(nullptr);
+  EXPECT_EQ(reports.size(), 1u);
 }
 
 TEST_F(StateHostTest, RowsMarkedSeveralTimesAreWrittenOnce) {

@@ -239,7 +239,7 @@ std::vector<BrokenSpec> BrokenSpecs() {
   add(&c, "speed zero", r + "sampling: {speeds: [0, 1]}\n", "sampling.speeds[0]", "at least 1");
   add(&c, "speeds empty", r + "sampling: {speeds: []}\n", "sampling.speeds", "empty");
   add(&c, "clip span", r + "sampling: {clip_length: 128, speeds: [1, 8]}\n", "sampling",
-      "1024 source frames per clip exceeds 512");
+      "spans 1017 source frames ((clip_length - 1) x speed + 1), more than 512");
   add(&c, "zero clip length", r + "sampling: {clip_length: 0}\n", "sampling.clip_length",
       "out of range");
   add(&c, "probability above one", r + "augment: {flip_prob: 1.5}\n", "augment.flip_prob",

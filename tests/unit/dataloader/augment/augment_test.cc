@@ -13,8 +13,6 @@
 namespace tecl::dataloader {
 namespace {
 
-using ::testing::HasSubstr;
-
 std::vector<uint8_t> RandomPixels(size_t pixels, uint64_t seed) {
   Rng rng(HashKey({seed}));
   std::vector<uint8_t> data(pixels * 3);
@@ -204,22 +202,18 @@ TEST(ColorTest, KernelMatchesThePerPixelFormula) {
   }
 }
 
-TEST(ParamsTest, ValidateNamesTheField) {
-  EXPECT_TRUE(AugmentParams().Validate().ok());
-  AugmentParams params;
-  params.hue = 0.7;
-  EXPECT_EQ(params.Validate().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(params.Validate().message()), HasSubstr("augment.hue: 0.7 is outside [0, 0.5]"));
-  params = AugmentParams();
-  params.crop_area_min = 0.9;
-  params.crop_area_max = 0.5;
-  EXPECT_THAT(std::string(params.Validate().message()),
-              HasSubstr("augment.crop_area_max: 0.5 is below crop_area_min 0.9"));
+// The ranges of the fields are checked with the spec (services/common/work_limits.h).
+TEST(ParamsTest, FromSpecAndToSpecRoundTrip) {
   tecl::v1::AugmentSpec spec;
   spec.set_flip_prob(0.25);
   spec.set_crop_area_min(0.3);
   EXPECT_DOUBLE_EQ(AugmentParams::FromSpec(spec).flip_prob, 0.25);
   EXPECT_DOUBLE_EQ(AugmentParams::FromSpec(spec).crop_area_min, 0.3);
+  const tecl::v1::AugmentSpec defaults = AugmentParams().ToSpec();
+  EXPECT_DOUBLE_EQ(defaults.crop_area_min(), 0.2);
+  EXPECT_DOUBLE_EQ(defaults.hue(), 0.1);
+  EXPECT_DOUBLE_EQ(AugmentParams::FromSpec(defaults).aspect_max, AugmentParams().aspect_max);
+  EXPECT_DOUBLE_EQ(AugmentParams::FromSpec(defaults).grayscale_prob, 0.2);
 }
 
 }  // namespace

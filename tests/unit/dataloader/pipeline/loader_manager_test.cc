@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -120,6 +121,35 @@ TEST_F(LoaderManagerTest, StreamsTheCursorsStepsWithStrideUntilMaxSteps) {
   // A pool thread that delivered the last batch may hold the stream a moment longer.
   ASSERT_TRUE(manager.pool().WaitUntilIdle(absl::Seconds(30)));
   EXPECT_EQ(manager.open_streams(), 0);
+}
+
+// start + index * stride used to wrap into a negative step and read out of bounds.
+TEST_F(LoaderManagerTest, OverflowingCursorsAreRefusedAndTheLastStepIsServedOnce) {
+  LoaderManager& manager = Manager();
+  StreamBatchesRequest request = TrainRequest(root_);
+  request.set_start_step(std::numeric_limits<int64_t>::max());
+  request.set_step_stride(2);
+  request.set_max_steps(3);
+  EXPECT_THAT(manager.OpenStream(request).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "start_step: 9223372036854775807 is out of range; use a value in [0, "
+                       "1000000000]"));
+  request.set_start_step(1);
+  request.set_step_stride(std::numeric_limits<int64_t>::max() / 2 + 1);
+  EXPECT_THAT(manager.OpenStream(request).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "step_stride: 4611686018427387904"));
+  EXPECT_EQ(manager.open_streams(), 0);
+
+  // At the limits: the last step is served, nothing past it.
+  request.set_start_step(work_limits::kMaxSteps);
+  request.set_step_stride(work_limits::kMaxStepStride);
+  request.set_max_steps(work_limits::kMaxSteps);
+  absl::StatusOr<std::shared_ptr<BatchStream>> stream = manager.OpenStream(request);
+  ASSERT_TRUE(stream.ok()) << stream.status();
+  BatchStream::Result batch = NextBatch(**stream);
+  ASSERT_TRUE(batch.ok()) << batch.status();
+  EXPECT_EQ(batch->step(), work_limits::kMaxSteps);
+  EXPECT_EQ(NextBatch(**stream).status().code(), absl::StatusCode::kOutOfRange);
 }
 
 TEST_F(LoaderManagerTest, TotalStepsEndsTheStreamAndSameCursorGivesSameBatches) {
@@ -251,42 +281,84 @@ TEST(StreamConfigTest, ValidRequestAndDefaults) {
   EXPECT_EQ(config->train.clips_per_batch(), 8);
 }
 
-TEST(StreamConfigTest, EveryBadFieldIsNamed) {
+TEST(StreamConfigTest, EveryBadFieldIsNamedWithItsRange) {
   struct Case {
     std::function<void(StreamBatchesRequest*)> mutate;
     std::string message;
   };
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
   const std::vector<Case> cases = {
-      {[](StreamBatchesRequest* r) { r->set_world_size(0); }, "world_size: 0 must be at least 1"},
+      {[](StreamBatchesRequest* r) { r->set_world_size(0); },
+       "world_size: 0 is out of range; use a value in [1, 4096]"},
+      {[](StreamBatchesRequest* r) { r->set_world_size(std::numeric_limits<int32_t>::max()); },
+       "world_size: 2147483647 is out of range; use a value in [1, 4096]"},
       {[](StreamBatchesRequest* r) { r->set_rank(-1); }, "rank: -1 is not in [0, world_size 1)"},
-      {[](StreamBatchesRequest* r) { r->set_start_step(-5); }, "start_step: -5 is negative"},
-      {[](StreamBatchesRequest* r) { r->set_step_stride(-1); }, "step_stride: -1 is negative"},
-      {[](StreamBatchesRequest* r) { r->set_max_steps(-1); }, "max_steps: -1 is negative"},
+      {[](StreamBatchesRequest* r) { r->set_start_step(-5); },
+       "start_step: -5 is out of range; use a value in [0, 1000000000]"},
+      {[](StreamBatchesRequest* r) { r->set_start_step(kMax); },
+       "start_step: 9223372036854775807 is out of range; use a value in [0, 1000000000]"},
+      {[](StreamBatchesRequest* r) { r->set_step_stride(-1); },
+       "step_stride: -1 is out of range; use a value in [0, 1024] (0 or 1 = every step)"},
+      {[](StreamBatchesRequest* r) { r->set_step_stride(kMax); },
+       "step_stride: 9223372036854775807 is out of range; use a value in [0, 1024]"},
+      {[](StreamBatchesRequest* r) { r->set_max_steps(-1); },
+       "max_steps: -1 is out of range; use a value in [0, 1000000000] (0 = until the end)"},
+      {[](StreamBatchesRequest* r) { r->set_max_steps(kMax); },
+       "max_steps: 9223372036854775807 is out of range"},
+      {[](StreamBatchesRequest* r) { r->mutable_spec()->mutable_schedule()->set_total_steps(-1); },
+       "spec.schedule.total_steps: -1 is out of range; use a value in [0, 1000000000]"},
+      {[](StreamBatchesRequest* r) { r->set_eval_videos_per_batch(-3); },
+       "eval_videos_per_batch: -3 is out of range; use a value in [0, 1024] (0 = 8)"},
+      {[](StreamBatchesRequest* r) { r->set_job_id(std::string(200, 'j')); },
+       "job_id: 200 bytes; use at most 128"},
       {[](StreamBatchesRequest* r) { r->set_mode(static_cast<tecl::v1::StreamMode>(9)); },
        "mode: unknown value 9"},
       {[](StreamBatchesRequest* r) { r->mutable_spec()->mutable_sampling()->set_clip_length(0); },
-       "spec.sampling.clip_length: 0 is outside [1, 256]"},
+       "spec.sampling.clip_length: 0 is out of range; use a value in [1, 256]"},
       {[](StreamBatchesRequest* r) { r->mutable_spec()->mutable_sampling()->set_crop_size(8); },
-       "spec.sampling.crop_size: 8 is outside [16, 1024]"},
+       "spec.sampling.crop_size: 8 is out of range; use a value in [16, 1024]"},
       {[](StreamBatchesRequest* r) { r->mutable_spec()->mutable_sampling()->clear_speeds(); },
        "spec.sampling.speeds: empty"},
       {[](StreamBatchesRequest* r) { r->mutable_spec()->mutable_sampling()->add_speeds(2); },
-       "spec.sampling.speeds: [1, 2, 2] must be positive and strictly ascending"},
+       "spec.sampling.speeds: [1, 2, 2] must be strictly ascending"},
+      {[](StreamBatchesRequest* r) { r->mutable_spec()->mutable_sampling()->set_speeds(0, -4); },
+       "spec.sampling.speeds[0]: -4 must be at least 1"},
+      {[](StreamBatchesRequest* r) {
+         r->mutable_spec()->mutable_sampling()->set_speeds(1, std::numeric_limits<int32_t>::max());
+       },
+       "spec.sampling: clip_length 4 at speed 2147483647 spans 6442450942 source frames"},
       {[](StreamBatchesRequest* r) { r->mutable_spec()->mutable_sampling()->set_groups_per_batch(0); },
-       "spec.sampling.groups_per_batch: 0 is outside [1, 4096]"},
+       "spec.sampling.groups_per_batch: 0 is out of range; use a value in [1, 4096]"},
       {[](StreamBatchesRequest* r) { r->mutable_spec()->mutable_augment()->set_hue(0.1); },
-       "spec.augment.crop_area_min: 0 is outside"},
+       "spec.augment.crop_area_min: 0 is out of range"},
       {[](StreamBatchesRequest* r) { r->mutable_spec()->mutable_resources()->set_prefetch_batches(100); },
-       "spec.resources.prefetch_batches: 100 is outside [0, 64]"},
+       "spec.resources.prefetch_batches: 100 is out of range; use a value in [1, 64]"},
       {[](StreamBatchesRequest* r) { r->mutable_spec()->mutable_dataset()->set_fps(-1); },
-       "spec.dataset.fps: -1 is outside [0, 240]"},
-      {[](StreamBatchesRequest* r) { r->mutable_spec()->mutable_eval()->set_clips_per_video(500); },
-       "spec.eval.clips_per_video: 500 is outside [0, 100]"},
+       "spec.dataset.fps: -1 is out of range; use a value in [0, 240]"},
+      {[](StreamBatchesRequest* r) { r->mutable_spec()->mutable_dataset()->set_root(std::string(5000, 'r')); },
+       "spec.dataset.root: a path of 5000 bytes is longer than 4096"},
+      {[](StreamBatchesRequest* r) {
+         r->set_mode(tecl::v1::STREAM_MODE_EVAL);
+         r->mutable_spec()->mutable_eval()->set_clips_per_video(500);
+       },
+       "spec.eval.clips_per_video: 500 is out of range; use a value in [1, 100]"},
+      {[](StreamBatchesRequest* r) {
+         r->mutable_spec()->mutable_method()->set_instance_positive(
+             static_cast<tecl::v1::InstancePositive>(7));
+       },
+       "spec.method.instance_positive: unknown value 7"},
       {[](StreamBatchesRequest* r) {
          r->mutable_spec()->mutable_sampling()->set_crop_size(1024);
          r->mutable_spec()->mutable_sampling()->set_clip_length(64);
        },
-       "spec.sampling.groups_per_batch: a batch of 8 clips of 201326592 bytes exceeds"},
+       "spec.sampling.groups_per_batch: a batch of 4 videos x 2 clips is 1610612736 bytes, more "
+       "than 251658240"},
+      {[](StreamBatchesRequest* r) {
+         r->set_mode(tecl::v1::STREAM_MODE_EVAL);
+         r->set_eval_videos_per_batch(1024);
+         r->mutable_spec()->mutable_sampling()->set_crop_size(512);
+       },
+       "spec.eval.clips_per_video: a message of 1024 videos x 10 clips is"},
   };
   for (const Case& c : cases) {
     StreamBatchesRequest request = TrainRequest("/data");
@@ -294,6 +366,23 @@ TEST(StreamConfigTest, EveryBadFieldIsNamed) {
     EXPECT_THAT(StreamConfigFromRequest(request).status(),
                 StatusIs(absl::StatusCode::kInvalidArgument, c.message));
   }
+}
+
+TEST(StreamConfigTest, StepsAtTheLimitsAreServedWithoutOverflow) {
+  StreamBatchesRequest request = TrainRequest("/data");
+  request.set_start_step(work_limits::kMaxSteps);
+  request.set_step_stride(work_limits::kMaxStepStride);
+  request.set_max_steps(work_limits::kMaxSteps);
+  absl::StatusOr<StreamConfig> config = StreamConfigFromRequest(request);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->total_steps, work_limits::kMaxSteps);  // 0 = unbounded = the last step.
+  EXPECT_EQ(StepsBelow(config->start_step, config->stride, work_limits::kMaxSteps + 1), 1);
+  EXPECT_EQ(StepsBelow(0, 1, 10), 10);
+  EXPECT_EQ(StepsBelow(3, 4, 10), 2);  // 3, 7.
+  EXPECT_EQ(StepsBelow(10, 4, 10), 0);
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  EXPECT_EQ(StepsBelow(0, kMax, kMax), 1);
+  EXPECT_EQ(StepsBelow(kMax - 1, 2, kMax), 1);
 }
 
 }  // namespace

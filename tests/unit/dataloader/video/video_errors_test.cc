@@ -1,5 +1,6 @@
-// Files that are not videos, damaged files, bad requests and the per-call budget: each gives a
-// specific status code with the path in the message, never a crash or a hang.
+// Files that are not videos, damaged files, inputs refused by the input policy (FIFOs, devices,
+// playlists, videos past the limits), bad requests and the per-call budget: each gives a specific
+// status code with the path in the message, never a crash or a hang.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -9,6 +10,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <fstream>
 #include <random>
@@ -250,33 +252,121 @@ TEST_F(VideoErrorsTest, BudgetCutsASlowDecode) {
   EXPECT_GT(stats.seconds, 0.002);
 }
 
-TEST_F(VideoErrorsTest, BudgetCutsAStreamThatNeverEnds) {
-  // A FIFO fed by a writer that never stops: indexing would read forever.
-  const std::string chunk_path = File("chunk.ts");
-  RunFfmpeg("-f lavfi -i testsrc2=size=96x64:rate=25 -t 1 " + std::string(kX264) + " " +
-            chunk_path);
-  std::ifstream in(chunk_path, std::ios::binary);
-  const std::string chunk((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const std::string fifo = File("endless.ts");
+// A FIFO (with or without a writer) or a device is refused before FFmpeg opens it, so none can
+// block a decode thread (a blocking open or an endless read would hang this test until its
+// timeout).
+TEST_F(VideoErrorsTest, FifosAndDevicesAreRefusedWithoutBlocking) {
+  const std::string fifo = File("pipe.mp4");
   ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0) << strerror(errno);
-  signal(SIGPIPE, SIG_IGN);
-  std::thread writer([&] {
-    FILE* f = fopen(fifo.c_str(), "wb");
-    if (f == nullptr) return;
-    while (fwrite(chunk.data(), 1, chunk.size(), f) == chunk.size() && fflush(f) == 0) {
+  const std::string device_link = File("zero.mp4");
+  ASSERT_EQ(symlink("/dev/zero", device_link.c_str()), 0) << strerror(errno);
+  VideoIndexCache cache;
+  for (const std::string& path : {fifo, device_link, std::string("/dev/null")}) {
+    for (VideoIndexCache* c : {static_cast<VideoIndexCache*>(nullptr), &cache}) {
+      const absl::Status probe = ProbeVideo(path, {}, c).status();
+      EXPECT_EQ(probe.code(), absl::StatusCode::kInvalidArgument) << probe;
+      EXPECT_EQ(RefusalOf(probe), kRefusalNotRegularFile) << probe;
+      EXPECT_THAT(probe.message(), AllOf(HasSubstr(path), HasSubstr("not a regular file")));
+      EXPECT_EQ(RefusalOf(Decode(path, {0}, {}, c)), kRefusalNotRegularFile);
     }
-    fclose(f);
+  }
+  // A writer that never stops changes nothing: the FIFO is still not read.
+  signal(SIGPIPE, SIG_IGN);
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    while (!stop) {
+      const int fd = open(fifo.c_str(), O_WRONLY | O_NONBLOCK);  // ENXIO while no reader.
+      if (fd >= 0) {
+        const char byte = 0;
+        while (!stop && write(fd, &byte, 1) >= 0) {
+        }
+        close(fd);
+      }
+      absl::SleepFor(absl::Milliseconds(1));
+    }
   });
+  EXPECT_EQ(RefusalOf(ProbeVideo(fifo, {}, nullptr).status()), kRefusalNotRegularFile);
+  stop = true;
+  writer.join();
+  Deadline deadline(absl::Seconds(5));
+  EXPECT_THAT(Demuxer::Open(fifo, &deadline).status().message(), HasSubstr("a FIFO"));
+}
+
+// A playlist or list inside a data root must not make the loader read files outside it or fetch
+// URLs: HLS, concat (and the other demuxers that open further inputs) are refused outright.
+TEST_F(VideoErrorsTest, PlaylistsAndListsAreRefused) {
+  const std::string outside = File("ok.mp4");  // A real video the list points at.
+  const std::string hls =
+      "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n"
+      "#EXTINF:2.0,\n" + outside + "\n#EXTINF:2.0,\nhttp://127.0.0.1:9/segment.ts\n"
+      "#EXT-X-ENDLIST\n";
+  const std::string concat = "ffconcat version 1.0\nfile '" + outside + "'\nfile 'http://127.0.0.1:9/x.mp4'\n";
+  struct Case {
+    const char* name;
+    std::string content;
+  };
+  for (const Case& c : {Case{"playlist.m3u8", hls}, Case{"list.ffconcat", concat},
+                        Case{"list.mp4", concat}}) {
+    const std::string path = File(c.name);
+    WriteFile(path, c.content);
+    const absl::Status status = ProbeVideo(path, {}, nullptr).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.name << ": " << status;
+    EXPECT_EQ(RefusalOf(status), kRefusalFormatNotAllowed) << c.name << ": " << status;
+    EXPECT_THAT(status.message(), AllOf(HasSubstr(path), HasSubstr("format is not read")));
+    EXPECT_EQ(RefusalOf(Decode(path, {0})), kRefusalFormatNotAllowed) << c.name;
+  }
+}
+
+TEST_F(VideoErrorsTest, VideosLargerThanTheLimitsAreRefused) {
+  const std::string path = File("ok.mp4");  // 96x64, 50 frames at 25 fps.
   DecodeOptions options;
-  options.budget = absl::Milliseconds(500);
-  const absl::Time start = absl::Now();
-  const absl::Status status = ProbeVideo(fifo, options, nullptr).status();
-  const int unblock = open(fifo.c_str(), O_RDONLY | O_NONBLOCK);  // In case the reader never came.
-  if (unblock >= 0) close(unblock);
-  writer.join();  // The reader closed the FIFO: the writer's next write fails.
-  EXPECT_EQ(status.code(), absl::StatusCode::kDeadlineExceeded) << status;
-  EXPECT_THAT(status.message(), AllOf(HasSubstr(fifo), HasSubstr("budget")));
-  EXPECT_LT(absl::Now() - start, absl::Seconds(30));
+  options.limits.max_width = 95;
+  absl::Status status = ProbeVideo(path, options, nullptr).status();
+  EXPECT_EQ(RefusalOf(status), kRefusalTooLarge) << status;
+  EXPECT_THAT(status.message(), AllOf(HasSubstr("96x64"), HasSubstr("--max_video_width")));
+  options = {};
+  options.limits.max_height = 63;
+  EXPECT_EQ(RefusalOf(Decode(path, {0}, options)), kRefusalTooLarge);
+
+  options = {};
+  options.limits.max_frames = 50;
+  EXPECT_TRUE(ProbeVideo(path, options, nullptr).ok());
+  options.limits.max_frames = 49;
+  status = ProbeVideo(path, options, nullptr).status();
+  EXPECT_EQ(RefusalOf(status), kRefusalTooLarge) << status;
+  EXPECT_THAT(status.message(), HasSubstr("--max_video_frames"));
+  // An index cached under looser limits is checked against the caller's.
+  VideoIndexCache cache;
+  ASSERT_TRUE(ProbeVideo(path, {}, &cache).ok());
+  EXPECT_EQ(RefusalOf(ProbeVideo(path, options, &cache).status()), kRefusalTooLarge);
+  // Resampled: 2 s at 240 fps are 480 addressable frames.
+  options = {};
+  options.fps = 240;
+  options.limits.max_frames = 479;
+  EXPECT_EQ(RefusalOf(ProbeVideo(path, options, &cache).status()), kRefusalTooLarge);
+  options.limits.max_frames = 480;
+  EXPECT_TRUE(ProbeVideo(path, options, &cache).ok());
+}
+
+TEST_F(VideoErrorsTest, TheIndexCacheIsBoundedByBytes) {
+  const std::string a = File("ok.mp4");
+  const std::string b = File("ok_copy.mp4");
+  std::filesystem::copy_file(a, b, std::filesystem::copy_options::overwrite_existing);
+  VideoIndexCache measure;
+  ASSERT_TRUE(ProbeVideo(a, {}, &measure).ok());
+  const size_t one = measure.bytes();
+  ASSERT_GT(one, 50 * sizeof(int64_t));  // At least its frames' timestamps.
+
+  VideoIndexCache cache(/*capacity=*/100, /*max_bytes=*/one + one / 2);
+  ASSERT_TRUE(ProbeVideo(a, {}, &cache).ok());
+  ASSERT_TRUE(ProbeVideo(b, {}, &cache).ok());
+  EXPECT_EQ(cache.size(), 1u);  // The older one made room.
+  EXPECT_LE(cache.bytes(), one + one / 2);
+
+  VideoIndexCache tiny(/*capacity=*/100, /*max_bytes=*/one - 1);
+  EXPECT_TRUE(ProbeVideo(a, {}, &tiny).ok());  // Used, not kept.
+  EXPECT_EQ(tiny.size(), 0u);
+  EXPECT_EQ(tiny.bytes(), 0u);
 }
 
 TEST_F(VideoErrorsTest, ConcurrentCallsShareOneCache) {
