@@ -461,7 +461,9 @@ void AttemptController::OnRunning(const WorkerRecord& worker,
       update->set_attempt(job.attempt());
       update->set_rank(rank.rank());
       update->set_version(rank.dataloaders_version());
-      for (std::string& address : DataloaderAddresses(rank)) update->add_addresses(std::move(address));
+      for (std::string& address : DataloaderAddresses(rank)) {
+        update->add_addresses(std::move(address));
+      }
     }
   }
   if (request.status() == tecl::v1::TRAINER_STATUS_RUNNING &&

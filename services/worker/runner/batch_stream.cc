@@ -204,7 +204,8 @@ void BatchStream::SetAddresses(std::vector<std::string> addresses) {
   if (addresses == addresses_) return;
   addresses_ = std::move(addresses);
   for (auto it = failed_until_.begin(); it != failed_until_.end();) {
-    const bool kept = std::find(addresses_.begin(), addresses_.end(), it->first) != addresses_.end();
+    const bool kept =
+        std::find(addresses_.begin(), addresses_.end(), it->first) != addresses_.end();
     it = kept ? std::next(it) : failed_until_.erase(it);
   }
   ++addresses_version_;

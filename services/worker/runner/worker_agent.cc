@@ -190,7 +190,9 @@ void WorkerAgent::BeforeHeartbeat(const MembershipLoop::Registration& registrati
 
 void WorkerAgent::OnResponse(const tecl::v1::HeartbeatResponse& response) {
   absl::MutexLock lock(&mu_);
-  if (response.has_dataloaders() && run_ != nullptr) run_->UpdateDataloaders(response.dataloaders());
+  if (response.has_dataloaders() && run_ != nullptr) {
+    run_->UpdateDataloaders(response.dataloaders());
+  }
   switch (response.action()) {
     case tecl::v1::HeartbeatResponse::ACTION_RUN:
       if (run_ == nullptr && !shutting_down_) {

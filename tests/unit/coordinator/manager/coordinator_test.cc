@@ -755,7 +755,8 @@ TEST_F(CoordinatorTest, ALostDataloaderLeavesItsRankAndAFreeOneReplacesIt) {
     beat.set_rank(0);
     beat.set_dataloaders_version(version);
     std::optional<absl::StatusOr<HeartbeatResponse>> result;
-    coordinator_->membership().Heartbeat(beat, sessions_[t], [&](auto r) { result = std::move(r); });
+    coordinator_->membership().Heartbeat(beat, sessions_[t],
+                                         [&](auto r) { result = std::move(r); });
     EXPECT_TRUE(result.has_value() && result->ok());
     return result.has_value() && result->ok() ? **result : HeartbeatResponse();
   };
