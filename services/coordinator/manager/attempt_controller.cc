@@ -1,5 +1,7 @@
 #include "services/coordinator/manager/attempt_controller.h"
 
+#include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -48,6 +50,19 @@ AttemptController::AttemptController(AttemptControllerOptions options, StateHost
                    .Help("Recoveries: attempts that failed and were restarted.")
                    .Register(*registry)
                    .Add({});
+  dataloaders_dropped_ =
+      &metrics::BuildCounter()
+           .Name("tecl_coordinator_dataloaders_dropped_total")
+           .Help("Lost dataloaders taken out of a running rank that kept other loaders (no "
+                 "restart).")
+           .Register(*registry)
+           .Add({});
+  dataloaders_replaced_ =
+      &metrics::BuildCounter()
+           .Name("tecl_coordinator_dataloader_replacements_total")
+           .Help("Free dataloaders placed in a running rank in place of lost ones.")
+           .Register(*registry)
+           .Add({});
 }
 
 void AttemptController::SetCoordinatorAddress(const std::string& address) {
@@ -257,6 +272,101 @@ void AttemptController::StartAttempt(JobRecord& record, const Placement& placeme
       .IgnoreError();
 }
 
+// ---- Dataloader failover ----
+
+std::vector<std::string> AttemptController::DataloaderAddresses(
+    const tecl::v1::RankAssignment& rank) {
+  std::vector<std::string> addresses;
+  for (const std::string& loader_id : rank.dataloader_ids()) {
+    if (const WorkerRecord* loader = membership_->Find(loader_id); loader != nullptr) {
+      addresses.push_back(loader->info.address());
+    }
+  }
+  return addresses;
+}
+
+void AttemptController::PlacementChanged(JobRecord& record, tecl::v1::RankAssignment& rank,
+                                         Change& change) {
+  rank.set_dataloaders_version(rank.dataloaders_version() + 1);
+  for (tecl::v1::JobAttempt& a : record.attempts) {
+    if (a.attempt() != record.job.attempt() || a.ended_unix_ms() != 0) continue;
+    *a.mutable_ranks() = record.job.ranks();
+    change.batch.PutAttempt(record.job.id(), a);
+  }
+  jobs_->Touch(record, change);
+}
+
+void AttemptController::DropDataloader(JobRecord& record, const LostWorker& lost,
+                                       Change& change) {
+  Job& job = record.job;
+  const std::string why = absl::StrCat("rank ", lost.rank, ": ", lost.reason);
+  tecl::v1::RankAssignment* rank = nullptr;
+  for (tecl::v1::RankAssignment& r : *job.mutable_ranks()) {
+    if (r.rank() == lost.rank) rank = &r;
+  }
+  int left = 0;
+  if (rank != nullptr) {
+    auto* ids = rank->mutable_dataloader_ids();
+    const int before = ids->size();
+    ids->erase(std::remove(ids->begin(), ids->end(), lost.worker_id), ids->end());
+    left = ids->size();
+    if (left == before) return;  // Not one of the rank's loaders: nothing depends on it.
+  }
+  if (left == 0) {
+    jobs_->AddEvent(record, "worker_lost", job.state(), job.state(), why, job.progress().step(),
+                    change);
+    FailAttempt(record, absl::StrCat(why, "; rank ", lost.rank, " has no dataloader left"),
+                change);
+    return;
+  }
+  PlacementChanged(record, *rank, change);
+  jobs_->AddEvent(record, "worker_lost", job.state(), job.state(),
+                  absl::StrCat(why, "; rank ", lost.rank, " goes on with ", left,
+                               " dataloader(s), no restart"),
+                  job.progress().step(), change);
+  if (dataloaders_dropped_ != nullptr) dataloaders_dropped_->Increment();
+  short_of_dataloaders_.insert(job.id());
+  host_->RequestScheduling();  // A free dataloader may take its place.
+}
+
+void AttemptController::ReplaceDataloaders(std::vector<WorkerSlot>* free, Change& change) {
+  for (auto it = short_of_dataloaders_.begin(); it != short_of_dataloaders_.end();) {
+    JobRecord* record = jobs_->Find(*it);
+    if (record == nullptr || !IsActive(record->job.state())) {
+      it = short_of_dataloaders_.erase(it);
+      continue;
+    }
+    Job& job = record->job;
+    const int want = job.spec().resources().dataloaders_per_trainer();
+    const absl::Duration busy_timeout = absl::Seconds(job.spec().restart().heartbeat_timeout_s());
+    bool short_still = false;
+    for (tecl::v1::RankAssignment& rank : *job.mutable_ranks()) {
+      bool placed = false;
+      while (rank.dataloader_ids_size() < want) {
+        const WorkerRecord* trainer = membership_->Find(rank.worker_id());
+        std::optional<WorkerSlot> slot =
+            TakeDataloader(free, trainer == nullptr ? "" : trainer->info.hostname());
+        if (!slot.has_value()) {
+          short_still = true;
+          break;
+        }
+        WorkerRecord* loader = membership_->Find(slot->id);
+        membership_->Assign(*loader, job.id(), job.attempt(), rank.rank(), busy_timeout, change);
+        rank.add_dataloader_ids(slot->id);
+        placed = true;
+        jobs_->AddEvent(*record, "dataloader_replaced", job.state(), job.state(),
+                        absl::StrCat("rank ", rank.rank(), ": ", loader->Describe(), " at ",
+                                     loader->info.address(), " placed in place of a lost one (",
+                                     rank.dataloader_ids_size(), " of ", want, ")"),
+                        job.progress().step(), change);
+        if (dataloaders_replaced_ != nullptr) dataloaders_replaced_->Increment();
+      }
+      if (placed) PlacementChanged(*record, rank, change);
+    }
+    it = short_still ? std::next(it) : short_of_dataloaders_.erase(it);
+  }
+}
+
 // ---- Scheduling ----
 
 bool AttemptController::ReadyToPlace(JobRecord& record, Change& change) {
@@ -281,6 +391,9 @@ void AttemptController::Schedule(Change& change) {
   std::vector<WorkerSlot> free;
   std::vector<WorkerSlot> live;
   membership_->Slots(&free, &live);
+  // Running attempts get their lost dataloaders back before waiting jobs are placed: their
+  // trainers are held already.
+  ReplaceDataloaders(&free, change);
   bool free_trainer = false;
   for (const WorkerSlot& slot : free) {
     free_trainer = free_trainer || slot.kind == tecl::v1::WORKER_KIND_TRAINER;
@@ -317,11 +430,10 @@ tecl::v1::Assignment AttemptController::AssignmentFor(const WorkerRecord& worker
   *a.mutable_spec() = job.spec();
   for (const auto& rank : job.ranks()) {
     if (rank.rank() != worker.info.rank()) continue;
-    for (const std::string& loader_id : rank.dataloader_ids()) {
-      if (const WorkerRecord* loader = membership_->Find(loader_id); loader != nullptr) {
-        a.add_dataloader_addresses(loader->info.address());
-      }
+    for (std::string& address : DataloaderAddresses(rank)) {
+      a.add_dataloader_addresses(std::move(address));
     }
+    a.set_dataloaders_version(rank.dataloaders_version());
   }
   a.set_checkpoint_dir(checkpoints_->DirFor(job));
   for (tecl::v1::Checkpoint& c : checkpoints_->ResumeCandidates(job)) {
@@ -333,10 +445,27 @@ tecl::v1::Assignment AttemptController::AssignmentFor(const WorkerRecord& worker
 }
 
 void AttemptController::OnRunning(const WorkerRecord& worker,
-                                  const tecl::v1::HeartbeatRequest& request, Change& change) {
+                                  const tecl::v1::HeartbeatRequest& request,
+                                  tecl::v1::HeartbeatResponse* response, Change& change) {
   JobRecord* record = jobs_->Find(worker.info.job_id());
   if (record == nullptr) return;
   Job& job = record->job;
+  if (IsActive(job.state()) && job.attempt() == worker.info.attempt()) {
+    for (const auto& rank : job.ranks()) {
+      if (rank.rank() != worker.info.rank() ||
+          rank.dataloaders_version() == request.dataloaders_version()) {
+        continue;
+      }
+      tecl::v1::DataloaderPlacement* update = response->mutable_dataloaders();
+      update->set_job_id(job.id());
+      update->set_attempt(job.attempt());
+      update->set_rank(rank.rank());
+      update->set_version(rank.dataloaders_version());
+      for (std::string& address : DataloaderAddresses(rank)) {
+        update->add_addresses(std::move(address));
+      }
+    }
+  }
   if (request.status() == tecl::v1::TRAINER_STATUS_RUNNING &&
       job.state() == tecl::v1::JOB_STATE_SCHEDULED) {
     std::set<int>& running = attempts_[job.id()].running_ranks;
@@ -371,6 +500,10 @@ void AttemptController::OnWorkerLost(const LostWorker& lost, Change& change) {
       !IsActive(record->job.state())) {
     return;
   }
+  if (lost.kind == tecl::v1::WORKER_KIND_DATALOADER) {
+    DropDataloader(*record, lost, change);
+    return;
+  }
   const std::string why = absl::StrCat("rank ", lost.rank, ": ", lost.reason);
   jobs_->AddEvent(*record, "worker_lost", record->job.state(), record->job.state(), why,
                   record->job.progress().step(), change);
@@ -384,6 +517,13 @@ void AttemptController::RestoreJob(const JobRecord& record) {
   Attempts& a = attempts_[job.id()];
   if (job.state() == tecl::v1::JOB_STATE_RUNNING) {
     for (const auto& rank : job.ranks()) a.running_ranks.insert(rank.rank());
+  }
+  if (IsActive(job.state())) {
+    for (const auto& rank : job.ranks()) {
+      if (rank.dataloader_ids_size() < job.spec().resources().dataloaders_per_trainer()) {
+        short_of_dataloaders_.insert(job.id());
+      }
+    }
   }
   if (rendezvous_ == nullptr) return;
   // Known to the rendezvous: calls of any attempt but the open one get ABORTED.

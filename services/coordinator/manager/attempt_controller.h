@@ -4,7 +4,10 @@
 // failures, and recovers: a rank that is lost, fails, or stops unasked ends the attempt; the job
 // goes RECOVERING with the next attempt number and is placed again, resuming from its newest
 // checkpoint, until restart.max_restarts recoveries; OUTCOME_FATAL fails it at once.
-// docs/coordinator.md has the whole protocol.
+// A lost dataloader is not a lost rank: it leaves its rank's placement (the rank streams from its
+// other loaders), a free dataloader is placed in its stead when there is one, and the trainer
+// hears of each new list in its heartbeat responses; only a rank left without a dataloader ends
+// the attempt. docs/coordinator.md has the whole protocol.
 //
 // CancelJob and ReportOutcome (JobService, MembershipService) enter here; Membership calls it
 // back through Membership::Listener, JobRegistry through its created hook.
@@ -74,7 +77,7 @@ class AttemptController final : public Membership::Listener {
   // ---- Membership::Listener ----
   tecl::v1::Assignment AssignmentFor(const WorkerRecord& worker) override;
   void OnRunning(const WorkerRecord& worker, const tecl::v1::HeartbeatRequest& request,
-                 Change& change) override;
+                 tecl::v1::HeartbeatResponse* response, Change& change) override;
   void OnAssignmentDropped(const std::string& description, const std::string& job_id, int attempt,
                            int rank, Change& change) override;
   void OnWorkerLost(const LostWorker& lost, Change& change) override;
@@ -96,6 +99,15 @@ class AttemptController final : public Membership::Listener {
   void Finish(JobRecord& record, tecl::v1::JobState state, const std::string& reason,
               Change& change);
   void StartAttempt(JobRecord& record, const Placement& placement, Change& change);
+  // A lost dataloader of the current attempt leaves its rank's placement; a rank left with none
+  // fails the attempt.
+  void DropDataloader(JobRecord& record, const LostWorker& lost, Change& change);
+  // Places free dataloaders (taken from `free`) in the ranks of running attempts that lost some.
+  void ReplaceDataloaders(std::vector<WorkerSlot>* free, Change& change);
+  // The rank's dataloaders changed: a new version, the attempt's row and the job's rewritten.
+  void PlacementChanged(JobRecord& record, tecl::v1::RankAssignment& rank, Change& change);
+  // The addresses of the rank's dataloaders, in stream order.
+  std::vector<std::string> DataloaderAddresses(const tecl::v1::RankAssignment& rank);
   // Fails evaluation jobs whose source job ended without a checkpoint; whether `record` may be
   // placed now.
   bool ReadyToPlace(JobRecord& record, Change& change);
@@ -113,8 +125,12 @@ class AttemptController final : public Membership::Listener {
   // Guarded by host_->mu().
   std::map<std::string, Attempts> attempts_;
   std::string coordinator_address_;
+  // Active jobs with a rank short of its dataloaders_per_trainer (a loader was lost).
+  std::set<std::string> short_of_dataloaders_;
 
   metrics::Counter* restarts_ = nullptr;
+  metrics::Counter* dataloaders_dropped_ = nullptr;
+  metrics::Counter* dataloaders_replaced_ = nullptr;
 };
 
 }  // namespace tecl::coordinator

@@ -123,7 +123,7 @@ void Membership::Heartbeat(const tecl::v1::HeartbeatRequest& request, const std:
         const tecl::v1::WorkerInfo before = worker.info;
         if (decision.event.has_value()) Apply(worker, *decision.event, change).IgnoreError();
         if (decision.effect == Effect::kAcknowledged) {
-          listener_->OnRunning(worker, request, change);
+          listener_->OnRunning(worker, request, &response, change);
         } else if (decision.effect == Effect::kDroppedAssignment) {
           listener_->OnAssignmentDropped(worker.Describe(), before.job_id(), before.attempt(),
                                          before.rank(), change);
@@ -285,8 +285,8 @@ void Membership::MarkLost(WorkerRecord& worker, Change& change) {
       absl::FormatDuration(
           absl::Trunc(host_->Now() - worker.last_heartbeat, absl::Milliseconds(100))));
   TECL_LOG(WARNING) << reason << ": declared lost";
-  LostWorker lost{worker.Describe(), worker.info.kind(), worker.info.job_id(),
-                  worker.info.attempt(), worker.info.rank(), reason};
+  LostWorker lost{worker.id(),           worker.Describe(),   worker.info.kind(),
+                  worker.info.job_id(),  worker.info.attempt(), worker.info.rank(), reason};
   const bool counted_on = IsBusy(worker.phase) && worker.phase != WorkerPhase::kStopping;
   if (!Apply(worker, WorkerEvent::kTimeout, change).ok()) return;
   worker.lost_at = host_->Now();

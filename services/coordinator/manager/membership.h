@@ -65,6 +65,7 @@ struct WorkerRecord {
 
 // A busy worker that was lost while its attempt still counted on it.
 struct LostWorker {
+  std::string worker_id;
   std::string description;
   tecl::v1::WorkerKind kind = tecl::v1::WORKER_KIND_UNSPECIFIED;
   std::string job_id;
@@ -82,9 +83,10 @@ class Membership {
     virtual ~Listener() = default;
     // The assignment of an ASSIGNED trainer, repeated in its heartbeat responses until it runs it.
     virtual tecl::v1::Assignment AssignmentFor(const WorkerRecord& worker) = 0;
-    // A heartbeat of a trainer running its assignment (its status and progress).
+    // A heartbeat of a trainer running its assignment (its status and progress); may add to the
+    // response (a new dataloader list).
     virtual void OnRunning(const WorkerRecord& worker, const tecl::v1::HeartbeatRequest& request,
-                           Change& change) = 0;
+                           tecl::v1::HeartbeatResponse* response, Change& change) = 0;
     // A trainer ran its assignment and went idle without an outcome (it is idle already):
     // `description` is the worker, `job_id`/`rank` what it dropped.
     virtual void OnAssignmentDropped(const std::string& description, const std::string& job_id,

@@ -160,6 +160,24 @@ std::optional<Placement> PlaceGang(const GangRequest& request,
   return placement;
 }
 
+std::optional<WorkerSlot> TakeDataloader(std::vector<WorkerSlot>* free, const std::string& host) {
+  auto best = free->end();
+  for (auto it = free->begin(); it != free->end(); ++it) {
+    if (!IsDataloader(*it)) continue;
+    if (best == free->end()) {
+      best = it;
+      continue;
+    }
+    const bool local = it->hostname == host;
+    const bool best_local = best->hostname == host;
+    if ((local != best_local) ? local : (it->id < best->id)) best = it;
+  }
+  if (best == free->end()) return std::nullopt;
+  WorkerSlot taken = std::move(*best);
+  free->erase(best);
+  return taken;
+}
+
 ScheduleDecision ScheduleQueue(std::vector<QueuedJob> queue, const std::vector<WorkerSlot>& free,
                                const std::vector<WorkerSlot>& live,
                                const SchedulerOptions& options) {

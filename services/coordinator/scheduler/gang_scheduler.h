@@ -60,6 +60,11 @@ bool TrainerMatches(const WorkerSlot& trainer, tecl::v1::Device device);
 // Places the whole gang on `free` workers (trainers and dataloaders mixed), or nullopt.
 std::optional<Placement> PlaceGang(const GangRequest& request, const std::vector<WorkerSlot>& free);
 
+// A replacement for a running rank's lost dataloader: removes from `free` and returns the free
+// dataloader on `host` with the smallest id, else the one with the smallest id on any host;
+// nullopt when `free` holds no dataloader.
+std::optional<WorkerSlot> TakeDataloader(std::vector<WorkerSlot>* free, const std::string& host);
+
 struct QueuedJob {
   std::string job_id;
   int priority = 0;

@@ -198,6 +198,8 @@ JobSpec DefaultJobSpec(JobKind kind, absl::string_view backbone) {
   rs->set_max_restarts(3);
   rs->set_heartbeat_timeout_s(30.0);
   rs->set_collective_timeout_s(300.0);
+  rs->set_loader_stall_timeout_s(60.0);
+  rs->set_loader_start_timeout_s(300.0);
 
   auto* dist = spec.mutable_distributed();
   dist->set_backend(cpu ? tecl::v1::DistributedSpec::BACKEND_GLOO

@@ -300,6 +300,15 @@ void ValidateResources(Problems& p, const JobSpec& spec, const SpecLimits& limit
   CheckRange(p, "restart.max_restarts", rs.max_restarts(), 0, 1000);
   CheckRange(p, "restart.heartbeat_timeout_s", rs.heartbeat_timeout_s(), 1.0, 86400.0);
   CheckRange(p, "restart.collective_timeout_s", rs.collective_timeout_s(), 1.0, 86400.0);
+  // 0 (a spec resolved before these fields existed) takes the trainer's default.
+  if (rs.loader_stall_timeout_s() != 0) {
+    CheckRange(p, "restart.loader_stall_timeout_s", rs.loader_stall_timeout_s(), 0.1, 86400.0,
+               "0 = 60");
+  }
+  if (rs.loader_start_timeout_s() != 0) {
+    CheckRange(p, "restart.loader_start_timeout_s", rs.loader_start_timeout_s(), 0.1, 86400.0,
+               "0 = 300");
+  }
 
   const auto& d = spec.distributed();
   if (d.backend() == tecl::v1::DistributedSpec::BACKEND_NCCL &&

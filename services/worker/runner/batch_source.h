@@ -31,6 +31,16 @@ struct BatchStreamOptions {
   int64_t end_step = 0;    // One past the last step (TRAIN); EVAL streams end with `last`.
   int prefetch = 2;        // Batches each loader may have ready ahead of the consumer.
   absl::Duration reconnect_backoff = absl::Milliseconds(500);  // Doubles up to 5 s.
+  // A loader that owes the step the consumer waits for and sends nothing for this long is
+  // treated as failed (restart.loader_stall_timeout_s): its steps move to the other loaders.
+  absl::Duration stall_timeout = absl::Seconds(60);
+  // The same for a loader that has not yet delivered a batch to this source (a cold loader reads
+  // the manifest and indexes its first files; restart.loader_start_timeout_s).
+  absl::Duration start_timeout = absl::Seconds(300);
+  // Told of every loader the source stops using because it failed ("error": its stream broke or
+  // could not start; "stalled": it sent nothing within the timeout above). Called on the source's
+  // threads with its lock held: must be quick and must not call back into the source.
+  std::function<void(const std::string& address, const std::string& reason)> on_failover;
 };
 
 class BatchSource {
@@ -45,6 +55,11 @@ class BatchSource {
 
   // Makes a blocked and every later Next() return CANCELLED. Does not block.
   virtual void Cancel() = 0;
+
+  // Replaces the dataloader addresses (the coordinator placed a replacement or dropped a lost
+  // loader); the stream goes on from its next step. Does not block. Sources without loaders (tests)
+  // ignore it.
+  virtual void SetAddresses(std::vector<std::string> /*addresses*/) {}
 };
 
 // Opens the input of one job rank: `options` and the rank's dataloader addresses (in stream

@@ -44,12 +44,18 @@ void BatchStream::StartGenerationLocked() {
       }
     }
     if (!healthy.empty()) break;
-    // Every loader failed recently: wait for the earliest backoff to pass (or a cancel).
-    auto cancelled = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return cancelled_; };
-    mu_.AwaitWithDeadline(absl::Condition(&cancelled), retry_at);
+    // Every loader failed recently: wait for the earliest backoff to pass (or new addresses, or a
+    // cancel).
+    const int64_t version = addresses_version_;
+    auto woken = [this, version]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+      return cancelled_ || addresses_version_ != version;
+    };
+    mu_.AwaitWithDeadline(absl::Condition(&woken), retry_at);
   }
   if (cancelled_) return;
   ++generation_;
+  generation_start_step_ = next_step_;
+  const absl::Time started = absl::Now();
   const int64_t stride = static_cast<int64_t>(healthy.size());
   for (int64_t j = 0; j < stride; ++j) {
     Reader reader;
@@ -70,6 +76,7 @@ void BatchStream::StartGenerationLocked() {
     request.set_step_stride(stride);
     request.set_mode(options_.mode);
     reader.stream = loader->StreamBatches(request);  // Starts in its thread, at the first Read.
+    reader.started = started;
     reader.thread = std::thread(&BatchStream::ReadLoop, this, generation_, reader.address,
                                 reader.stream.get(), stride);
     readers_.push_back(std::move(reader));
@@ -105,6 +112,7 @@ void BatchStream::ReadLoop(int generation, std::string address, BatchReader* str
     const bool last = batch.last();
     const int64_t step = batch.step();
     if (step >= next_step_) ready_.emplace(step, std::move(batch));
+    warm_.insert(address);
     batch.Clear();
     if (last || (options_.end_step > 0 && step + stride >= options_.end_step)) complete = true;
   }
@@ -120,13 +128,25 @@ void BatchStream::ReadLoop(int generation, std::string address, BatchReader* str
                     << " rank " << options_.rank << " broke at step >= " << next_step_ << ": "
                     << (status.ok() ? std::string("ended early") : std::string(status.message()))
                     << "; continuing with the other loaders";
+  MarkFailedLocked(address, "error");
+}
+
+void BatchStream::MarkFailedLocked(const std::string& address, const std::string& reason) {
   failed_until_[address] = absl::Now() + backoff_;
   backoff_ = std::min(backoff_ * 2, absl::Seconds(5));
   restart_needed_ = true;
+  if (options_.on_failover) options_.on_failover(address, reason);
+}
+
+const BatchStream::Reader* BatchStream::OwnerLocked() const {
+  if (readers_.empty() || next_step_ < generation_start_step_) return nullptr;
+  const int64_t k = static_cast<int64_t>(readers_.size());
+  return &readers_[static_cast<size_t>((next_step_ - generation_start_step_) % k)];
 }
 
 absl::StatusOr<tecl::v1::ClipBatch> BatchStream::Next() {
   absl::MutexLock lock(&mu_);
+  const absl::Time waiting_since = absl::Now();
   while (true) {
     if (cancelled_) return absl::CancelledError("batch stream cancelled");
     if (!fatal_.ok()) return fatal_;
@@ -154,10 +174,28 @@ absl::StatusOr<tecl::v1::ClipBatch> BatchStream::Next() {
       StartGenerationLocked();
       continue;
     }
+    // The loader that owes this step has until its deadline, counted from when the consumer
+    // began to wait or the loader's stream started, whichever is later.
+    absl::Time deadline = absl::InfiniteFuture();
+    if (const Reader* owner = OwnerLocked(); owner != nullptr) {
+      const bool warm = warm_.count(owner->address) > 0;
+      const absl::Duration timeout = warm ? options_.stall_timeout : options_.start_timeout;
+      deadline = std::max(waiting_since, owner->started) + timeout;
+      if (absl::Now() >= deadline) {
+        TECL_LOG(WARNING) << "dataloader " << owner->address << " sent nothing for step "
+                          << next_step_ << " of job " << options_.job_id << " rank "
+                          << options_.rank << " within " << absl::FormatDuration(timeout)
+                          << (warm ? "" : " (its first batch)")
+                          << ": stalled; continuing with the other loaders";
+        MarkFailedLocked(owner->address, "stalled");
+        continue;
+      }
+    }
     auto wake = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
       return cancelled_ || !fatal_.ok() || restart_needed_ || ready_.count(next_step_) > 0;
     };
-    mu_.AwaitWithTimeout(absl::Condition(&wake), absl::Seconds(1));
+    mu_.AwaitWithDeadline(absl::Condition(&wake),
+                          std::min(deadline, absl::Now() + absl::Seconds(1)));
   }
 }
 
@@ -165,7 +203,12 @@ void BatchStream::SetAddresses(std::vector<std::string> addresses) {
   absl::MutexLock lock(&mu_);
   if (addresses == addresses_) return;
   addresses_ = std::move(addresses);
-  failed_until_.clear();
+  for (auto it = failed_until_.begin(); it != failed_until_.end();) {
+    const bool kept =
+        std::find(addresses_.begin(), addresses_.end(), it->first) != addresses_.end();
+    it = kept ? std::next(it) : failed_until_.erase(it);
+  }
+  ++addresses_version_;
   restart_needed_ = true;
 }
 

@@ -8,8 +8,11 @@
 // (seed, rank, world size, step), any loader can serve any step: when a loader fails, the stream
 // restarts the remaining loaders from the first missing step; when none is left it retries all
 // addresses with backoff (a restarted or replacement loader, see SetAddresses) until it is
-// cancelled. Errors that no loader can fix (INVALID_ARGUMENT, FAILED_PRECONDITION,
-// PERMISSION_DENIED, UNAUTHENTICATED: a bad spec or dataset) end the stream with that status.
+// cancelled. A loader fails when its stream breaks, or when it stalls: the consumer waits for a
+// step that loader owes and it sends nothing for `stall_timeout` (`start_timeout` while it has
+// not yet delivered a batch to this stream), as a stopped or hung process with an open connection
+// does. Errors that no loader can fix (INVALID_ARGUMENT, FAILED_PRECONDITION, PERMISSION_DENIED,
+// UNAUTHENTICATED: a bad spec or dataset) end the stream with that status.
 //
 // Thread-safety: Next() is called by one consumer thread; Cancel() and SetAddresses() from any
 // thread. Owns one reader thread per loader stream.
@@ -19,6 +22,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -44,8 +48,9 @@ class BatchStream final : public BatchSource {
   // CANCELLED after Cancel(); a non-retryable loader error as described above.
   absl::StatusOr<tecl::v1::ClipBatch> Next() override;
 
-  // Replaces the loader addresses (e.g. a replacement loader); streams restart from the next step.
-  void SetAddresses(std::vector<std::string> addresses);
+  // Replaces the loader addresses (a replacement loader, a lost one dropped); streams restart
+  // from the next step. Addresses that stay keep their failure backoff.
+  void SetAddresses(std::vector<std::string> addresses) override;
   void Cancel() override;
 
   int64_t next_step() const;
@@ -56,6 +61,7 @@ class BatchStream final : public BatchSource {
     std::string address;
     std::unique_ptr<BatchReader> stream;
     std::thread thread;
+    absl::Time started;
   };
 
   // Starts one reader per healthy address from next_step_. Called with mu_ held.
@@ -63,6 +69,11 @@ class BatchStream final : public BatchSource {
   // Cancels and joins the current readers (releases mu_ while joining).
   void StopGenerationLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReadLoop(int generation, std::string address, BatchReader* stream, int64_t stride);
+  // Stops using `address` for a while (backoff) and asks Next() to restart the others.
+  void MarkFailedLocked(const std::string& address, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The reader of the current generation that owes next_step_; null when there is none.
+  const Reader* OwnerLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   static bool IsFatal(absl::StatusCode code);
 
   const BatchStreamOptions options_;
@@ -72,6 +83,9 @@ class BatchStream final : public BatchSource {
   std::vector<std::string> addresses_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, absl::Time> failed_until_ ABSL_GUARDED_BY(mu_);
   std::vector<Reader> readers_ ABSL_GUARDED_BY(mu_);
+  int64_t generation_start_step_ ABSL_GUARDED_BY(mu_) = 0;  // readers_[j] serves start + j + i*k.
+  std::set<std::string> warm_ ABSL_GUARDED_BY(mu_);  // Loaders that delivered a batch.
+  int64_t addresses_version_ ABSL_GUARDED_BY(mu_) = 0;  // Bumped by SetAddresses.
   std::map<int64_t, tecl::v1::ClipBatch> ready_ ABSL_GUARDED_BY(mu_);
   int64_t next_step_ ABSL_GUARDED_BY(mu_);
   int generation_ ABSL_GUARDED_BY(mu_) = 0;

@@ -16,6 +16,7 @@
 #include "services/worker/eval/eval_metrics.h"
 #include "services/worker/model/backbone.h"
 #include "services/worker/model/model.h"
+#include "services/worker/runner/job_input.h"
 #include "services/worker/runner/job_options.h"
 #include "services/worker/runner/job_runner.h"
 #include "services/worker/runner/trainer_metrics.h"
@@ -166,20 +167,13 @@ class EvalRun {
 
   absl::Status ExtractFeatures(core::Backbone& encoder, const c10::Device& device, Features* train,
                                Features* test, int* skipped) {
-    BatchStreamOptions stream_options;
-    stream_options.job_id = a_.job_id();
-    stream_options.spec = spec_;
-    stream_options.mode = tecl::v1::STREAM_MODE_EVAL;
+    BatchStreamOptions stream_options = JobInput::StreamOptions(a_, tecl::v1::STREAM_MODE_EVAL);
     stream_options.rank = 0;
     stream_options.world_size = 1;
-    stream_options.prefetch = std::max(1, spec_.resources().prefetch_batches());
-    if (!options_.batch_sources) {
-      return absl::FailedPreconditionError(
-          "this trainer was given no batch source factory (JobRunnerOptions)");
-    }
-    const std::unique_ptr<BatchSource> stream = options_.batch_sources(
-        stream_options, std::vector<std::string>(a_.dataloader_addresses().begin(),
-                                                 a_.dataloader_addresses().end()));
+    absl::StatusOr<std::unique_ptr<JobInput>> input =
+        JobInput::Open(options_.batch_sources, std::move(stream_options), context_, &metrics_);
+    if (!input.ok()) return input.status();
+    BatchSource* stream = &(*input)->source();
     progress_.set_total_steps(CountVideos());
     torch::NoGradGuard no_grad;
     int64_t videos = 0;

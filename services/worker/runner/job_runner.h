@@ -12,9 +12,11 @@
 //      the coordinator's rendezvous, scoped by job and attempt), broadcast rank 0's parameters
 //      and buffers, verify every rank agrees, and attach a GradientReducer (buckets of
 //      distributed.bucket_size_mb, all-reduce overlapped with backward).
-//   3. Open this rank's BatchSource (its dataloaders) from the resumed step (a batch is a pure
-//      function of (seed, rank, world, step), so the stream continues exactly where the
-//      checkpoint left it), prefetching the next batches during the current step.
+//   3. Open this rank's BatchSource (its dataloaders; JobInput) from the resumed step (a batch is
+//      a pure function of (seed, rank, world, step), so the stream continues exactly where the
+//      checkpoint left it), prefetching the next batches during the current step. A failed or
+//      stalled loader's steps move to the others, and new dataloader lists from the coordinator
+//      reach the source while the job runs.
 //   4. Each step: wait for the batch, ForwardBackward, Finalize the reducer (averaged gradients),
 //      ApplyGradients; metrics per rank; progress in the heartbeats; a log line every
 //      schedule.log_interval steps.

@@ -87,6 +87,11 @@ JobMetrics::JobMetrics(metrics::Registry& registry, const std::string& job_id, i
                 .Name("tecl_worker_loss")
                 .Help("Loss terms and auxiliary head accuracies of the last step, by term")
                 .Register(registry)),
+      loader_failovers_(BuildCounter()
+                            .Name("tecl_worker_loader_failovers_total")
+                            .Help("Dataloaders this rank stopped using and whose steps moved to "
+                                  "its other loaders, by reason (error, stalled)")
+                            .Register(registry)),
       labels_(RankLabels(job_id, rank)) {}
 
 void JobMetrics::RecordStep(int64_t step_done, double step_seconds, double data_wait_seconds,
@@ -126,6 +131,12 @@ void JobMetrics::RecordCheckpoint(double seconds) {
 
 void JobMetrics::RecordEvalVideos(int64_t videos) {
   eval_videos_.Increment(static_cast<double>(videos));
+}
+
+void JobMetrics::RecordLoaderFailover(const std::string& reason) {
+  metrics::Labels labels = labels_;
+  labels["reason"] = reason;
+  loader_failovers_.Add(labels).Increment();
 }
 
 void RegisterHostCacheMetrics(metrics::Registry& registry) {

@@ -15,6 +15,9 @@
 //   tecl_worker_checkpoints_total      counter    checkpoints written (rank 0)
 //   tecl_worker_checkpoint_seconds     histogram  time to write one
 //   tecl_worker_eval_videos_total      counter    videos whose features an eval job extracted
+//   tecl_worker_loader_failovers_total{reason} counter dataloaders this rank stopped using:
+//                                                  "error" (stream broke), "stalled" (nothing
+//                                                  within restart.loader_stall_timeout_s)
 //
 // and, per process (RegisterHostCacheMetrics, read from train/host_allocator.h at each scrape):
 //   tecl_worker_host_cache_hits_total      counter  large host tensors served from the cache
@@ -43,6 +46,8 @@ class JobMetrics {
                   double learning_rate, const core::LossValues& loss, double eta_seconds);
   void RecordCheckpoint(double seconds);
   void RecordEvalVideos(int64_t videos);
+  // A dataloader the rank's input stopped using; `reason` is "error" or "stalled".
+  void RecordLoaderFailover(const std::string& reason);
 
  private:
   metrics::Counter& steps_;
@@ -58,6 +63,7 @@ class JobMetrics {
   metrics::Histogram& checkpoint_seconds_;
   metrics::Counter& eval_videos_;
   metrics::Family<metrics::Gauge>& loss_;
+  metrics::Family<metrics::Counter>& loader_failovers_;
   const metrics::Labels labels_;
 };
 

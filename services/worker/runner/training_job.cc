@@ -7,7 +7,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -15,13 +14,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "services/common/logging.h"
 #include "services/worker/dist/gradient_reducer.h"
 #include "services/worker/dist/parameter_sync.h"
 #include "services/worker/dist/process_group_factory.h"
+#include "services/worker/runner/job_input.h"
 #include "services/worker/runner/job_options.h"
 #include "services/worker/runner/job_runner.h"
 #include "services/worker/runner/trainer_metrics.h"
@@ -76,29 +75,6 @@ class Ema {
   double alpha_;
   double value_ = 0;
   bool seen_ = false;
-};
-
-// Calls source->Cancel() once the coordinator orders a stop, so that a rank blocked waiting for
-// data notices at once.
-class StopWatcher {
- public:
-  StopWatcher(RunContext* context, BatchSource* stream)
-      : thread_([this, context, stream] {
-          while (!done_.WaitForNotificationWithTimeout(absl::Milliseconds(50))) {
-            if (context->StopRequested()) {
-              stream->Cancel();
-              return;
-            }
-          }
-        }) {}
-  ~StopWatcher() {
-    done_.Notify();
-    thread_.join();
-  }
-
- private:
-  absl::Notification done_;
-  std::thread thread_;
 };
 
 class TrainingRun {
@@ -156,22 +132,13 @@ class TrainingRun {
       absl::Status status = FormGroup(*device);
       if (!status.ok()) return status;
     }
-    BatchStreamOptions stream_options;
-    stream_options.job_id = a_.job_id();
-    stream_options.spec = spec_;
-    stream_options.mode = tecl::v1::STREAM_MODE_TRAIN;
-    stream_options.rank = a_.rank();
-    stream_options.world_size = a_.world_size();
+    BatchStreamOptions stream_options = JobInput::StreamOptions(a_, tecl::v1::STREAM_MODE_TRAIN);
     stream_options.start_step = trainer_->step();
     stream_options.end_step = spec_.schedule().total_steps();
-    stream_options.prefetch = std::max(1, spec_.resources().prefetch_batches());
-    if (!options_.batch_sources) {
-      return absl::FailedPreconditionError(
-          "this trainer was given no batch source factory (JobRunnerOptions)");
-    }
-    stream_ = options_.batch_sources(
-        stream_options, std::vector<std::string>(a_.dataloader_addresses().begin(),
-                                                 a_.dataloader_addresses().end()));
+    absl::StatusOr<std::unique_ptr<JobInput>> input =
+        JobInput::Open(options_.batch_sources, std::move(stream_options), context_, &metrics_);
+    if (!input.ok()) return input.status();
+    input_ = std::move(*input);
     TECL_LOG(INFO) << "job " << a_.job_id() << " attempt " << a_.attempt() << ": rank " << a_.rank()
                    << " of " << a_.world_size() << ", " << spec_.model().backbone() << " on "
                    << device->str() << " with " << torch::get_num_threads() << " threads, "
@@ -266,7 +233,6 @@ class TrainingRun {
   }
 
   absl::Status Loop() {
-    StopWatcher watcher(context_, stream_.get());
     const int64_t total = spec_.schedule().total_steps();
     const int log_interval = std::max(1, spec_.schedule().log_interval());
     Ema step_seconds(0.1), data_wait(0.1), allreduce(0.1);
@@ -279,7 +245,7 @@ class TrainingRun {
     while (trainer_->step() < total) {
       if (context_->StopRequested()) return absl::CancelledError(context_->StopReason());
       const absl::Time start = absl::Now();
-      absl::StatusOr<tecl::v1::ClipBatch> next = stream_->Next();
+      absl::StatusOr<tecl::v1::ClipBatch> next = input_->source().Next();
       if (!next.ok()) {
         return absl::Status(next.status().code(), absl::StrCat("input for step ", trainer_->step(),
                                                                ": ", next.status().message()));
@@ -412,7 +378,7 @@ class TrainingRun {
   std::shared_ptr<dist::Communicator> communicator_;
   // Declared after the communicator and trainer it hooks into: destroyed first.
   std::unique_ptr<dist::GradientReducer> reducer_;
-  std::unique_ptr<BatchSource> stream_;
+  std::unique_ptr<JobInput> input_;
 };
 
 }  // namespace

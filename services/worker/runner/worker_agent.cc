@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "services/common/logging.h"
 
 namespace tecl::worker {
@@ -14,7 +15,30 @@ class WorkerAgent::Run final : public RunContext {
       MembershipLoop::Registration registration)
       : agent_(agent),
         assignment_(std::move(assignment)),
-        registration_(std::move(registration)) {}
+        registration_(std::move(registration)) {
+    dataloaders_.version = assignment_.dataloaders_version();
+    dataloaders_.addresses.assign(assignment_.dataloader_addresses().begin(),
+                                  assignment_.dataloader_addresses().end());
+  }
+
+  DataloaderList Dataloaders() const override {
+    absl::MutexLock lock(&mu_);
+    return dataloaders_;
+  }
+  // A new list for this run's rank (ignored unless it names this run and is another version).
+  void UpdateDataloaders(const tecl::v1::DataloaderPlacement& placement) {
+    if (placement.job_id() != assignment_.job_id() ||
+        placement.attempt() != assignment_.attempt() || placement.rank() != assignment_.rank()) {
+      return;
+    }
+    absl::MutexLock lock(&mu_);
+    if (placement.version() == dataloaders_.version) return;
+    dataloaders_.version = placement.version();
+    dataloaders_.addresses.assign(placement.addresses().begin(), placement.addresses().end());
+    TECL_LOG(INFO) << "job " << assignment_.job_id() << " rank " << assignment_.rank()
+                   << ": dataloaders now " << absl::StrJoin(dataloaders_.addresses, ", ")
+                   << " (version " << dataloaders_.version << ")";
+  }
 
   bool StopRequested() const override { return stop_.load(); }
   std::string StopReason() const override {
@@ -60,6 +84,7 @@ class WorkerAgent::Run final : public RunContext {
     request->set_step_seconds(step_seconds_);
     request->set_data_wait_seconds(data_wait_seconds_);
     request->set_allreduce_seconds(allreduce_seconds_);
+    request->set_dataloaders_version(dataloaders_.version);
   }
 
   const tecl::v1::Assignment& assignment() const { return assignment_; }
@@ -93,6 +118,7 @@ class WorkerAgent::Run final : public RunContext {
   double step_seconds_ ABSL_GUARDED_BY(mu_) = 0;
   double data_wait_seconds_ ABSL_GUARDED_BY(mu_) = 0;
   double allreduce_seconds_ ABSL_GUARDED_BY(mu_) = 0;
+  DataloaderList dataloaders_ ABSL_GUARDED_BY(mu_);
 };
 
 WorkerAgent::WorkerAgent(WorkerAgentOptions options, std::shared_ptr<CoordinatorClient> coordinator,
@@ -164,6 +190,9 @@ void WorkerAgent::BeforeHeartbeat(const MembershipLoop::Registration& registrati
 
 void WorkerAgent::OnResponse(const tecl::v1::HeartbeatResponse& response) {
   absl::MutexLock lock(&mu_);
+  if (response.has_dataloaders() && run_ != nullptr) {
+    run_->UpdateDataloaders(response.dataloaders());
+  }
   switch (response.action()) {
     case tecl::v1::HeartbeatResponse::ACTION_RUN:
       if (run_ == nullptr && !shutting_down_) {

@@ -7,6 +7,9 @@
 // the job goes on); a coordinator that no longer knows this worker (NOT_FOUND, e.g. it was declared
 // lost) stops the current run, whose attempt is being recovered elsewhere, and the loop registers
 // again. A stop order (ACTION_STOP) for the current job stops the run at the next step boundary.
+// A new dataloader list for the running rank (HeartbeatResponse.dataloaders: a loader was lost or
+// replaced) is kept for the run (RunContext::Dataloaders) and its version reported in the
+// following heartbeats.
 //
 // Thread-safety: Start/Shutdown from one thread; the agent owns the loop's thread and, while a
 // job runs, a run thread. RunContext methods are thread-safe.
@@ -18,6 +21,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -32,12 +36,20 @@
 
 namespace tecl::worker {
 
-// What a running job sees of the agent: stop orders, progress, checkpoint registration. The
-// process group and the input are not reached through it (JobRunnerOptions' factories).
-// Implementations are thread-safe.
+// A rank's dataloaders as the coordinator placed them last.
+struct DataloaderList {
+  int32_t version = 0;  // The assignment's dataloaders_version until a new list arrives.
+  std::vector<std::string> addresses;
+};
+
+// What a running job sees of the agent: stop orders, progress, checkpoint registration, changes of
+// its dataloaders. The process group and the input are not reached through it (JobRunnerOptions'
+// factories). Implementations are thread-safe.
 class RunContext {
  public:
   virtual ~RunContext() = default;
+  // The rank's dataloaders now: the assignment's, or the newest list the coordinator sent.
+  virtual DataloaderList Dataloaders() const = 0;
   // True once the coordinator ordered a stop, the agent lost its registration, or it shuts down.
   virtual bool StopRequested() const = 0;
   virtual std::string StopReason() const = 0;

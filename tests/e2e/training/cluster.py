@@ -125,19 +125,31 @@ class Cluster:
                 return log.stem
         return None
 
-    def dataloader_of(self, job_id, rank):
-        """The local-cluster name (dataloader-N) of a dataloader serving `rank` of the job."""
+    def dataloaders_of(self, job_id, rank):
+        """The local-cluster names (dataloader-N) of the dataloaders serving `rank` of the job."""
         job = self.job(job_id)
         ids = next(r.get("dataloader_ids", []) for r in job["ranks"] if r.get("rank", 0) == rank)
         workers = json.loads(self.run("workers", "--output=json").stdout).get("workers", [])
-        address = next(w["address"] for w in workers if w["id"] == ids[0])
-        for log in sorted((self.home / "logs").glob("dataloader-*.log")):
-            if address in log.read_text(errors="replace"):
-                return log.stem
-        raise AssertionError(f"no dataloader log names {address}\n{self.logs()}")
+        names = []
+        for worker_id in ids:
+            address = next(w["address"] for w in workers if w["id"] == worker_id)
+            said = re.compile(re.escape(address) + r"(?!\d)")  # Not a prefix of another port.
+            name = next((log.stem for log in sorted((self.home / "logs").glob("dataloader-*.log"))
+                         if said.search(log.read_text(errors="replace"))), None)
+            if name is None:
+                raise AssertionError(f"no dataloader log names {address}\n{self.logs()}")
+            names.append(name)
+        return names
+
+    def dataloader_of(self, job_id, rank):
+        """The local-cluster name (dataloader-N) of a dataloader serving `rank` of the job."""
+        return self.dataloaders_of(job_id, rank)[0]
 
     def kill(self, name):
         os.kill(self.pid(name), signal.SIGKILL)
+
+    def log(self, name):
+        return (self.home / "logs" / f"{name}.log").read_text(errors="replace")
 
     def logs(self, lines=25):
         out = []

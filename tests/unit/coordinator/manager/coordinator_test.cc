@@ -691,7 +691,9 @@ TEST_F(CoordinatorTest, SessionsSurviveACoordinatorRestartAndAreNeverListed) {
   EXPECT_TRUE(Beat(t).ok());
 }
 
-TEST_F(CoordinatorTest, ALostDataloaderIsReplacedTheSameWay) {
+// A rank whose only dataloader is lost cannot go on: the attempt is recovered, and the new one is
+// placed on a replacement.
+TEST_F(CoordinatorTest, ARankLeftWithoutADataloaderRecovers) {
   const std::string id = SubmitOk(Spec(1, 1));
   const std::string t = Trainer();
   const std::string l = Loader();
@@ -700,6 +702,7 @@ TEST_F(CoordinatorTest, ALostDataloaderIsReplacedTheSameWay) {
   PassTime(absl::Seconds(11), {t});
   EXPECT_EQ(Get(id).state(), kRecovering);
   EXPECT_THAT(Get(id).reason(), HasSubstr("dataloader " + l));
+  EXPECT_THAT(Get(id).reason(), HasSubstr("rank 0 has no dataloader left"));
   const std::string l2 = Loader();
   EXPECT_EQ(Beat(t, tecl::v1::TRAINER_STATUS_RUNNING, id, 1, 0)->action(),
             HeartbeatResponse::ACTION_STOP);
@@ -707,6 +710,129 @@ TEST_F(CoordinatorTest, ALostDataloaderIsReplacedTheSameWay) {
   coordinator_->Tick();
   EXPECT_EQ(Get(id).state(), kScheduled);
   EXPECT_EQ(Get(id).ranks(0).dataloader_ids(0), l2);
+}
+
+// A rank with two dataloaders that loses one goes on with the other (no restart); the trainer
+// hears of its new list in its heartbeat responses until it reports that version; a dataloader
+// that registers later is placed in the lost one's stead (before a waiting job gets it), and the
+// placement is durable across a coordinator restart.
+TEST_F(CoordinatorTest, ALostDataloaderLeavesItsRankAndAFreeOneReplacesIt) {
+  const std::string id = SubmitOk(Spec(1, 2));
+  const std::string t = Trainer();
+  const std::string l1 = Loader();
+  const std::string l2 = Loader();
+  coordinator_->Tick();
+  ASSERT_EQ(Get(id).ranks(0).dataloader_ids_size(), 2);
+  const std::string lost = Get(id).ranks(0).dataloader_ids(0);
+  const std::string kept = lost == l1 ? l2 : l1;
+  tecl::v1::Assignment a = StartRank(t);
+  EXPECT_EQ(a.dataloaders_version(), 0);
+  PassTime(absl::Seconds(11), {t, kept});
+
+  Job job = Get(id);
+  EXPECT_EQ(job.state(), kRunning);
+  EXPECT_EQ(job.attempt(), 1);
+  EXPECT_EQ(job.restarts(), 0);
+  EXPECT_THAT(job.ranks(0).dataloader_ids(), ElementsAre(kept));
+  EXPECT_EQ(job.ranks(0).dataloaders_version(), 1);
+  EXPECT_EQ(Worker(lost).state(), tecl::v1::WORKER_STATE_LOST);
+  StoredJob stored = Stored(id);
+  EXPECT_THAT(stored.job.ranks(0).dataloader_ids(), ElementsAre(kept));
+  ASSERT_EQ(stored.attempts.size(), 1u);
+  EXPECT_THAT(stored.attempts[0].ranks(0).dataloader_ids(), ElementsAre(kept));
+  ASSERT_FALSE(stored.events.empty());
+  EXPECT_EQ(stored.events.back().type(), "worker_lost");
+  EXPECT_THAT(stored.events.back().reason(), HasSubstr("dataloader " + lost));
+  EXPECT_THAT(stored.events.back().reason(), HasSubstr("goes on with 1 dataloader(s), no restart"));
+
+  // The trainer still streams from version 0: it is told the new list until it reports it.
+  tecl::v1::HeartbeatRequest beat;
+  auto running = [&](int version) {
+    beat.set_worker_id(t);
+    beat.set_status(tecl::v1::TRAINER_STATUS_RUNNING);
+    beat.set_job_id(id);
+    beat.set_attempt(1);
+    beat.set_rank(0);
+    beat.set_dataloaders_version(version);
+    std::optional<absl::StatusOr<HeartbeatResponse>> result;
+    coordinator_->membership().Heartbeat(beat, sessions_[t],
+                                         [&](auto r) { result = std::move(r); });
+    EXPECT_TRUE(result.has_value() && result->ok());
+    return result.has_value() && result->ok() ? **result : HeartbeatResponse();
+  };
+  HeartbeatResponse response = running(0);
+  EXPECT_EQ(response.action(), HeartbeatResponse::ACTION_NONE);
+  ASSERT_TRUE(response.has_dataloaders());
+  EXPECT_EQ(response.dataloaders().job_id(), id);
+  EXPECT_EQ(response.dataloaders().attempt(), 1);
+  EXPECT_EQ(response.dataloaders().rank(), 0);
+  EXPECT_EQ(response.dataloaders().version(), 1);
+  EXPECT_THAT(response.dataloaders().addresses(), ElementsAre(Worker(kept).address()));
+  EXPECT_FALSE(running(1).has_dataloaders());
+
+  // A coordinator restart keeps the placement; a pending job waits while the running rank gets
+  // the next free dataloader.
+  Start();
+  ASSERT_TRUE(Beat(kept).ok());
+  const std::string waiting = SubmitOk(Spec(1, 1));
+  Trainer();
+  const std::string l3 = Loader("h2");
+  coordinator_->Tick();
+  job = Get(id);
+  EXPECT_EQ(job.state(), kRunning);
+  EXPECT_THAT(job.ranks(0).dataloader_ids(), ElementsAre(kept, l3));
+  EXPECT_EQ(job.ranks(0).dataloaders_version(), 2);
+  EXPECT_EQ(Get(waiting).state(), kPending);
+  EXPECT_EQ(Worker(l3).state(), tecl::v1::WORKER_STATE_BUSY);
+  EXPECT_EQ(Worker(l3).job_id(), id);
+  EXPECT_EQ(Worker(l3).rank(), 0);
+  EXPECT_THAT(Stored(id).job.ranks(0).dataloader_ids(), ElementsAre(kept, l3));
+  EXPECT_EQ(Stored(id).events.back().type(), "dataloader_replaced");
+  EXPECT_THAT(Stored(id).events.back().reason(), HasSubstr("rank 0: dataloader " + l3));
+  response = running(1);
+  ASSERT_TRUE(response.has_dataloaders());
+  EXPECT_EQ(response.dataloaders().version(), 2);
+  EXPECT_THAT(response.dataloaders().addresses(),
+              ElementsAre(Worker(kept).address(), Worker(l3).address()));
+  // The replacement is freed with the rest of the attempt.
+  ASSERT_TRUE(Report(t, id, 1, 0, tecl::v1::OUTCOME_SUCCEEDED, "", 1000).ok());
+  EXPECT_EQ(Worker(l3).state(), tecl::v1::WORKER_STATE_IDLE);
+  const std::string text = registry_->Serialize();
+  EXPECT_THAT(text, HasSubstr("tecl_coordinator_dataloader_replacements_total 1"));
+  EXPECT_EQ(Get(id).restarts(), 0);
+}
+
+// Losing its dataloaders one by one, a rank goes on while it has one; the last loss recovers.
+TEST_F(CoordinatorTest, ARankThatLosesAllItsDataloadersRecovers) {
+  const std::string id = SubmitOk(Spec(2, 2));
+  const std::string t1 = Trainer();
+  const std::string t2 = Trainer();
+  std::vector<std::string> loaders;
+  for (int i = 0; i < 4; ++i) loaders.push_back(Loader());
+  coordinator_->Tick();
+  const std::string r0 = Get(id).ranks(0).worker_id();
+  const std::string r1 = Get(id).ranks(1).worker_id();
+  StartRank(r0);
+  StartRank(r1);
+  const auto rank0 = Get(id).ranks(0).dataloader_ids();
+  const auto rank1 = Get(id).ranks(1).dataloader_ids();
+  // One of rank 0's loaders goes silent first, then rank 1 loses one: both ranks go on.
+  PassTime(absl::Seconds(11), {r0, r1, rank0[1], rank1[0], rank1[1]});
+  EXPECT_EQ(Get(id).state(), kRunning);
+  PassTime(absl::Seconds(11), {r0, r1, rank0[1], rank1[0]});
+  EXPECT_EQ(Get(id).state(), kRunning);
+  EXPECT_EQ(Get(id).restarts(), 0);
+  EXPECT_THAT(Get(id).ranks(0).dataloader_ids(), ElementsAre(rank0[1]));
+  EXPECT_THAT(Get(id).ranks(1).dataloader_ids(), ElementsAre(rank1[0]));
+  EXPECT_THAT(registry_->Serialize(), HasSubstr("tecl_coordinator_dataloaders_dropped_total 2"));
+  // Rank 0's last one: recovery.
+  PassTime(absl::Seconds(11), {r0, r1, rank1[0]});
+  const Job job = Get(id);
+  EXPECT_EQ(job.state(), kRecovering);
+  EXPECT_EQ(job.restarts(), 1);
+  EXPECT_THAT(job.reason(), HasSubstr("rank 0 has no dataloader left"));
+  EXPECT_THAT(job.reason(), HasSubstr("dataloader " + rank0[1]));
+  EXPECT_EQ(Worker(rank1[0]).state(), tecl::v1::WORKER_STATE_IDLE);  // Freed with the attempt.
 }
 
 TEST_F(CoordinatorTest, FailedRanksRestartUntilMaxRestartsThenTheJobFails) {

@@ -74,6 +74,18 @@ TEST(PlaceGangTest, RanksArePackedByHostAndLoadersAreLocalFirst) {
   EXPECT_THAT(placement->ranks[2].dataloader_ids, ElementsAre("lc"));  // No local one left.
 }
 
+TEST(TakeDataloaderTest, TakesALocalLoaderFirstThenAnyOther) {
+  std::vector<WorkerSlot> free = {Trainer("t1", "a"), Loader("lb2", "b"), Loader("la2", "a"),
+                                  Loader("la1", "a"), Loader("lb1", "b")};
+  EXPECT_EQ(TakeDataloader(&free, "a")->id, "la1");
+  EXPECT_EQ(TakeDataloader(&free, "a")->id, "la2");
+  EXPECT_EQ(TakeDataloader(&free, "a")->id, "lb1");  // No local one left: the smallest id.
+  EXPECT_EQ(TakeDataloader(&free, "c")->id, "lb2");
+  EXPECT_FALSE(TakeDataloader(&free, "a").has_value());
+  ASSERT_EQ(free.size(), 1u);  // The trainer stays.
+  EXPECT_EQ(free[0].id, "t1");
+}
+
 QueuedJob Job(const std::string& id, int priority, int64_t seq, GangRequest request,
               int bypassed = 0) {
   QueuedJob q;

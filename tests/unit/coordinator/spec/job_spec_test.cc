@@ -67,6 +67,8 @@ TEST(JobSpecDefaults, GpuDefaultsFollowTheMethod) {
   EXPECT_EQ(spec.schedule().warmup_steps(), spec.schedule().total_steps() / 20);
   EXPECT_GT(spec.restart().max_restarts(), 0);
   EXPECT_GT(spec.restart().heartbeat_timeout_s(), 0);
+  EXPECT_DOUBLE_EQ(spec.restart().loader_stall_timeout_s(), 60.0);
+  EXPECT_DOUBLE_EQ(spec.restart().loader_start_timeout_s(), 300.0);
   EXPECT_FALSE(spec.has_eval());
   EXPECT_TRUE(ValidateJobSpec(spec, {}).ok()) << ValidateJobSpec(spec, {});
 }
@@ -260,6 +262,10 @@ std::vector<BrokenSpec> BrokenSpecs() {
       "out of range");
   add(&c, "zero temperature", r + "method: {instance_temperature: 0}\n",
       "method.instance_temperature", "out of range");
+  add(&c, "negative loader stall timeout", r + "restart: {loader_stall_timeout_s: -1}\n",
+      "restart.loader_stall_timeout_s", "out of range");
+  add(&c, "nan loader start timeout", r + "restart: {loader_start_timeout_s: .nan}\n",
+      "restart.loader_start_timeout_s", "out of range");
   add(&c, "nccl on cpu", r + "resources: {device: cpu}\ndistributed: {backend: nccl}\n",
       "distributed.backend", "nccl needs resources.device cuda");
   add(&c, "bad name", "name: my job\ndataset: {root: /d}\n", "name", "may only hold letters");

@@ -235,6 +235,7 @@ class FakeRunContext final : public RunContext {
     return absl::OkStatus();
   }
   std::string session() const override { return "session-of-this-rank"; }
+  DataloaderList Dataloaders() const override { return dataloaders; }
   std::vector<std::pair<int64_t, std::string>> rejected() const {
     std::lock_guard<std::mutex> lock(mu_);
     return rejected_;
@@ -268,6 +269,7 @@ class FakeRunContext final : public RunContext {
 
   std::function<void(const tecl::v1::JobProgress&)> on_progress;
   std::function<void(const tecl::v1::Checkpoint&)> on_checkpoint;
+  DataloaderList dataloaders;  // The assignment's, set by the harness.
 
  private:
   const std::shared_ptr<StopOrder> job_stop_;
@@ -323,6 +325,7 @@ class FakeJob {
       a.set_world_size(world_size_);
       *a.mutable_spec() = spec_;
       a.add_dataloader_addresses("loader-" + std::to_string(rank));
+      contexts[rank]->dataloaders = {0, {"loader-" + std::to_string(rank)}};
       a.set_checkpoint_dir(checkpoint_dir_);
       a.mutable_resume_from()->set_path(resume_from);
       for (const tecl::v1::Checkpoint& c : candidates) *a.add_resume_candidates() = c;

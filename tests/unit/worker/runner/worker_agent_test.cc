@@ -1,11 +1,14 @@
 // WorkerAgent against the coordinator's real logic run in process (FakeCoordinatorClient over the
 // managers, a FakeJobStore and a FakeClock): assignments arrive through the membership protocol,
-// outcomes and checkpoints land in the job, stop orders and lost registrations stop the run.
+// outcomes and checkpoints land in the job, stop orders and lost registrations stop the run, new
+// dataloader lists reach the run.
 #include "services/worker/runner/worker_agent.h"
 
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
@@ -180,6 +183,70 @@ TEST_F(WorkerAgentTest, AForgottenWorkerStopsItsRunAndRegistersAgain) {
   }));
   absl::MutexLock lock(&mu);
   EXPECT_THAT(stop_reason, HasSubstr("declared this worker lost"));
+}
+
+// A rank with two dataloaders loses one, then gets a replacement: the run sees each new list
+// through its RunContext, and the job goes on without a restart.
+TEST_F(WorkerAgentTest, TheRunHearsOfItsNewDataloaders) {
+  tecl::v1::WorkerInfo info;
+  info.set_kind(tecl::v1::WORKER_KIND_DATALOADER);
+  info.set_address("127.0.0.1:2");
+  const tecl::v1::RegisterWorkerResponse kept = *client_->RegisterWorker(info);
+  tecl::v1::JobSpec spec = coordinator::DefaultJobSpec(tecl::v1::JOB_KIND_PRETRAIN, "tiny3d");
+  spec.set_name("agent-test");
+  spec.mutable_dataset()->set_root("/data");
+  spec.mutable_resources()->set_dataloaders_per_trainer(2);
+  spec.mutable_restart()->set_heartbeat_timeout_s(10);
+  const std::string id = client_->SubmitJob(spec, "")->id();
+  absl::Mutex mu;
+  std::vector<DataloaderList> seen;
+  StartAgent([&](const tecl::v1::Assignment&, RunContext* context) {
+    {
+      absl::MutexLock lock(&mu);
+      seen.push_back(context->Dataloaders());
+    }
+    context->ReportProgress(tecl::v1::TRAINER_STATUS_RUNNING, {}, 0, 0, 0);
+    while (!context->StopRequested()) {
+      DataloaderList now = context->Dataloaders();
+      {
+        absl::MutexLock lock(&mu);
+        if (now.version != seen.back().version) seen.push_back(std::move(now));
+        if (seen.back().version == 2) break;
+      }
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+    JobOutcome outcome;
+    outcome.outcome = tecl::v1::OUTCOME_SUCCEEDED;
+    return outcome;
+  });
+  ASSERT_TRUE(Eventually([&] { return Job(id).state() == tecl::v1::JOB_STATE_RUNNING; }));
+  // The first loader falls silent past the job's 10 s timeout; the trainer and the other loader
+  // keep heartbeating.
+  for (int i = 0; i < 11; ++i) {
+    clock_.Advance(absl::Seconds(1));
+    tecl::v1::HeartbeatRequest beat;
+    beat.set_worker_id(kept.worker_id());
+    ASSERT_TRUE(client_->Heartbeat(beat, kept.session_token()).ok());
+    const int before = client_->calls("Heartbeat");
+    ASSERT_TRUE(Eventually([&] { return client_->calls("Heartbeat") > before; }));
+  }
+  ASSERT_TRUE(Eventually([&] {
+    absl::MutexLock lock(&mu);
+    return seen.size() == 2;
+  }));
+  info.set_address("127.0.0.1:3");
+  ASSERT_TRUE(client_->RegisterWorker(info).ok());
+  ASSERT_TRUE(Eventually([&] { return Job(id).state() == tecl::v1::JOB_STATE_SUCCEEDED; }))
+      << Job(id).ShortDebugString();
+  EXPECT_EQ(Job(id).restarts(), 0);
+  absl::MutexLock lock(&mu);
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[0].version, 0);
+  EXPECT_THAT(seen[0].addresses, ::testing::UnorderedElementsAre("127.0.0.1:1", "127.0.0.1:2"));
+  EXPECT_EQ(seen[1].version, 1);
+  EXPECT_THAT(seen[1].addresses, ::testing::ElementsAre("127.0.0.1:2"));
+  EXPECT_EQ(seen[2].version, 2);
+  EXPECT_THAT(seen[2].addresses, ::testing::ElementsAre("127.0.0.1:2", "127.0.0.1:3"));
 }
 
 TEST_F(WorkerAgentTest, ShutdownDuringARunReportsStopped) {
