@@ -1,8 +1,11 @@
 #include "services/dataloader/pipeline/bad_videos.h"
 
+#include "services/dataloader/video/video_reader.h"
+
 namespace tecl::dataloader {
 
 const char* BadVideoReason(const absl::Status& status, bool decoding) {
+  if (decoding && video::IsDamagedFramesError(status)) return kReasonDamagedFrames;
   switch (status.code()) {
     case absl::StatusCode::kNotFound:
       return kReasonNotFound;

@@ -22,6 +22,8 @@ namespace tecl::dataloader {
 inline constexpr char kReasonNotFound[] = "not_found";
 inline constexpr char kReasonUnreadable[] = "unreadable";  // Not a video, corrupt, truncated.
 inline constexpr char kReasonDecodeError[] = "decode_error";
+// Frames come out of the decoder damaged, also when decoded from an earlier keyframe.
+inline constexpr char kReasonDamagedFrames[] = "damaged_frames";
 inline constexpr char kReasonTimeout[] = "timeout";
 inline constexpr char kReasonTooShort[] = "too_short";
 

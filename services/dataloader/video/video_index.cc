@@ -75,6 +75,7 @@ absl::StatusOr<std::shared_ptr<VideoIndex>> BuildVideoIndex(Demuxer& demuxer,
 
   AvPacketPtr packet(av_packet_alloc());
   std::vector<int64_t> durations;
+  CarriedStateScanner carried(*par);
   while (true) {
     if (demuxer.deadline()->Expired()) {
       return demuxer.deadline()->ExceededStatus(demuxer.path(), "indexing the packets");
@@ -97,11 +98,13 @@ absl::StatusOr<std::shared_ptr<VideoIndex>> BuildVideoIndex(Demuxer& demuxer,
     p.pos = packet->pos;
     p.key = (packet->flags & AV_PKT_FLAG_KEY) != 0;
     p.discard = (packet->flags & AV_PKT_FLAG_DISCARD) != 0;
+    carried.Scan(static_cast<int32_t>(index->packets.size()), *packet);
     index->packets.push_back(p);
     durations.push_back(packet->duration);
     av_packet_unref(packet.get());
   }
 
+  index->carried = carried.Take();
   std::vector<VideoIndex::Packet>& packets = index->packets;
   bool any_shown = false;
   bool all_pts = true;

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "services/dataloader/video/carried_state.h"
 #include "services/dataloader/video/demuxer.h"
 #include "services/dataloader/video/ffmpeg_util.h"
 
@@ -59,6 +60,7 @@ class VideoIndex {
   int64_t duration_ts = 0;             // Shown duration of all frames, in ts_base.
   double duration_s = 0;
   double fps = 0;                      // num_frames / duration_s.
+  CarriedState carried;  // Decoder state a decode from the start would have learnt by each packet.
 
   // Set when discarding non-reference packets dropped a needed frame (packed bitstreams):
   // later calls decode every packet of this file.

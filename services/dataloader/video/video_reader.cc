@@ -8,6 +8,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "services/common/logging.h"
@@ -27,6 +28,8 @@ namespace {
 
 // Packets read (not decoded) to reach a start packet ahead instead of seeking.
 constexpr int32_t kReadForwardPackets = 32;
+// Packets a decode reads past its span's last one while frames are still missing (Decode).
+constexpr int32_t kEndSlackPackets = 2;
 constexpr int kMaxOutputSide = 8192;
 constexpr uint64_t kMaxOutputBytes = uint64_t{4} << 30;
 
@@ -126,7 +129,11 @@ class ClipDecoder {
 
  private:
   absl::Status Open();
+  absl::Status OpenDecoder();
   absl::Status Reopen();
+  // Gives the decoder the state a decode from the start of the file has at `start`
+  // (CarriedState); a fresh decoder when one it was sent would contradict it.
+  absl::Status CarryState(int32_t start);
   absl::Status DecodeWithRetries(const DecodeSpan& span);
   absl::Status Decode(const DecodeSpan& span, bool skip_nonref);
   absl::Status PositionAt(int32_t packet);
@@ -138,6 +145,11 @@ class ClipDecoder {
   absl::Status OnFrame(const AVFrame& frame, const DecodeSpan& span);
   absl::Status WriteUses(int64_t slot, const AVFrame& picture);
   std::vector<int64_t> Missing(absl::Span<const int64_t> frames) const;
+  // Forgets the frames written by the last Decode() so a retry writes them again.
+  void UndoSpanWrites();
+  int32_t KeyframeBefore(int32_t packet) const;
+  // DATA_LOSS with kDamagedFramesPayload, for damage that decoding from `start` did not repair.
+  absl::Status DamagedStatus(int32_t start) const;
   absl::Status SubstituteMissing();
   void NoteDecodeError(int averror);
 
@@ -173,6 +185,16 @@ class ClipDecoder {
   std::vector<int64_t> nonref_sent_;  // pts of packets sent while skipping, this span.
   int64_t max_output_ts_ = INT64_MIN;
   size_t span_remaining_ = 0;  // Frames of the current span not yet written.
+  std::vector<int64_t> span_written_;  // needed_ slots written by the current Decode().
+  int64_t start_key_ts_ = INT64_MIN;  // pts of the keyframe the current Decode() started at.
+  // Damage: a frame the decoder flags (decode_error_flags, AV_FRAME_FLAG_CORRUPT) at or after
+  // start_key_ts_. Leading pictures of that keyframe (earlier timestamps) are not its business:
+  // the planner never takes a needed frame from them.
+  bool span_damaged_ = false;
+  int damage_flags_ = 0;          // decode_error_flags of the damaged frames, OR-ed.
+  bool damage_corrupt_ = false;   // Some had AV_FRAME_FLAG_CORRUPT.
+  int64_t damaged_frame_ = -1;    // The first damaged frame (index), -1 if unknown.
+  int decoder_x264_sei_ = -1;     // x264 build of the last x264 SEI the decoder was sent.
   std::string last_decode_error_;
   std::vector<FrameWriter> writers_;  // One per clip: each keeps its crop's swscale context.
 };
@@ -222,7 +244,10 @@ absl::Status ClipDecoder::Open() {
   next_packet_ = 0;
   output_ordinal_ = 0;
   if (decoder_ != nullptr) return absl::OkStatus();
+  return OpenDecoder();
+}
 
+absl::Status ClipDecoder::OpenDecoder() {
   const AVCodecParameters* par = demuxer_->stream()->codecpar;
   const AVCodec* codec = avcodec_find_decoder(par->codec_id);
   if (codec == nullptr) {
@@ -246,6 +271,21 @@ absl::Status ClipDecoder::Open() {
     return AvStatus(ret, path_, absl::StrCat("the ", codec->name, " decoder cannot be opened"),
                     absl::StatusCode::kDataLoss, deadline_);
   }
+  decoder_fresh_ = true;
+  drained_ = false;
+  skip_ = AVDISCARD_DEFAULT;
+  decoder_x264_sei_ = -1;
+  return absl::OkStatus();
+}
+
+absl::Status ClipDecoder::CarryState(int32_t start) {
+  const CarriedState& carried = index_->carried;
+  // The decoder keeps what an x264 SEI said across flushes and prefers it to its option.
+  if (decoder_x264_sei_ > 0 && decoder_x264_sei_ != carried.X264BuildAt(start)) {
+    decoder_.reset();
+    TECL_RETURN_IF_ERROR(OpenDecoder());
+  }
+  ApplyCarriedState(carried, start, decoder_.get());
   return absl::OkStatus();
 }
 
@@ -264,10 +304,43 @@ std::vector<int64_t> ClipDecoder::Missing(absl::Span<const int64_t> frames) cons
   return missing;
 }
 
+void ClipDecoder::UndoSpanWrites() {
+  for (int64_t slot : span_written_) {
+    done_[slot] = false;
+    for (size_t u = use_begin_[slot]; u < use_begin_[slot + 1]; ++u) {
+      written_[uses_[u].clip][uses_[u].position] = false;
+    }
+  }
+  stats_->frames_used -= static_cast<int64_t>(span_written_.size());
+  span_written_.clear();
+}
+
+int32_t ClipDecoder::KeyframeBefore(int32_t packet) const {
+  if (packet <= 0) return -1;
+  for (int32_t p = packet - 1; p > 0; --p) {
+    if (index_->packets[p].key) return p;
+  }
+  return 0;  // The first packet starts a decode whatever its flag.
+}
+
 absl::Status ClipDecoder::DecodeWithRetries(const DecodeSpan& span) {
   const bool timestamps = index_->timestamps;
   const bool skip = timestamps && !index_->intra_only && !index_->skip_unsafe.load();
   TECL_RETURN_IF_ERROR(Decode(span, skip));
+  int32_t start = span.start_packet;
+  if (span_damaged_) {
+    // Damage that comes from starting at this keyframe (references or state from before it) is
+    // repaired by starting at the one before; damage in the file is not.
+    const int32_t earlier = timestamps ? KeyframeBefore(start) : -1;
+    if (earlier < 0) return DamagedStatus(start);
+    ++stats_->damage_retries;
+    TECL_RETURN_IF_ERROR(Decode(DecodeSpan{earlier, span.end_packet, span.frames}, false));
+    if (span_damaged_) return DamagedStatus(earlier);
+    TECL_LOG(WARNING) << path_ << ": frames decoded from packet " << start
+                      << " came out damaged; decoded from keyframe packet " << earlier
+                      << " instead they are whole";
+    start = earlier;
+  }
   std::vector<int64_t> missing = Missing(span.frames);
   if (missing.empty() || !timestamps) return absl::OkStatus();
 
@@ -277,7 +350,8 @@ absl::Status ClipDecoder::DecodeWithRetries(const DecodeSpan& span) {
     return retry;
   };
   if (skip) {  // Discarding non-reference packets may have dropped a needed frame.
-    TECL_RETURN_IF_ERROR(Decode(retry_span(span.start_packet), false));
+    TECL_RETURN_IF_ERROR(Decode(retry_span(start), false));
+    if (span_damaged_) return DamagedStatus(start);
     std::vector<int64_t> still = Missing(missing);
     if (still.size() < missing.size()) {
       index_->skip_unsafe.store(true);
@@ -286,19 +360,53 @@ absl::Status ClipDecoder::DecodeWithRetries(const DecodeSpan& span) {
     }
     missing = std::move(still);
   }
-  if (!missing.empty() && span.start_packet > 0) {  // The keyframe did not lead to the frame.
+  if (!missing.empty() && start > 0) {  // The keyframe did not lead to the frame.
     TECL_RETURN_IF_ERROR(Decode(retry_span(0), false));
+    if (span_damaged_) return DamagedStatus(0);
   }
   return absl::OkStatus();
 }
 
+absl::Status ClipDecoder::DamagedStatus(int32_t start) const {
+  struct FlagName {
+    int flag;
+    const char* name;
+  };
+  static constexpr FlagName kFlagNames[] = {
+      {FF_DECODE_ERROR_INVALID_BITSTREAM, "invalid bitstream"},
+      {FF_DECODE_ERROR_MISSING_REFERENCE, "missing reference"},
+      {FF_DECODE_ERROR_CONCEALMENT_ACTIVE, "concealed errors"},
+      {FF_DECODE_ERROR_DECODE_SLICES, "slice errors"}};
+  std::string what;
+  for (const FlagName& f : kFlagNames) {
+    if (damage_flags_ & f.flag) absl::StrAppend(&what, what.empty() ? "" : ", ", f.name);
+  }
+  if (damage_corrupt_) absl::StrAppend(&what, what.empty() ? "" : ", ", "corrupt");
+  absl::Status status = absl::DataLossError(absl::StrCat(
+      path_, ": ", damaged_frame_ >= 0 ? absl::StrCat("frame ", damaged_frame_) : "a frame",
+      " comes out of the ", index_->codec_name, " decoder damaged (", what,
+      ") also when decoded from packet ", start,
+      last_decode_error_.empty() ? "" : "; last decoder error: ", last_decode_error_,
+      "; the file is damaged"));
+  status.SetPayload(kDamagedFramesPayload, absl::Cord());
+  return status;
+}
+
 absl::Status ClipDecoder::Decode(const DecodeSpan& span, bool skip_nonref) {
+  TECL_RETURN_IF_ERROR(CarryState(span.start_packet));
   TECL_RETURN_IF_ERROR(PositionAt(span.start_packet));
   nonref_sent_.clear();
   max_output_ts_ = INT64_MIN;
+  span_written_.clear();
+  span_damaged_ = false;
+  start_key_ts_ = index_->timestamps ? index_->packets[span.start_packet].pts : INT64_MIN;
   const bool timestamps = index_->timestamps;
   span_remaining_ = Missing(span.frames).size();
-  while (span_remaining_ > 0 && (!timestamps || next_packet_ <= span.end_packet)) {
+  // After a seek some demuxers (MPEG program streams) split the first packets differently from
+  // the indexing read, so the count runs a packet or two behind the index's: read that many more
+  // while frames are missing rather than decode the stretch again from the start of the file.
+  const int32_t last_packet = span.end_packet + kEndSlackPackets;
+  while (span_remaining_ > 0 && (!timestamps || next_packet_ <= last_packet)) {
     if (deadline_->Expired()) return deadline_->ExceededStatus(path_, "decoding");
     const int ret = NextPacket(packet_.get());
     if (ret == AVERROR_EOF) break;
@@ -345,6 +453,11 @@ absl::Status ClipDecoder::Decode(const DecodeSpan& span, bool skip_nonref) {
       TECL_RETURN_IF_ERROR(ReceiveAll(span));
     }
   }
+  if (const int seen = index_->carried.LastX264BuildIn(span.start_packet, next_packet_ - 1);
+      seen > 0) {
+    decoder_x264_sei_ = seen;
+  }
+  if (span_damaged_) UndoSpanWrites();
   // Packets sent while skipping whose frame never came out although a later one did.
   std::sort(nonref_sent_.begin(), nonref_sent_.end());
   for (int64_t pts : nonref_sent_) {
@@ -383,12 +496,28 @@ absl::Status ClipDecoder::ReceiveAll(const DecodeSpan& span) {
 absl::Status ClipDecoder::OnFrame(const AVFrame& frame, const DecodeSpan& span) {
   ++stats_->frames_decoded;
   int64_t index_frame;
+  int64_t ts = INT64_MAX;  // Ordinal mode: every frame counts for damage.
   if (index_->timestamps) {
-    const int64_t ts = frame.pts != AV_NOPTS_VALUE ? frame.pts : frame.best_effort_timestamp;
+    ts = frame.pts != AV_NOPTS_VALUE ? frame.pts : frame.best_effort_timestamp;
+    if (ts == AV_NOPTS_VALUE && max_output_ts_ == INT64_MIN &&
+        frame.pict_type == AV_PICTURE_TYPE_I) {
+      // The first picture of a decode started at a keyframe, with no timestamp: a demuxer that
+      // split the keyframe's picture over two packets after the seek (MPEG program streams) gave
+      // the decoder the second part's, none. It is the keyframe's picture.
+      ts = start_key_ts_;
+    }
     max_output_ts_ = std::max(max_output_ts_, ts);
     index_frame = index_->FrameOfTimestamp(ts);
   } else {
     index_frame = output_ordinal_++;
+  }
+  if ((frame.decode_error_flags != 0 || (frame.flags & AV_FRAME_FLAG_CORRUPT) != 0) &&
+      ts >= start_key_ts_) {
+    if (!span_damaged_) damaged_frame_ = index_frame;
+    span_damaged_ = true;
+    damage_flags_ |= frame.decode_error_flags;
+    damage_corrupt_ |= (frame.flags & AV_FRAME_FLAG_CORRUPT) != 0;
+    return absl::OkStatus();  // Not written: the stretch is decoded again or the file is bad.
   }
   if (index_frame < 0 ||
       !std::binary_search(span.frames.begin(), span.frames.end(), index_frame)) {
@@ -399,6 +528,7 @@ absl::Status ClipDecoder::OnFrame(const AVFrame& frame, const DecodeSpan& span) 
   if (frame.width <= 0 || frame.height <= 0 || frame.data[0] == nullptr) return absl::OkStatus();
   TECL_RETURN_IF_ERROR(WriteUses(slot, frame));
   done_[slot] = true;
+  span_written_.push_back(slot);
   --span_remaining_;
   ++stats_->frames_used;
   return absl::OkStatus();

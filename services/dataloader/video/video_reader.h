@@ -3,7 +3,10 @@
 // A video is addressed by frame index in presentation order at its native rate (or at a fixed
 // rate when DecodeOptions::fps > 0: frame k is the source frame shown at time k / fps). A
 // VideoIndex (every frame's timestamp and the keyframes) is built once per file and cached, so
-// random access seeks straight to the nearest keyframe at or before the first frame needed.
+// random access seeks straight to the nearest keyframe at or before the first frame needed. A
+// decode started at any keyframe yields the frames of a decode from the start of the file: decoder
+// state learnt from earlier packets (the x264 version of old H.264 streams) is found at index time
+// and given to every decoder (carried_state.h).
 //
 // DecodeClips() plans the union of the frames that all requested clips need as sorted spans
 // (merging spans closer than about one keyframe interval), decodes each needed frame exactly
@@ -19,7 +22,10 @@
 // (crop outside the frame, output size < 1) is INVALID_ARGUMENT. A truncated file whose start is
 // readable is indexed up to the damage and decodes; a single frame the decoder cannot produce is
 // replaced by its clip's nearest decoded frame (DecodeStats::frames_substituted) rather than
-// failing the call.
+// failing the call. A frame the decoder reports damaged (decode_error_flags or
+// AV_FRAME_FLAG_CORRUPT: errors it concealed) is never returned: its stretch is decoded again from
+// the keyframe before (DecodeStats::damage_retries), and when that does not repair it the call is
+// DATA_LOSS with kDamagedFramesPayload (IsDamagedFramesError).
 //
 // Output geometry: frames are in the displayed orientation (rotation metadata applied); the crop
 // is in displayed, normalised coordinates; pixels are storage pixels (sample aspect ratio is not
@@ -88,7 +94,16 @@ struct DecodeStats {
   int64_t packets_skipped = 0;  // Non-reference packets discarded without decoding.
   double seconds = 0;
   int64_t frames_substituted = 0;  // Needed frames that could not be decoded (see above).
+  int64_t damage_retries = 0;  // Stretches decoded again from an earlier keyframe (see above).
 };
+
+// The payload type of the DATA_LOSS that DecodeClips returns for a file whose frames come out of
+// the decoder damaged (see above).
+inline constexpr char kDamagedFramesPayload[] = "tecl.video/damaged_frames";
+inline bool IsDamagedFramesError(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kDataLoss &&
+         status.GetPayload(kDamagedFramesPayload).has_value();
+}
 
 // Per-video timestamps and keyframes.
 class VideoIndex;

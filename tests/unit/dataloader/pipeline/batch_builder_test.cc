@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
@@ -317,6 +318,27 @@ TEST_F(BuilderTest, BadVideosAreSkippedCountedAndReplacedDeterministically) {
     batch->clear_build_seconds();
     EXPECT_EQ(batch->SerializeAsString(), first_pass[static_cast<size_t>(step)]) << step;
   }
+}
+
+// A video whose frames come out of the decoder damaged is marked bad under its own reason.
+TEST_F(BuilderTest, VideoWithDamagedFramesIsCountedAsDamagedFrames) {
+  AddVideos(7);
+  FakeVideo damaged;
+  damaged.decode_error = absl::DataLossError(
+      "/fake/v7.mp4: frame 30 comes out of the h264 decoder damaged (concealed errors)");
+  damaged.decode_error.SetPayload(video::kDamagedFramesPayload, absl::Cord());
+  source_.Add(VideoPath(7), damaged);
+  auto sampler = Sampler(FakeManifest(8), Settings(/*groups=*/2));
+  for (int64_t step = 0; step < 2; ++step) {  // Every video is a primary in one of the two steps.
+    absl::StatusOr<ClipBatch> batch = Builder().BuildTrain(sampler, {}, step);
+    ASSERT_TRUE(batch.ok()) << batch.status();
+  }
+  EXPECT_STREQ(bad_.Lookup(VideoPath(7)), kReasonDamagedFrames);
+  EXPECT_DOUBLE_EQ(Counter("tecl_dataloader_bad_files_total", "{reason=\"damaged_frames\"}"), 1);
+  EXPECT_DOUBLE_EQ(Counter("tecl_dataloader_bad_files_total", "{reason=\"decode_error\"}"), 0);
+  EXPECT_STREQ(BadVideoReason(absl::DataLossError("damaged, but not by the decoder's flags"),
+                              /*decoding=*/true),
+               kReasonDecodeError);
 }
 
 TEST_F(BuilderTest, NoUsableVideoIsFailedPrecondition) {

@@ -135,15 +135,19 @@ TEST_F(VideoErrorsTest, Mp4CutBeforeItsMoovBoxIsDataLoss) {
   EXPECT_THAT(status.message(), AllOf(HasSubstr(path), HasSubstr("moov atom not found")));
 }
 
-// Overwrites the payload of the packets selected by `pick` (decode order) with zeros.
-void ZeroPackets(const std::string& path, const std::function<bool(int)>& pick) {
+// Overwrites the payload of the packets selected by `pick` (decode order) with zeros, from the
+// fraction `from` of each packet on.
+void ZeroPackets(const std::string& path, const std::function<bool(int)>& pick, double from = 0) {
   Deadline deadline(absl::Seconds(10));
   auto demuxer = Demuxer::Open(path, &deadline);
   ASSERT_TRUE(demuxer.ok()) << demuxer.status();
   std::vector<std::pair<int64_t, int>> spans;
   AVPacket* packet = av_packet_alloc();
   for (int i = 0; (*demuxer)->ReadVideoPacket(packet) == 0; ++i) {
-    if (pick(i)) spans.emplace_back(packet->pos, packet->size);
+    if (pick(i)) {
+      const int skip = static_cast<int>(packet->size * from);
+      spans.emplace_back(packet->pos + skip, packet->size - skip);
+    }
     av_packet_unref(packet);
   }
   av_packet_free(&packet);
@@ -178,6 +182,27 @@ TEST_F(VideoErrorsTest, ASingleUndecodableFrameIsReplacedByItsNeighbour) {
   EXPECT_TRUE(ClipFrame(out[0], 1) == ClipFrame(out[0], 0) ||
               ClipFrame(out[0], 1) == ClipFrame(out[0], 2));
   EXPECT_NE(ClipFrame(out[0], 0), ClipFrame(out[0], 2));
+}
+
+// A P-frame whose slice data is half zeroed decodes with errors the decoder conceals and reports.
+// Neither it nor the frames predicted from it are served: their stretch is decoded again from the
+// keyframe before, is still damaged, and the call is DATA_LOSS marked as damaged frames (the
+// dataloader's bad-file reason `damaged_frames`). Frames before the damage decode as before.
+TEST_F(VideoErrorsTest, FramesTheDecoderReportsDamagedAreNotServed) {
+  const std::string path = File("damaged.mp4");
+  RunFfmpeg("-f lavfi -i testsrc2=size=96x64:rate=25 -t 2 " + std::string(kX264) +
+            " -g 25 -bf 0 " + path);
+  ZeroPackets(path, [](int i) { return i == 30; }, /*from=*/0.5);
+  DecodeStats stats;
+  const absl::Status status = Decode(path, {32, 33}, {}, nullptr, &stats);
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
+  EXPECT_TRUE(IsDamagedFramesError(status)) << status;
+  EXPECT_THAT(status.message(),
+              AllOf(HasSubstr(path), HasSubstr("frame 30 comes out of the h264 decoder damaged"),
+                    HasSubstr("also when decoded from packet 0")));
+  EXPECT_EQ(stats.damage_retries, 1);
+  EXPECT_TRUE(Decode(path, {3, 20, 29}).ok());
+  EXPECT_FALSE(IsDamagedFramesError(Decode(File("missing.mp4"), {0})));
 }
 
 TEST_F(VideoErrorsTest, BadRequestsAreRejectedBeforeDecoding) {

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -77,9 +78,9 @@ void FlipRows(std::vector<uint8_t>& rgb, int width, int height) {
   }
 }
 
-}  // namespace
-
-std::vector<RefFrame> ReferenceDecode(const std::string& path, bool keep_yuv) {
+std::vector<RefFrame> DecodeFrom(
+    const std::string& path, int start_packet,
+    const std::vector<std::pair<std::string, std::string>>& decoder_options, bool keep_yuv) {
   av_log_set_level(AV_LOG_ERROR);
   std::vector<RefFrame> frames;
   AVFormatContext* format = nullptr;
@@ -95,7 +96,11 @@ std::vector<RefFrame> ReferenceDecode(const std::string& path, bool keep_yuv) {
   avcodec_parameters_to_context(ctx, par);
   ctx->thread_count = 1;
   ctx->pkt_timebase = format->streams[stream]->time_base;
-  avcodec_open2(ctx, codec, nullptr);
+  AVDictionary* options = nullptr;
+  for (const auto& [key, value] : decoder_options) av_dict_set(&options, key.c_str(), value.c_str(), 0);
+  EXPECT_EQ(avcodec_open2(ctx, codec, &options), 0) << path;
+  EXPECT_EQ(av_dict_count(options), 0) << path << ": a decoder option was not taken";
+  av_dict_free(&options);
   AVPacket* packet = av_packet_alloc();
   AVFrame* frame = av_frame_alloc();
   SwsContext* sws = nullptr;
@@ -105,6 +110,7 @@ std::vector<RefFrame> ReferenceDecode(const std::string& path, bool keep_yuv) {
       ref.width = frame->width;
       ref.height = frame->height;
       ref.pts = frame->pts != AV_NOPTS_VALUE ? frame->pts : frame->best_effort_timestamp;
+      ref.decode_error_flags = frame->decode_error_flags;
       sws = sws_getCachedContext(sws, frame->width, frame->height,
                                  static_cast<AVPixelFormat>(frame->format), frame->width,
                                  frame->height, AV_PIX_FMT_GBRP, kReferenceFlags, nullptr, nullptr,
@@ -117,9 +123,9 @@ std::vector<RefFrame> ReferenceDecode(const std::string& path, bool keep_yuv) {
       av_frame_unref(frame);
     }
   };
-  while (av_read_frame(format, packet) >= 0) {
-    if (packet->stream_index == stream) {
-      avcodec_send_packet(ctx, packet);
+  for (int index = 0; av_read_frame(format, packet) >= 0;) {
+    if (packet->stream_index == stream && index++ >= start_packet) {
+      while (avcodec_send_packet(ctx, packet) == AVERROR(EAGAIN)) receive();  // Queue full (dav1d).
       receive();
     }
     av_packet_unref(packet);
@@ -132,6 +138,27 @@ std::vector<RefFrame> ReferenceDecode(const std::string& path, bool keep_yuv) {
   avcodec_free_context(&ctx);
   avformat_close_input(&format);
   return frames;
+}
+
+}  // namespace
+
+std::vector<RefFrame> ReferenceDecode(const std::string& path, bool keep_yuv) {
+  return DecodeFrom(path, 0, {}, keep_yuv);
+}
+
+std::vector<RefFrame> ReferenceDecodeFrom(
+    const std::string& path, int start_packet,
+    const std::vector<std::pair<std::string, std::string>>& decoder_options) {
+  return DecodeFrom(path, start_packet, decoder_options, false);
+}
+
+uint64_t Checksum(const std::vector<uint8_t>& bytes) {
+  uint64_t hash = 14695981039346656037ull;
+  for (uint8_t b : bytes) {
+    hash ^= b;
+    hash *= 1099511628211ull;
+  }
+  return hash;
 }
 
 RefFrame RotateCcw(const RefFrame& in, int degrees) {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -45,11 +46,22 @@ struct RefFrame {
   int64_t pts = 0;  // frame->pts, or best_effort_timestamp when absent.
   std::vector<uint8_t> rgb;
   std::shared_ptr<AVFrame> yuv;  // The decoded picture, when asked for.
+  int decode_error_flags = 0;    // As the decoder set them (0: no error reported).
 };
 
 // Decodes every frame of `path` sequentially from the start (single-threaded decoder, no
 // seeking, no skipping), in decoder output (presentation) order.
 std::vector<RefFrame> ReferenceDecode(const std::string& path, bool keep_yuv = false);
+
+// Like ReferenceDecode, but a fresh decoder opened with `decoder_options` (AVOptions such as
+// {"x264_build", "150"}) is sent the video packets from `start_packet` (decode order) on: a
+// decode started at that keyframe by the plainest loop, without any state from before it.
+std::vector<RefFrame> ReferenceDecodeFrom(
+    const std::string& path, int start_packet,
+    const std::vector<std::pair<std::string, std::string>>& decoder_options);
+
+// 64-bit FNV-1a of a frame's bytes, to report per-frame checksums.
+uint64_t Checksum(const std::vector<uint8_t>& bytes);
 
 // Rotates an RGB frame counter-clockwise by `degrees_ccw` (0, 90, 180, 270).
 RefFrame RotateCcw(const RefFrame& frame, int degrees_ccw);
