@@ -84,6 +84,10 @@ function(tecl_test name)
     endif()
     set(ARG_TIMEOUT 60)
   endif()
+  if(TECL_SANITIZE)
+    # ASan + UBSan run the decoders and the coordinator about five to ten times slower.
+    math(EXPR ARG_TIMEOUT "${ARG_TIMEOUT} * 10")
+  endif()
   set_tests_properties(${name} PROPERTIES
     LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT}
     ENVIRONMENT "TECL_BIN_DIR=${CMAKE_BINARY_DIR}/bin;TECL_SOURCE_DIR=${PROJECT_SOURCE_DIR};OMP_NUM_THREADS=1")
