@@ -9,7 +9,10 @@
 # label must give its TIMEOUT (a few times what it takes on a 2-core machine). Tests that load the
 # whole machine (local clusters, multi-process groups, convergence) take RESOURCE_LOCK cpu_heavy,
 # so ctest -j never runs two of them at once. Labels: unit, integration, e2e, deploy, slow;
-# `scripts/test --fast` runs everything but e2e and slow.
+# `scripts/test --fast` runs everything but e2e and slow. A build without LibTorch
+# (TECL_WITHOUT_TORCH: the sanitized build) declares no TORCH test.
+#   tecl_fuzzer(NAME [DEPS <targets>])    (TECL_FUZZ builds) fuzz/NAME.cc linked with libFuzzer's
+#             main, into ${CMAKE_BINARY_DIR}/fuzz, part of the tecl_fuzzers target
 #   tecl_proto_library(NAME PROTOS <files relative to proto/> [GRPC] [DEPS <targets>])
 #
 # TORCH links LibTorch and reuses one precompiled <torch/torch.h>, which turns a 20-second
@@ -61,6 +64,9 @@ function(tecl_test name)
     return()
   endif()
   cmake_parse_arguments(ARG "TORCH" "TIMEOUT;RESOURCE_LOCK" "SRCS;DEPS;LABELS;RUNS" ${ARGN})
+  if(ARG_TORCH AND TECL_WITHOUT_TORCH)
+    return()
+  endif()
   add_executable(${name} ${ARG_SRCS})
   if(ARG_RUNS)
     add_dependencies(${name} ${ARG_RUNS})
@@ -78,12 +84,27 @@ function(tecl_test name)
     endif()
     set(ARG_TIMEOUT 60)
   endif()
+  if(TECL_SANITIZE)
+    # ASan + UBSan run the decoders and the coordinator about five to ten times slower.
+    math(EXPR ARG_TIMEOUT "${ARG_TIMEOUT} * 10")
+  endif()
   set_tests_properties(${name} PROPERTIES
     LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT}
     ENVIRONMENT "TECL_BIN_DIR=${CMAKE_BINARY_DIR}/bin;TECL_SOURCE_DIR=${PROJECT_SOURCE_DIR};OMP_NUM_THREADS=1")
   if(ARG_RESOURCE_LOCK)
     set_tests_properties(${name} PROPERTIES RESOURCE_LOCK ${ARG_RESOURCE_LOCK})
   endif()
+endfunction()
+
+function(tecl_fuzzer name)
+  cmake_parse_arguments(ARG "" "" "DEPS" ${ARGN})
+  add_executable(${name} ${name}.cc)
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS})
+  target_compile_options(${name} PRIVATE -fsanitize=fuzzer)
+  target_link_options(${name} PRIVATE -fsanitize=fuzzer)
+  set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/fuzz)
+  _tecl_common(${name} OFF)
+  add_dependencies(tecl_fuzzers ${name})
 endfunction()
 
 set(TECL_PROTO_OUT ${CMAKE_BINARY_DIR}/proto_gen)

@@ -106,19 +106,7 @@ grpc::ServerUnaryReactor* JobService::SubmitJob(grpc::CallbackServerContext* con
                                                 const tecl::v1::SubmitJobRequest* request,
                                                 tecl::v1::SubmitJobResponse* response) {
   if (auto* refused = Refuse(context, auth_, {Role::kUser})) return refused;
-  if (!request->has_spec()) {
-    return FinishWith(
-        context, absl::InvalidArgumentError("spec is missing; teclctl submit FILE.yaml fills it"));
-  }
-  const size_t bytes = request->spec().ByteSizeLong();
-  if (bytes > limits_.max_spec_bytes) {
-    return FinishWith(
-        context, absl::InvalidArgumentError(absl::StrCat("job spec: the spec is ", bytes,
-                                                         " bytes, more than the limit of ",
-                                                         limits_.max_spec_bytes, "; shorten it")));
-  }
-  if (absl::Status s = LimitText("request_id", request->request_id(), limits_.max_id_bytes);
-      !s.ok()) {
+  if (absl::Status s = CheckSubmitJobRequest(*request, limits_); !s.ok()) {
     return FinishWith(context, s);
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();

@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "services/common/grpc_status.h"
+#include "tecl/v1/coordinator.pb.h"
 
 namespace tecl::coordinator {
 
@@ -30,6 +31,12 @@ struct RequestLimits {
 absl::Status RequireId(absl::string_view field, const std::string& value, size_t max);
 // INVALID_ARGUMENT when `value` is longer than `max` bytes.
 absl::Status LimitText(absl::string_view field, const std::string& value, size_t max);
+
+// The shape of a SubmitJob request: a spec of at most max_spec_bytes and a request id of at most
+// max_id_bytes. INVALID_ARGUMENT naming what is wrong; the spec's content is checked by
+// ValidateJobSpec (JobRegistry::Submit).
+absl::Status CheckSubmitJobRequest(const tecl::v1::SubmitJobRequest& request,
+                                   const RequestLimits& limits);
 
 // The call's default reactor, finished with `status`.
 grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* context,

@@ -2,6 +2,7 @@
 // --set overrides, and writing.
 #include <yaml-cpp/yaml.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <set>
 
@@ -46,6 +47,41 @@ std::string DescribeNode(const YAML::Node& node) {
     default:
       return "nothing";
   }
+}
+
+// Whether `text` is well-formed UTF-8 (no overlong forms, surrogates or code points past
+// U+10FFFF): what a proto3 string field must hold to be sent at all.
+bool IsValidUtf8(absl::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    size_t length;
+    uint32_t code;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+      length = 2, code = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      length = 3, code = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      length = 4, code = c & 0x07;
+    } else {
+      return false;
+    }
+    if (text.size() - i < length) return false;
+    for (size_t k = 1; k < length; ++k) {
+      const unsigned char next = static_cast<unsigned char>(text[i + k]);
+      if ((next & 0xc0) != 0x80) return false;
+      code = (code << 6) | (next & 0x3f);
+    }
+    if ((length == 3 && (code < 0x800 || (code >= 0xd800 && code <= 0xdfff))) ||
+        (length == 4 && (code < 0x10000 || code > 0x10ffff))) {
+      return false;
+    }
+    i += length;
+  }
+  return true;
 }
 
 // Walks a YAML document and a message descriptor together.
@@ -219,6 +255,10 @@ class YamlReader {
         return true;
       }
       case FieldDescriptor::CPPTYPE_STRING:
+        if (!IsValidUtf8(text)) {
+          Add(value, path, "is not UTF-8 text; save the spec as UTF-8");
+          return false;
+        }
         repeated ? reflection->AddString(message, field, text)
                  : reflection->SetString(message, field, text);
         return true;

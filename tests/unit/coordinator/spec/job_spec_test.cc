@@ -135,6 +135,21 @@ eval: {checkpoint: /ckpt/a.pt, recall_at: [1, 3]}
   EXPECT_TRUE(differencer.Compare(spec, again)) << diff << "\n" << yaml;
 }
 
+// Found by fuzz/job_spec_fuzzer (its input, minimised): a byte that is not UTF-8 was kept in the
+// spec, which protobuf cannot send and JobSpecToYaml wrote back as U+FFFD.
+TEST(JobSpecParse, TextThatIsNotUtf8IsRefused) {
+  const std::string fuzzed("dataset:\n root: \xd9", 17);
+  absl::StatusOr<tecl::v1::JobSpec> spec = ParseJobSpecYaml(fuzzed);
+  EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(spec.status().message(), HasSubstr("dataset.root: is not UTF-8 text"));
+  for (const char* bad : {"\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "a\xe2\x82"}) {
+    EXPECT_FALSE(ParseJobSpecYaml(std::string("name: \"x") + bad + "\"\n").ok()) << bad;
+  }
+  tecl::v1::JobSpec utf8 = Parse("name: \"caf\xc3\xa9 \xf0\x9f\x8e\xa5\"\n");
+  EXPECT_EQ(utf8.name(), "caf\xc3\xa9 \xf0\x9f\x8e\xa5");
+  EXPECT_EQ(Parse(JobSpecToYaml(utf8)).name(), utf8.name());
+}
+
 TEST(JobSpecParse, OverridesSetNestedFields) {
   absl::StatusOr<std::string> yaml =
       ApplyYamlOverrides(kMinimal, {"resources.trainers=4", "eval.source_job_id=job-000007",

@@ -223,11 +223,13 @@ TEST_F(LoaderManagerTest, InvalidRequestsAndTooManyStreams) {
 }
 
 TEST_F(LoaderManagerTest, DataSetErrorsComeOutOfTheStream) {
-  LoaderManager& manager = Manager({}, {dir_ + "/elsewhere"});
-  auto stream = manager.OpenStream(TrainRequest(root_));
-  ASSERT_TRUE(stream.ok());
-  EXPECT_THAT(NextBatch(**stream).status(),
-              StatusIs(absl::StatusCode::kPermissionDenied, "dataset.root \"" + root_ + "\" is outside"));
+  {
+    LoaderManager& manager = Manager({}, {dir_ + "/elsewhere"});
+    auto stream = manager.OpenStream(TrainRequest(root_));
+    ASSERT_TRUE(stream.ok());
+    EXPECT_THAT(NextBatch(**stream).status(),
+                StatusIs(absl::StatusCode::kPermissionDenied, "dataset.root \"" + root_ + "\" is outside"));
+  }  // A stream never outlives its manager (the server ends every call before the manager goes).
 
   LoaderManager& open = Manager();
   StreamBatchesRequest request = TrainRequest(root_);
