@@ -55,14 +55,19 @@ std::string StateText(tecl::v1::JobState state) { return coordinator::StateName(
 
 std::string ProgressLine(const tecl::v1::Job& job, int bar_width) {
   const auto& p = job.progress();
-  const int64_t total = p.total_steps() > 0 ? p.total_steps() : job.spec().schedule().total_steps();
+  const bool eval = job.spec().kind() == tecl::v1::JOB_KIND_EVAL;
+  // A pretraining job's total is its schedule's until a trainer reports; an evaluation's is the
+  // data set's video count, unknown ("?") until its trainer has asked a dataloader.
+  const int64_t total = p.total_steps() > 0 ? p.total_steps()
+                        : eval              ? 0
+                                            : job.spec().schedule().total_steps();
   const double fraction =
       total > 0 ? std::clamp(static_cast<double>(p.step()) / total, 0.0, 1.0) : 0.0;
   const int filled = static_cast<int>(fraction * bar_width);
-  const bool eval = job.spec().kind() == tecl::v1::JOB_KIND_EVAL;
-  std::string line = absl::StrFormat("%-10s [%s%s] %d/%d%s %3.0f%%", StateText(job.state()),
-                                     std::string(filled, '#'), std::string(bar_width - filled, '-'),
-                                     p.step(), total, eval ? " videos" : "", fraction * 100);
+  std::string line = absl::StrFormat(
+      "%-10s [%s%s] %d/%s%s %3.0f%%", StateText(job.state()), std::string(filled, '#'),
+      std::string(bar_width - filled, '-'), p.step(), total > 0 ? absl::StrCat(total) : "?",
+      eval ? " videos" : "", fraction * 100);
   if (p.updated_unix_ms() > 0 && eval) {
     absl::StrAppend(&line, absl::StrFormat("  %.1f clips/s  ETA %s", p.clips_per_second(),
                                            ShortDuration(p.eta_s())));

@@ -65,6 +65,8 @@ class EvalRun {
 
  private:
   absl::Status RunOrStatus(tecl::v1::EvalResult* result) {
+    // The total goes out with the first report, so progress never shows another number first.
+    if (a_.rank() == 0) progress_.set_total_steps(CountVideos());
     context_->ReportProgress(tecl::v1::TRAINER_STATUS_STARTING, progress_, 0, 0, 0);
     if (a_.rank() != 0) return absl::OkStatus();  // One rank evaluates.
     absl::StatusOr<c10::Device> device = DeviceForSpec(spec_, options_.cuda_device);
@@ -174,7 +176,6 @@ class EvalRun {
         JobInput::Open(options_.batch_sources, std::move(stream_options), context_, &metrics_);
     if (!input.ok()) return input.status();
     BatchSource* stream = &(*input)->source();
-    progress_.set_total_steps(CountVideos());
     torch::NoGradGuard no_grad;
     int64_t videos = 0;
     int64_t clips = 0;
