@@ -1,8 +1,12 @@
 #include "tools/teclctl/cli.h"
 
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -34,6 +38,8 @@
 #include "tools/teclctl/local_cluster.h"
 #include "tools/teclctl/local_secrets.h"
 
+extern char** environ;
+
 ABSL_FLAG(std::string, output, "text", "Output format: text or json (protobuf JSON)");
 ABSL_FLAG(bool, wait, false, "submit: wait for the job to finish, showing progress on stderr");
 ABSL_FLAG(bool, follow, false, "events: keep printing new events until the job finishes (-f)");
@@ -54,6 +60,10 @@ ABSL_FLAG(int, dataloaders, 1, "local up: dataloader processes");
 ABSL_FLAG(int, threads, 2, "local up: threads of each trainer and dataloader");
 ABSL_FLAG(std::string, checkpoint_roots, "",
           "local up: comma-separated folders job specs may name as checkpoint.dir");
+ABSL_FLAG(std::string, format, "torch",
+          "export: torch (a torch.save state dict with torchvision's names) or torchscript (tiny3d)");
+ABSL_FLAG(std::string, out, "", "export: the file to write");
+ABSL_FLAG(int64_t, step, 0, "export: the checkpoint step to export (0 = the newest)");
 ABSL_FLAG(bool, random_init, false, "eval: evaluate a randomly initialised encoder of the job's backbone (the baseline)");
 
 namespace tecl::teclctl {
@@ -72,6 +82,7 @@ Commands:
   cancel ID [--reason TEXT]                   stop a job and free its workers
   events ID [-f]                              a job's events; -f follows until it finishes
   workers                                     registered trainers and dataloaders
+  export JOB_ID --out FILE [--format F]       a job's encoder as a PyTorch state dict/TorchScript
   local up|down|status                        a coordinator, dataloaders and trainers on this machine
 
 Flags for every command:
@@ -137,6 +148,22 @@ The job's events, oldest first: state changes with their reasons, checkpoints, l
 
 Registered trainers and dataloaders: id, kind, state (idle, busy, lost), host, device, the job and
 rank they work on, time since their last heartbeat, address.
+)"},
+      {"export", R"(teclctl export JOB_ID --out FILE [--format torch|torchscript] [--step N]
+
+Writes a pretraining job's encoder in a format PyTorch loads (runs tecl-export, found like the
+local cluster's binaries). The encoder comes from the job's newest checkpoint (its SHA-256
+checked against the one the coordinator registered), or with --step N from that step's files in
+the job's checkpoint folder (their own checksum checked).
+  --format torch        (default) a torch.save state dict with torchvision's parameter names:
+                          m = torchvision.models.video.r2plus1d_18()   # or r3d_18
+                          m.load_state_dict(torch.load(FILE), strict=False)  # misses only fc.*
+                        tiny3d's names are its own (features.N.*)
+  --format torchscript  tiny3d only: torch.jit.load(FILE)(x) gives the features
+Inputs are float clips (N, 3, T, H, W), RGB in [0, 1] normalised with the ImageNet mean
+(0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225), as in training. The file is written next to
+FILE and renamed into place. Reads the checkpoint folder directly: run it where that folder is
+mounted.
 )"},
       {"local", R"(teclctl local up [--trainers M] [--dataloaders N] [--threads T] [--home DIR]
                 [--checkpoint_roots DIR,...]
@@ -216,6 +243,7 @@ class Cli {
   int Cancel(const std::string& id);
   int Events(const std::string& id);
   int Workers();
+  int Export(const std::string& id);
   int Local(const std::vector<std::string>& args);
   // Follows a job with WatchJob until it finishes, reconnecting when the stream breaks.
   // `on_update` sees every snapshot and its new events. Returns the final job.
@@ -284,6 +312,10 @@ int Cli::Dispatch(const std::vector<std::string>& args, const std::vector<std::s
   if (command == "workers") {
     if (int rc = need(0, "no arguments"); rc) return rc;
     return Workers();
+  }
+  if (command == "export") {
+    if (int rc = need(1, "one job id: teclctl export JOB_ID --out FILE"); rc) return rc;
+    return Export(args[2]);
   }
   if (command == "local") return Local(args);
   return Usage(absl::StrCat("unknown command \"", command, "\""));
@@ -554,6 +586,61 @@ int Cli::Cancel(const std::string& id) {
     std::cout << "cancelled " << job.id() << " (" << job.spec().name() << ")\n";
   }
   return kExitOk;
+}
+
+int Cli::Export(const std::string& id) {
+  const std::string format = absl::GetFlag(FLAGS_format);
+  const std::string out = absl::GetFlag(FLAGS_out);
+  const int64_t step = absl::GetFlag(FLAGS_step);
+  if (out.empty()) return Usage("export needs --out FILE");
+  if (format != "torch" && format != "torchscript") {
+    return Usage(absl::StrCat("--format must be torch or torchscript, not \"", format, "\""));
+  }
+  if (step < 0) return Usage("--step must be 0 (the newest) or a checkpoint's step");
+  absl::StatusOr<std::string> binary = FindBinary("tecl-export");
+  if (!binary.ok()) return Fail(binary.status(), "export");
+  if (client() == nullptr) return Fail(client_error_, "export");
+  absl::StatusOr<tecl::v1::Job> job = client()->GetJob(id);
+  if (!job.ok()) return Fail(job.status(), absl::StrCat("export ", id));
+  if (job->spec().kind() != tecl::v1::JOB_KIND_PRETRAIN) {
+    std::cerr << "teclctl: export: " << id << " is not a pretraining job; export the job it "
+              << "evaluated\n";
+    return kExitInvalid;
+  }
+  const tecl::v1::Checkpoint& latest = job->latest_checkpoint();
+  if (latest.path().empty()) {
+    std::cerr << "teclctl: export: job " << id << " has no checkpoint yet; export it once it "
+              << "wrote one (teclctl status " << id << " shows the newest)\n";
+    return kExitFailure;
+  }
+  // The newest checkpoint is checked against the digest the coordinator registered; an older
+  // step's files in the same folder against their own.
+  std::vector<std::string> args = {*binary, "--format=" + format, "--out=" + out,
+                                   "--label=job " + id};
+  if (step == 0 || step == latest.step()) {
+    args.push_back("--encoder=" + latest.path());
+    args.push_back("--sha256=" + latest.sha256());
+  } else {
+    args.push_back("--checkpoint_dir=" +
+                   std::filesystem::path(latest.path()).parent_path().string());
+    args.push_back(absl::StrCat("--step=", step));
+  }
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  if (const int rc = posix_spawn(&pid, binary->c_str(), nullptr, nullptr, argv.data(), environ);
+      rc != 0) {
+    std::cerr << "teclctl: export: cannot run " << *binary << ": " << std::strerror(rc) << "\n";
+    return kExitFailure;
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);  // tecl-export uses teclctl's exit codes.
+  std::cerr << "teclctl: export: " << *binary << " ended by signal "
+            << (WIFSIGNALED(status) ? WTERMSIG(status) : 0) << "\n";
+  return kExitFailure;
 }
 
 int Cli::Events(const std::string& id) {

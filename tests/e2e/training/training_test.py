@@ -3,12 +3,14 @@
 One cluster (coordinator, 3 dataloaders, 3 trainers; every process real, on 127.0.0.1) runs three
 2-rank tiny3d jobs on a synthetic motion data set, in order:
   1. a clean run: SUCCEEDED at its target step, checkpoints registered, the encoder exported;
+     `teclctl export` writes its newest and an older step's encoder, which PyTorch loads;
   2. a trainer killed with SIGKILL mid-run (a spare trainer is free): the job goes RECOVERING,
      re-gangs, resumes from its newest checkpoint and reaches its target step; from the events,
      no step is trained twice into the final model beyond one checkpoint interval;
   3. a dataloader killed with SIGKILL mid-run (a spare dataloader is free): the same.
 """
 import pathlib
+import subprocess
 import sys
 import time
 import unittest
@@ -45,7 +47,8 @@ class TrainingEndToEnd(unittest.TestCase):
         job = self.cluster.wait_done(job_id, timeout=300)
         self.assertEqual(job["state"], "JOB_STATE_SUCCEEDED", f"{job.get('reason')}\n{self.cluster.logs()}")
         self.assertEqual(step_of(job), total_steps)
-        self.assertEqual(job.get("attempt"), 2, "exactly one recovery")
+        self.assertEqual(job.get("attempt"), 2,
+                         f"exactly one recovery: {self.cluster.events(job_id)}")
         events = self.cluster.events(job_id)
         states = [e.get("to_state") for e in events if e.get("type") == "state"]
         self.assertIn("JOB_STATE_RECOVERING", states)
@@ -91,6 +94,30 @@ class TrainingEndToEnd(unittest.TestCase):
         # Both ranks trained: each logged its steps.
         for rank in (0, 1):
             self.assertIsNotNone(self.cluster.trainer_running(job_id, 1, rank))
+        self.check_export(job_id)
+
+    def check_export(self, job_id):
+        out = self.cluster.root / "exports"
+        out.mkdir(exist_ok=True)
+        newest = self.cluster.run("export", job_id, f"--out={out / 'newest.pt'}").stdout
+        self.assertIn("step 30 (tiny3d", newest)
+        older = self.cluster.run("export", job_id, "--step=20", "--format=torchscript",
+                                 f"--out={out / 'step20.ts'}").stdout
+        self.assertIn("step 20 (tiny3d", older)
+        missing = self.cluster.run("export", job_id, "--step=7", f"--out={out / 'x.pt'}",
+                                   check=False)
+        self.assertEqual(missing.returncode, 5, missing.stderr)
+        self.assertIn("checkpoints are at steps 20 30", missing.stderr)
+        self.assertFalse((out / "x.pt").exists())
+        # Debian's interpreter has python3-torch; both files load and give 256 features.
+        check = subprocess.run(["/usr/bin/python3", "-c", f'''
+import torch
+state = torch.load("{out / 'newest.pt'}")
+assert "features.0.weight" in state and "features.10.running_var" in state, sorted(state)
+scripted = torch.jit.load("{out / 'step20.ts'}")
+assert scripted(torch.randn(1, 3, 8, 64, 64)).shape == (1, 256)
+'''], capture_output=True, text=True, timeout=120)
+        self.assertEqual(check.returncode, 0, check.stderr)
 
     def test_2_killed_trainer_recovers_from_checkpoint(self):
         job_id, _ = self.submit(60, "kill-trainer")
