@@ -19,6 +19,9 @@ ABSL_FLAG(absl::Duration, heartbeat_interval, kDefaults.coordinator.membership.h
           "Interval workers heartbeat at");
 ABSL_FLAG(absl::Duration, heartbeat_timeout, kDefaults.coordinator.membership.heartbeat_timeout,
           "Idle worker silence limit");
+ABSL_FLAG(double, straggler_factor, kDefaults.coordinator.membership.straggler_factor,
+          "A running rank whose step time without the all-reduce exceeds this times its job's "
+          "other ranks' median counts in tecl_coordinator_straggler_ranks");
 ABSL_FLAG(int, max_trainers, kDefaults.coordinator.jobs.limits.max_trainers,
           "Largest number of trainers one job may ask for");
 ABSL_FLAG(std::string, data_roots, "", "Folders dataset paths must lie under (comma-separated)");
@@ -48,6 +51,13 @@ int main(int argc, char** argv) {
   config.state_dir = absl::GetFlag(FLAGS_state_dir);
   config.coordinator.membership.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
   config.coordinator.membership.heartbeat_timeout = absl::GetFlag(FLAGS_heartbeat_timeout);
+  config.coordinator.membership.straggler_factor = absl::GetFlag(FLAGS_straggler_factor);
+  if (!(config.coordinator.membership.straggler_factor > 1)) {
+    TECL_LOG(ERROR) << "--straggler_factor must be > 1 (a rank that many times slower than its "
+                    << "job's median is a straggler), not "
+                    << config.coordinator.membership.straggler_factor;
+    return 2;
+  }
   config.coordinator.jobs.limits.max_trainers = absl::GetFlag(FLAGS_max_trainers);
   config.coordinator.jobs.limits.data_roots =
       absl::StrSplit(absl::GetFlag(FLAGS_data_roots), ',', absl::SkipEmpty());

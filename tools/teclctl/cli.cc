@@ -34,6 +34,7 @@
 #include "services/common/flags.h"
 #include "services/coordinator/spec/job_spec.h"
 #include "services/coordinator/state/job_state.h"
+#include "services/coordinator/state/stragglers.h"
 #include "tools/teclctl/format.h"
 #include "tools/teclctl/local_cluster.h"
 #include "tools/teclctl/local_secrets.h"
@@ -60,6 +61,10 @@ ABSL_FLAG(int, dataloaders, 1, "local up: dataloader processes");
 ABSL_FLAG(int, threads, 2, "local up: threads of each trainer and dataloader");
 ABSL_FLAG(std::string, checkpoint_roots, "",
           "local up: comma-separated folders job specs may name as checkpoint.dir");
+ABSL_FLAG(bool, once, false, "top: print the table once and exit");
+ABSL_FLAG(absl::Duration, interval, absl::Seconds(2), "top: time between refreshes");
+ABSL_FLAG(double, straggler_factor, tecl::coordinator::kDefaultStragglerFactor,
+          "top: flag a rank whose own step time exceeds this times its job's other ranks' median");
 ABSL_FLAG(std::string, format, "torch",
           "export: torch (a torch.save state dict with torchvision's names) or torchscript (tiny3d)");
 ABSL_FLAG(std::string, out, "", "export: the file to write");
@@ -82,6 +87,7 @@ Commands:
   cancel ID [--reason TEXT]                   stop a job and free its workers
   events ID [-f]                              a job's events; -f follows until it finishes
   workers                                     registered trainers and dataloaders
+  top [--once]                                running ranks: step time, data wait, stragglers
   export JOB_ID --out FILE [--format F]       a job's encoder as a PyTorch state dict/TorchScript
   local up|down|status                        a coordinator, dataloaders and trainers on this machine
 
@@ -148,6 +154,17 @@ The job's events, oldest first: state changes with their reasons, checkpoints, l
 
 Registered trainers and dataloaders: id, kind, state (idle, busy, lost), host, device, the job and
 rank they work on, time since their last heartbeat, address.
+)"},
+      {"top", R"(teclctl top [--once] [--interval D] [--straggler_factor F]
+
+A live table of every running rank, refreshed every --interval (default 2s) until Ctrl-C; --once
+prints it once. Per rank, from its latest heartbeat: step, step time and steps/s, its own time
+(the step without the all-reduce: compute plus data wait), the share of a step spent waiting for
+batches (DATA WAIT: add dataloaders) and in the gradient all-reduce (ALL-REDUCE: the network, or
+waiting for a slow peer), heartbeat age, and STRAGGLER for a rank whose own time exceeds F
+(default 1.5) times the median of its job's other ranks: in synchronous training every rank waits
+for it. The coordinator counts stragglers in tecl_coordinator_straggler_ranks; the alert
+TeclStragglerRank fires on the trainers' own metrics.
 )"},
       {"export", R"(teclctl export JOB_ID --out FILE [--format torch|torchscript] [--step N]
 
@@ -244,6 +261,7 @@ class Cli {
   int Events(const std::string& id);
   int Workers();
   int Export(const std::string& id);
+  int Top();
   int Local(const std::vector<std::string>& args);
   // Follows a job with WatchJob until it finishes, reconnecting when the stream breaks.
   // `on_update` sees every snapshot and its new events. Returns the final job.
@@ -312,6 +330,10 @@ int Cli::Dispatch(const std::vector<std::string>& args, const std::vector<std::s
   if (command == "workers") {
     if (int rc = need(0, "no arguments"); rc) return rc;
     return Workers();
+  }
+  if (command == "top") {
+    if (int rc = need(0, "no arguments"); rc) return rc;
+    return Top();
   }
   if (command == "export") {
     if (int rc = need(1, "one job id: teclctl export JOB_ID --out FILE"); rc) return rc;
@@ -586,6 +608,28 @@ int Cli::Cancel(const std::string& id) {
     std::cout << "cancelled " << job.id() << " (" << job.spec().name() << ")\n";
   }
   return kExitOk;
+}
+
+int Cli::Top() {
+  const double factor = absl::GetFlag(FLAGS_straggler_factor);
+  if (!(factor > 1)) return Usage("--straggler_factor must be > 1");
+  const absl::Duration interval = absl::GetFlag(FLAGS_interval);
+  if (interval < absl::Milliseconds(100)) return Usage("--interval must be at least 100ms");
+  if (json_) return Usage("top has no JSON output; use `teclctl workers --output json`");
+  if (client() == nullptr) return Fail(client_error_, "top");
+  const bool once = absl::GetFlag(FLAGS_once);
+  const bool terminal = ::isatty(STDOUT_FILENO) == 1;
+  while (true) {
+    absl::StatusOr<std::vector<tecl::v1::WorkerInfo>> workers =
+        client()->ListWorkers(tecl::v1::WORKER_KIND_TRAINER);
+    if (!workers.ok()) return Fail(workers.status(), "top");
+    const int64_t now = absl::ToUnixMillis(absl::Now());
+    if (terminal && !once) std::cout << "\x1b[H\x1b[2J";  // Home, clear.
+    std::cout << "teclctl top  " << FormatTime(now) << "  coordinator " << address_ << "\n\n"
+              << TopTable(*workers, now, factor) << std::flush;
+    if (once) return kExitOk;
+    absl::SleepFor(interval);
+  }
 }
 
 int Cli::Export(const std::string& id) {

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -9,6 +11,7 @@
 #include "absl/time/time.h"
 #include "google/protobuf/util/json_util.h"
 #include "services/coordinator/state/job_state.h"
+#include "services/coordinator/state/stragglers.h"
 #include "services/coordinator/spec/job_spec.h"
 
 namespace tecl::teclctl {
@@ -77,6 +80,51 @@ std::string ProgressLine(const tecl::v1::Job& job, int bar_width) {
   }
   if (job.attempt() > 1) absl::StrAppend(&line, "  attempt ", job.attempt());
   return line;
+}
+
+std::string TopTable(const std::vector<tecl::v1::WorkerInfo>& workers, int64_t now_ms,
+                     double straggler_factor) {
+  // (job, attempt) -> rank -> worker.
+  std::map<std::pair<std::string, int>, std::map<int, const tecl::v1::WorkerInfo*>> jobs;
+  for (const tecl::v1::WorkerInfo& w : workers) {
+    if (w.kind() != tecl::v1::WORKER_KIND_TRAINER || !w.has_rank_stats()) continue;
+    jobs[{w.job_id(), w.attempt()}][w.rank()] = &w;
+  }
+  if (jobs.empty()) return "no rank is running\n";
+  auto share = [](double part, double whole) {
+    return whole > 0 ? absl::StrFormat("%.0f%%", 100 * std::min(1.0, part / whole)) : "-";
+  };
+  std::vector<std::vector<std::string>> rows = {{"JOB", "RANK", "WORKER", "HOST", "STEP",
+                                                 "STEP TIME", "STEPS/S", "OWN TIME", "DATA WAIT",
+                                                 "ALL-REDUCE", "HEARTBEAT", ""}};
+  int stragglers = 0;
+  for (const auto& [job, ranks] : jobs) {
+    std::vector<double> own;
+    for (const auto& [rank, w] : ranks) {
+      own.push_back(coordinator::OwnStepSeconds(w->rank_stats().step_seconds(),
+                                                w->rank_stats().allreduce_seconds()));
+    }
+    const std::vector<bool> slow = coordinator::FindStragglers(own, straggler_factor);
+    size_t i = 0;
+    for (const auto& [rank, w] : ranks) {
+      const tecl::v1::RankStats& s = w->rank_stats();
+      const double t = s.step_seconds();
+      stragglers += slow[i];
+      rows.push_back({absl::StrCat(job.first, "/", job.second), absl::StrCat(rank), w->id(),
+                      w->hostname().empty() ? "-" : w->hostname(), absl::StrCat(s.step()),
+                      t > 0 ? absl::StrFormat("%.0f ms", 1000 * t) : "-",
+                      t > 0 ? absl::StrFormat("%.2f", 1 / t) : "-",
+                      t > 0 ? absl::StrFormat("%.0f ms", 1000 * own[i]) : "-",
+                      share(s.data_wait_seconds(), t), share(s.allreduce_seconds(), t),
+                      Age(w->last_heartbeat_unix_ms(), now_ms), slow[i++] ? "STRAGGLER" : ""});
+    }
+  }
+  std::string out = Table(rows);
+  if (stragglers > 0) {
+    absl::StrAppend(&out, stragglers, " straggler(s): own time (step time without the all-reduce) ",
+                    "over ", straggler_factor, "x the median of their job's other ranks\n");
+  }
+  return out;
 }
 
 std::string EventLine(const tecl::v1::JobEvent& e) {

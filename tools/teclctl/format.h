@@ -34,6 +34,14 @@ std::string EventLine(const tecl::v1::JobEvent& event);
 // `teclctl status`: the job's fields, progress, placement, checkpoint, evaluation results.
 std::string JobDetails(const tecl::v1::Job& job, int64_t now_ms);
 
+// `teclctl top`: the running ranks (trainers with RankStats) by job, attempt and rank: step, step
+// time, steps/s, own time (step time without the all-reduce), the shares of a step spent waiting
+// for data and in the all-reduce, heartbeat age, and STRAGGLER for a rank whose own time exceeds
+// `straggler_factor` times the median of its job's other ranks (coordinator::FindStragglers).
+// A line saying so when no rank is running.
+std::string TopTable(const std::vector<tecl::v1::WorkerInfo>& workers, int64_t now_ms,
+                     double straggler_factor);
+
 // Protobuf JSON (proto field names), pretty-printed, with a trailing newline.
 std::string ToJson(const google::protobuf::Message& message);
 

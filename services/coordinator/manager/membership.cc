@@ -56,6 +56,11 @@ Membership::Membership(MembershipOptions options, StateHost* host, metrics::Regi
                         .Name("tecl_coordinator_worker_heartbeat_age_seconds")
                         .Help("Seconds since each live worker's last heartbeat.")
                         .Register(*registry);
+  stragglers_ = &metrics::BuildGauge()
+                     .Name("tecl_coordinator_straggler_ranks")
+                     .Help("Running ranks whose step time without the all-reduce exceeds the "
+                           "straggler factor times their job's other ranks' median.")
+                     .Register(*registry);
   host_->AddMetricsCollector(registry, [this] { CollectMetrics(); });
 }
 
@@ -123,6 +128,16 @@ void Membership::Heartbeat(const tecl::v1::HeartbeatRequest& request, const std:
         const tecl::v1::WorkerInfo before = worker.info;
         if (decision.event.has_value()) Apply(worker, *decision.event, change).IgnoreError();
         if (decision.effect == Effect::kAcknowledged) {
+          if (request.job_id() == worker.info.job_id() &&
+              request.attempt() == worker.info.attempt()) {
+            worker.stats.set_step(request.progress().step());
+            worker.stats.set_step_seconds(request.step_seconds());
+            worker.stats.set_data_wait_seconds(request.data_wait_seconds());
+            worker.stats.set_allreduce_seconds(request.allreduce_seconds());
+            worker.stats.set_updated_unix_ms(host_->NowMs());
+            worker.stats_job = request.job_id();
+            worker.stats_attempt = request.attempt();
+          }
           listener_->OnRunning(worker, request, &response, change);
         } else if (decision.effect == Effect::kDroppedAssignment) {
           listener_->OnAssignmentDropped(worker.Describe(), before.job_id(), before.attempt(),
@@ -158,6 +173,9 @@ std::vector<tecl::v1::WorkerInfo> Membership::List(tecl::v1::WorkerKind kind) co
       result.push_back(worker.info);
       result.back().set_last_heartbeat_unix_ms(ToUnixMillisOrZero(worker.last_heartbeat));
       result.back().clear_session_sha256();
+      if (const tecl::v1::RankStats* stats = CurrentStats(worker)) {
+        *result.back().mutable_rank_stats() = *stats;
+      }
     }
     return result;
   });
@@ -356,7 +374,28 @@ void Membership::WriteRows(Change& change) {
   }
 }
 
+const tecl::v1::RankStats* Membership::CurrentStats(const WorkerRecord& worker) {
+  if (!IsBusy(worker.phase) || worker.stats_job.empty() ||
+      worker.stats_job != worker.info.job_id() || worker.stats_attempt != worker.info.attempt()) {
+    return nullptr;
+  }
+  return &worker.stats;
+}
+
 void Membership::CollectMetrics() {
+  // Own step times (without the all-reduce) of each running attempt's ranks.
+  std::map<std::pair<std::string, int>, std::vector<double>> own_seconds;
+  for (const auto& [id, worker] : workers_) {
+    if (const tecl::v1::RankStats* stats = CurrentStats(worker)) {
+      own_seconds[{worker.info.job_id(), worker.info.attempt()}].push_back(
+          OwnStepSeconds(stats->step_seconds(), stats->allreduce_seconds()));
+    }
+  }
+  int stragglers = 0;
+  for (const auto& [attempt, seconds] : own_seconds) {
+    for (bool slow : FindStragglers(seconds, options_.straggler_factor)) stragglers += slow;
+  }
+  stragglers_->Add({}).Set(stragglers);
   std::map<std::pair<std::string, std::string>, int> counts;
   for (const char* kind : {"trainer", "dataloader"}) {
     for (const char* state : {"idle", "busy", "lost"}) counts[{kind, state}] = 0;

@@ -32,6 +32,7 @@
 #include "services/common/metrics.h"
 #include "services/coordinator/manager/state_host.h"
 #include "services/coordinator/scheduler/gang_scheduler.h"
+#include "services/coordinator/state/stragglers.h"
 #include "services/coordinator/state/worker_state.h"
 #include "tecl/v1/coordinator.pb.h"
 #include "tecl/v1/job.pb.h"
@@ -45,6 +46,9 @@ struct MembershipOptions {
   absl::Duration heartbeat_timeout = absl::Seconds(30);
   // Lost workers are listed this long, then forgotten.
   absl::Duration lost_worker_retention = absl::Hours(1);
+  // A running rank whose own step time (without the all-reduce) exceeds this times its job's
+  // other ranks' median counts in tecl_coordinator_straggler_ranks (state/stragglers.h).
+  double straggler_factor = kDefaultStragglerFactor;
 };
 
 // One registered worker. `info.state`, `info.job_id`, `attempt` and `rank` follow `phase`.
@@ -57,6 +61,11 @@ struct WorkerRecord {
   bool confirmed = true;
   std::string stop_reason;                   // Why it was told to stop (STOPPING).
   absl::Duration busy_timeout;               // Its job's heartbeat timeout while busy.
+  // A running trainer's latest report, of (stats_job, stats_attempt); listed only while it still
+  // works on that attempt.
+  tecl::v1::RankStats stats;
+  std::string stats_job;
+  int stats_attempt = 0;
 
   const std::string& id() const { return info.id(); }
   // "trainer trainer-1a2b3c4d on host-1"
@@ -112,7 +121,7 @@ class Membership {
   // attempt, a dataloader).
   absl::Status CheckRendezvousCaller(const std::string& session, const std::string& job_id,
                                      int attempt) const;
-  // Unspecified kind = all; by id.
+  // Unspecified kind = all; by id. Running trainers carry their latest RankStats.
   std::vector<tecl::v1::WorkerInfo> List(tecl::v1::WorkerKind kind) const;
 
   // ---- Under the host's lock ----
@@ -147,6 +156,8 @@ class Membership {
   std::string NewWorkerId(tecl::v1::WorkerKind kind);
   void WriteRows(Change& change);
   void CollectMetrics();
+  // The worker's stats when they belong to the attempt it works on now, else null.
+  static const tecl::v1::RankStats* CurrentStats(const WorkerRecord& worker);
 
   const MembershipOptions options_;
   StateHost* const host_;
@@ -159,6 +170,7 @@ class Membership {
 
   metrics::Family<metrics::Gauge>* workers_gauge_ = nullptr;
   metrics::Family<metrics::Gauge>* heartbeat_age_ = nullptr;
+  metrics::Family<metrics::Gauge>* stragglers_ = nullptr;
   std::map<std::string, std::string> heartbeat_age_workers_;  // id -> kind, of the last collection.
 };
 

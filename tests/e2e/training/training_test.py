@@ -4,7 +4,8 @@ One cluster (coordinator, 3 dataloaders, 3 trainers; every process real, on 127.
 2-rank tiny3d jobs on a synthetic motion data set, in order:
   1. a clean run: SUCCEEDED at its target step, checkpoints registered, the encoder exported;
      `teclctl export` writes its newest and an older step's encoder, which PyTorch loads;
-  2. a trainer killed with SIGKILL mid-run (a spare trainer is free): the job goes RECOVERING,
+  2. a trainer killed with SIGKILL mid-run (a spare trainer is free; before, `teclctl top` shows
+     both ranks' step times): the job goes RECOVERING,
      re-gangs, resumes from its newest checkpoint and reaches its target step; from the events,
      no step is trained twice into the final model beyond one checkpoint interval;
   3. a dataloader killed with SIGKILL mid-run (a spare dataloader is free): the same.
@@ -124,6 +125,12 @@ assert scripted(torch.randn(1, 3, 8, 64, 64)).shape == (1, 256)
         self.cluster.wait(job_id, lambda j: step_of(j) >= INTERVAL + 5, "step 15", timeout=300)
         victim = self.cluster.trainer_running(job_id, 1, 1)
         self.assertIsNotNone(victim, self.cluster.logs())
+        # teclctl top shows both running ranks with their step times from their heartbeats.
+        top = self.cluster.run("top", "--once").stdout
+        rows = [line.split() for line in top.splitlines() if line.startswith(f"{job_id}/1 ")]
+        self.assertEqual([row[1] for row in rows], ["0", "1"], top)
+        for row in rows:
+            self.assertRegex(" ".join(row), r" \d+ ms \d+\.\d\d \d+ ms \d+% \d+% ", top)
         killed_at = step_of(self.cluster.job(job_id))
         self.cluster.kill(victim)
         self.assert_recovered(job_id, killed_at, 60)

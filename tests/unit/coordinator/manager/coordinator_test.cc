@@ -455,6 +455,58 @@ TEST_F(CoordinatorTest, RunningOnceEveryRankTrains) {
   EXPECT_THAT(Get(id).reason(), HasSubstr("all 2 rank(s) are training"));
 }
 
+// Each running rank's latest step time, data wait and all-reduce time are listed with its worker
+// (teclctl top); a rank past 1.5x the others' median counts as a straggler until it catches up,
+// and stats of an attempt the worker no longer runs are not listed.
+TEST_F(CoordinatorTest, RunningRanksReportTheirStepTimesAndStragglersAreCounted) {
+  const std::string id = SubmitOk(Spec(3, 1));
+  for (int i = 0; i < 3; ++i) {
+    Trainer();
+    Loader();
+  }
+  coordinator_->Tick();
+  std::vector<std::string> ranks;
+  for (int r = 0; r < 3; ++r) ranks.push_back(Get(id).ranks(r).worker_id());
+  for (const std::string& w : ranks) StartRank(w);
+  auto beat = [&](int rank, double step_seconds) {
+    tecl::v1::HeartbeatRequest request;
+    request.set_worker_id(ranks[rank]);
+    request.set_status(tecl::v1::TRAINER_STATUS_RUNNING);
+    request.set_job_id(id);
+    request.set_attempt(1);
+    request.set_rank(rank);
+    request.mutable_progress()->set_step(40 + rank);
+    request.set_step_seconds(step_seconds);
+    request.set_data_wait_seconds(step_seconds / 4);
+    request.set_allreduce_seconds(0.01);
+    std::optional<absl::StatusOr<HeartbeatResponse>> result;
+    coordinator_->membership().Heartbeat(request, sessions_[ranks[rank]],
+                                         [&](auto r) { result = std::move(r); });
+    ASSERT_TRUE(result.has_value() && result->ok());
+  };
+  EXPECT_THAT(registry_->Serialize(), HasSubstr("tecl_coordinator_straggler_ranks 0"));
+  beat(0, 0.20);
+  beat(1, 0.22);
+  beat(2, 0.50);
+  const tecl::v1::RankStats stats = Worker(ranks[2]).rank_stats();
+  EXPECT_EQ(stats.step(), 42);
+  EXPECT_DOUBLE_EQ(stats.step_seconds(), 0.50);
+  EXPECT_DOUBLE_EQ(stats.data_wait_seconds(), 0.125);
+  EXPECT_DOUBLE_EQ(stats.allreduce_seconds(), 0.01);
+  EXPECT_GT(stats.updated_unix_ms(), 0);
+  EXPECT_THAT(registry_->Serialize(), HasSubstr("tecl_coordinator_straggler_ranks 1"));
+  beat(2, 0.25);  // Caught up.
+  EXPECT_THAT(registry_->Serialize(), HasSubstr("tecl_coordinator_straggler_ranks 0"));
+  // Idle workers and dataloaders carry no stats; nor does a worker once its attempt ended.
+  ASSERT_TRUE(Cancel(id).ok());
+  for (int r = 0; r < 3; ++r) {
+    ASSERT_TRUE(Report(ranks[r], id, 1, r, tecl::v1::OUTCOME_STOPPED).ok());
+  }
+  for (const auto& w : coordinator_->membership().List(tecl::v1::WORKER_KIND_UNSPECIFIED)) {
+    EXPECT_FALSE(w.has_rank_stats()) << w.id();
+  }
+}
+
 TEST_F(CoordinatorTest, RankZeroProgressIsTheJobsAndIsPersistedAtABoundedRate) {
   const std::string id = SubmitOk(Spec(2, 1));
   Trainer();
