@@ -214,6 +214,9 @@ TEST_F(BatchStreamTest, AStalledLoaderIsDroppedAndTheRestServeItsSteps) {
   stops.block_after = 2;  // Steps 0 and 2, then silence.
   BatchStreamOptions options = Options(12);
   options.stall_timeout = absl::Milliseconds(300);
+  // Long enough that the dropped loader is not tried again before the stream ends, however slowly
+  // this test's threads are scheduled (with the 5 ms default a busy machine let it back in).
+  options.reconnect_backoff = absl::Seconds(60);
   BatchStream stream(options, {"a:1", "b:1"}, Loaders({{"a:1", stops}, {"b:1", {}}}));
   absl::Status end;
   EXPECT_EQ(Drain(stream, &end), Range(12));  // Nothing lost, nothing repeated.
@@ -235,6 +238,7 @@ TEST_F(BatchStreamTest, AColdLoaderGetsTheStartTimeout) {
   BatchStreamOptions options = Options(4);
   options.stall_timeout = absl::Milliseconds(150);
   options.start_timeout = absl::Milliseconds(600);
+  options.reconnect_backoff = absl::Seconds(60);  // Dropped for the rest of the test.
   BatchStream stream(options, {"a:1", "b:1"}, Loaders({{"a:1", silent}, {"b:1", {}}}));
   const absl::Time start = absl::Now();
   absl::StatusOr<tecl::v1::ClipBatch> first = stream.Next();  // Step 0 is a's.
