@@ -4,11 +4,8 @@
 #include <torch/serialize.h>
 #include <torch/torch.h>
 
-#include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
-#include <unistd.h>
 #include <vector>
 
 #include "services/worker/model/error.h"
@@ -19,28 +16,6 @@ namespace tecl::worker::core {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Writes `bytes` to a temporary file beside `path`, flushes it and renames it over `path`.
-void WriteAtomically(const std::string& path, const std::vector<char>& bytes) {
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out) {
-      std::error_code ignored;
-      fs::remove(tmp, ignored);
-      throw Error(ErrorCode::kUnavailable, "export " + path + ": cannot write " + tmp +
-                                               " (does the folder exist and is it writable?)");
-    }
-  }
-  std::error_code error;
-  fs::rename(tmp, path, error);
-  if (error) {
-    fs::remove(tmp, error);
-    throw Error(ErrorCode::kUnavailable, "export " + path + ": cannot rename " + tmp + " to it");
-  }
-}
 
 std::vector<char> StateDictBytes(Backbone& backbone, int64_t* tensors) {
   c10::Dict<std::string, at::Tensor> dict;
@@ -150,7 +125,7 @@ ExportedModel ExportModel(const ExportSource& source, ExportFormat format,
                     " is a torchvision model: export it with --format torch and load it into "
                     "torchvision.models.video." + exported.backbone + "()");
   }
-  WriteAtomically(out_path, bytes);
+  WriteFileAtomically(out_path, {{bytes.data(), bytes.size()}});
   return exported;
 }
 

@@ -12,8 +12,8 @@
 // Inputs of both are the clips as NormalizeClips makes them: RGB in [0, 1] normalised with the
 // ImageNet mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225).
 //
-// The output is written to a temporary file beside `out_path` and renamed: a reader never sees
-// half a file. Errors: Error(kNotFound) no such encoder or step; Error(kDataLoss) a corrupt
+// The output is written atomically (WriteFileAtomically: a temporary file beside `out_path`,
+// fsync, rename): a reader never sees half a file. Errors: Error(kNotFound) no such encoder or step; Error(kDataLoss) a corrupt
 // file or a checksum other than the expected one; Error(kInvalidArgument) a format the backbone
 // does not support; Error(kUnavailable) the output cannot be written.
 #ifndef TECL_SERVICES_WORKER_TRAIN_MODEL_EXPORT_H_

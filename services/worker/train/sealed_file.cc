@@ -96,8 +96,8 @@ std::string StepDigits(int64_t step) {
 
 }  // namespace
 
-WrittenFile WriteSealedFile(const std::string& path, SealedKind kind,
-                            const std::vector<char>& payload, Env* env) {
+void WriteFileAtomically(const std::string& path, const std::vector<ByteRange>& parts,
+                         Env* env) {
   const std::filesystem::path target(path);
   const std::string dir = target.has_parent_path() ? target.parent_path().string() : ".";
   if (const std::error_code error = env->CreateDirs(dir)) {
@@ -107,15 +107,6 @@ WrittenFile WriteSealedFile(const std::string& path, SealedKind kind,
   }
   const std::string temp =
       (std::filesystem::path(dir) / ("." + target.filename().string() + kTempSuffix)).string();
-
-  const Sha256Digest digest = ComputeSha256(payload.data(), payload.size());
-  char header[kSealedHeaderSize];
-  std::memcpy(header, kMagic, sizeof(kMagic));
-  PutLe(header + 8, kSealedFormatVersion, 4);
-  PutLe(header + 12, static_cast<uint32_t>(kind), 4);
-  PutLe(header + 16, payload.size(), 8);
-  std::memcpy(header + 24, digest.data(), digest.size());
-
   std::unique_ptr<WritableFile> file;
   if (const std::error_code error = env->NewWritableFile(temp, &file)) {
     FailIo(path, Cat("cannot create ", temp), error);
@@ -126,8 +117,10 @@ WrittenFile WriteSealedFile(const std::string& path, SealedKind kind,
     env->RemoveFile(temp);
     FailIo(path, what, error);
   };
-  std::error_code error = file->Append(header, sizeof(header));
-  if (!error) error = file->Append(payload.data(), payload.size());
+  std::error_code error;
+  for (const ByteRange& part : parts) {
+    if (!error) error = file->Append(part.data, part.size);
+  }
   if (error) abandon("write failed", error);
   if ((error = file->Sync())) abandon("fsync failed", error);
   if ((error = file->Close())) abandon("close failed", error);
@@ -137,6 +130,18 @@ WrittenFile WriteSealedFile(const std::string& path, SealedKind kind,
     FailIo(path, "rename of the temporary file failed", error);
   }
   if ((error = env->SyncDir(dir))) FailIo(path, "fsync of the folder failed", error);
+}
+
+WrittenFile WriteSealedFile(const std::string& path, SealedKind kind,
+                            const std::vector<char>& payload, Env* env) {
+  const Sha256Digest digest = ComputeSha256(payload.data(), payload.size());
+  char header[kSealedHeaderSize];
+  std::memcpy(header, kMagic, sizeof(kMagic));
+  PutLe(header + 8, kSealedFormatVersion, 4);
+  PutLe(header + 12, static_cast<uint32_t>(kind), 4);
+  PutLe(header + 16, payload.size(), 8);
+  std::memcpy(header + 24, digest.data(), digest.size());
+  WriteFileAtomically(path, {{header, sizeof(header)}, {payload.data(), payload.size()}}, env);
 
   WrittenFile written;
   written.path = path;

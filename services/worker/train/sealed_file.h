@@ -55,6 +55,16 @@ struct WrittenFile {
 WrittenFile WriteSealedFile(const std::string& path, SealedKind kind,
                             const std::vector<char>& payload, Env* env = Env::Default());
 
+// The atomic write under WriteSealedFile, for any bytes (the model exports): `parts` one after
+// the other to a hidden temporary file beside `path`, fsync, close, rename over `path`, fsync of
+// the folder (created if needed). Same errors as WriteSealedFile.
+struct ByteRange {
+  const char* data;
+  size_t size;
+};
+void WriteFileAtomically(const std::string& path, const std::vector<ByteRange>& parts,
+                         Env* env = Env::Default());
+
 struct SealedFile {
   SealedKind kind = SealedKind::kCheckpoint;
   std::vector<char> payload;
