@@ -1,22 +1,30 @@
 #include "services/coordinator/state/stragglers.h"
 
 #include <algorithm>
+#include <cstddef>
 
 namespace tecl::coordinator {
 
 std::vector<bool> FindStragglers(const std::vector<double>& own_seconds, double factor) {
   std::vector<bool> flags(own_seconds.size(), false);
+  // The reporting ranks' times, sorted once: O(n log n) for a job of any size (this runs under
+  // the coordinator's lock at every scrape).
+  std::vector<double> sorted;
+  for (double t : own_seconds) {
+    if (t > 0) sorted.push_back(t);
+  }
+  if (sorted.size() < 2) return flags;
+  std::sort(sorted.begin(), sorted.end());
+  const size_t n = sorted.size() - 1;  // The others of any one rank.
   for (size_t i = 0; i < own_seconds.size(); ++i) {
-    if (!(own_seconds[i] > 0)) continue;
-    std::vector<double> others;
-    for (size_t j = 0; j < own_seconds.size(); ++j) {
-      if (j != i && own_seconds[j] > 0) others.push_back(own_seconds[j]);
-    }
-    if (others.empty()) continue;
-    std::sort(others.begin(), others.end());
-    const size_t n = others.size();
-    const double median = n % 2 == 1 ? others[n / 2] : (others[n / 2 - 1] + others[n / 2]) / 2;
-    flags[i] = own_seconds[i] > factor * median;
+    const double t = own_seconds[i];
+    if (!(t > 0)) continue;
+    // The k-th smallest of the others: `sorted` without one entry equal to t.
+    const size_t skip = static_cast<size_t>(
+        std::lower_bound(sorted.begin(), sorted.end(), t) - sorted.begin());
+    auto other = [&](size_t k) { return sorted[k < skip ? k : k + 1]; };
+    const double median = n % 2 == 1 ? other(n / 2) : (other(n / 2 - 1) + other(n / 2)) / 2;
+    flags[i] = t > factor * median;
   }
   return flags;
 }
