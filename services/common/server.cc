@@ -256,6 +256,10 @@ void GrpcServer::Shutdown(absl::Duration grace) {
 GrpcServer::~GrpcServer() { Shutdown(absl::ZeroDuration()); }
 
 void BlockTerminationSignals() {
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  sigemptyset(&ignore.sa_mask);
+  sigaction(SIGPIPE, &ignore, nullptr);
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);

@@ -108,7 +108,8 @@ class GrpcServer {
 };
 
 // Blocks SIGTERM and SIGINT in the calling thread and every thread created after it, so that
-// WaitForTerminationSignal can receive them. Call first in main.
+// WaitForTerminationSignal can receive them, and ignores SIGPIPE (a write to a peer that went
+// away fails with EPIPE instead of ending the process). Call first in main.
 void BlockTerminationSignals();
 // Blocks until SIGTERM or SIGINT arrives; returns the signal number.
 int WaitForTerminationSignal();

@@ -1,5 +1,6 @@
 #include "services/worker/dist/process_group_factory.h"
 
+#include <signal.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 
@@ -116,6 +117,13 @@ std::string NcclImplementationCompiledIn() {
 #endif
 }
 
+void IgnoreBrokenPipes() {
+  struct sigaction action {};
+  action.sa_handler = SIG_IGN;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGPIPE, &action, nullptr);
+}
+
 void ValidateGroupOptions(const GroupOptions& options) {
   if (options.world_size < 1) {
     throw std::invalid_argument("process group: world_size " + std::to_string(options.world_size) +
@@ -154,6 +162,7 @@ std::shared_ptr<Communicator> CreateCommunicator(const c10::intrusive_ptr<c10d::
                                                  const GroupOptions& options) {
   ValidateGroupOptions(options);
   if (!store) throw std::invalid_argument("process group: store is null");
+  IgnoreBrokenPipes();
   if (options.backend == Backend::kGloo) return CreateGloo(store, options);
 #if TECL_DIST_TORCH_NCCL
   if (options.nccl != NcclImplementation::kDirect) return CreateTorchNccl(store, options);

@@ -61,6 +61,10 @@ Backend ParseBackend(const std::string& name);
 // "nccl", or "" when neither is compiled in).
 std::string NcclImplementationCompiledIn();
 
+// Makes writes to a closed socket or pipe fail with EPIPE instead of raising SIGPIPE, for the
+// whole process. Idempotent; safe to call from any thread.
+void IgnoreBrokenPipes();
+
 // Throws std::invalid_argument naming the bad field (rank outside [0, world_size), world size < 1,
 // non-positive timeout, NCCL requested without NCCL compiled in).
 void ValidateGroupOptions(const GroupOptions& options);
@@ -68,6 +72,9 @@ void ValidateGroupOptions(const GroupOptions& options);
 // Forms the group. Blocks until all world_size ranks called it with the same store (at most the
 // store's timeout and options.timeout). Throws std::invalid_argument for bad options and
 // CollectiveError when forming fails (a rank never came, the store failed, NCCL init failed).
+// Sets SIGPIPE to ignored for the whole process first (IgnoreBrokenPipes): Gloo and the store
+// write to peers' sockets with plain write/writev, and a peer that died mid-step must fail the
+// survivor's collective with CollectiveError, not kill the survivor with SIGPIPE.
 std::shared_ptr<Communicator> CreateCommunicator(const c10::intrusive_ptr<c10d::Store>& store,
                                                  const GroupOptions& options);
 

@@ -1,5 +1,7 @@
 // GrpcServer, authentication and the metrics endpoint on real servers bound to 127.0.0.1:0.
 #include <grpcpp/grpcpp.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -270,6 +272,31 @@ TEST_F(ServerTest, AnOversizedRequestIsResourceExhaustedBeforeTheHandler) {
 
 // A process that serves nothing but health (a trainer) has nothing to guard: it starts without
 // credentials, answers health checks and refuses other methods with UNIMPLEMENTED.
+// A service whose client or peer went away must see EPIPE on its next write, not die of SIGPIPE.
+TEST(ProcessSignalsDeathTest, BlockTerminationSignalsMakesABrokenPipeAnError) {
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  auto write_to_broken_pipe = [] {
+    int fds[2];
+    if (pipe(fds) != 0) _exit(2);
+    close(fds[0]);
+    const ssize_t n = write(fds[1], "x", 1);
+    _exit(n == -1 && errno == EPIPE ? 0 : 1);
+  };
+  EXPECT_EXIT(
+      {
+        signal(SIGPIPE, SIG_DFL);
+        write_to_broken_pipe();
+      },
+      ::testing::KilledBySignal(SIGPIPE), "");
+  EXPECT_EXIT(
+      {
+        signal(SIGPIPE, SIG_DFL);
+        BlockTerminationSignals();
+        write_to_broken_pipe();
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
 TEST(HealthOnlyServerTest, ServesHealthAndRefusesEverythingElse) {
   metrics::Registry registry;
   ServerOptions options;

@@ -1,5 +1,9 @@
 #include "services/worker/dist/process_group_factory.h"
 
+#include <errno.h>
+#include <signal.h>
+#include <unistd.h>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/csrc/distributed/c10d/HashStore.hpp>
@@ -75,6 +79,37 @@ TEST(ProcessGroupFactoryTest, GlooGroupOfOneWorks) {
   comm->AllReduceAverage(t)->Wait(comm->timeout());
   EXPECT_EQ(t.item<float>(), 4.0f);
   comm->Barrier();
+}
+
+// Writes one byte into a pipe whose reader is gone; exits 0 when the write failed with EPIPE.
+[[noreturn]] void WriteToABrokenPipeAndExit() {
+  int fds[2];
+  if (pipe(fds) != 0) _exit(2);
+  close(fds[0]);
+  const ssize_t n = write(fds[1], "x", 1);
+  _exit(n == -1 && errno == EPIPE ? 0 : 1);
+}
+
+// Gloo writes to its peers with plain writev: without this, a rank whose peer died mid-step was
+// killed by SIGPIPE instead of failing its collective with CollectiveError.
+TEST(ProcessGroupFactoryDeathTest, FormingAGroupMakesABrokenPipeAnErrorNotASignal) {
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  EXPECT_EXIT(
+      {
+        signal(SIGPIPE, SIG_DFL);
+        WriteToABrokenPipeAndExit();
+      },
+      ::testing::KilledBySignal(SIGPIPE), "");
+  EXPECT_EXIT(
+      {
+        signal(SIGPIPE, SIG_DFL);
+        GroupOptions options;
+        options.gloo_hostname = "127.0.0.1";
+        options.timeout = 5s;
+        CreateCommunicator(c10::make_intrusive<c10d::HashStore>(), options);
+        WriteToABrokenPipeAndExit();
+      },
+      ::testing::ExitedWithCode(0), "");
 }
 
 TEST(ProcessGroupFactoryTest, AMissingRankFailsGroupFormationWithCollectiveError) {
