@@ -62,6 +62,9 @@ class CoordinatorClient {
   virtual absl::StatusOr<std::vector<tecl::v1::JobEvent>> ListEvents(const std::string& job_id,
                                                                      int64_t after_seq,
                                                                      int limit) = 0;
+  // One page of the job's trainer log lines (JobService.GetJobLogs).
+  virtual absl::StatusOr<tecl::v1::GetJobLogsResponse> GetJobLogs(
+      const tecl::v1::GetJobLogsRequest& request) = 0;
   // Calls `on_update` with every message of the job's watch stream until the stream ends: OK after
   // the job's terminal message; CANCELLED when `on_update` returned false; DEADLINE_EXCEEDED after
   // `timeout` (zero = no deadline); the stream's error otherwise. Blocks.

@@ -106,6 +106,12 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
     return std::vector<JobEvent>(response->events().begin(), response->events().end());
   }
 
+  absl::StatusOr<GetJobLogsResponse> GetJobLogs(const GetJobLogsRequest& request) override {
+    if (absl::Status s = Missing(jobs_, "JobService"); !s.ok()) return s;
+    return Unary<GetJobLogsResponse>(
+        options_.rpc_timeout, [&](auto* c, auto* r) { return jobs_->GetJobLogs(c, request, r); });
+  }
+
   absl::Status WatchJob(const std::string& job_id, int64_t after_seq, absl::Duration timeout,
                         const std::function<bool(const WatchJobResponse&)>& on_update) override {
     if (absl::Status s = Missing(jobs_, "JobService"); !s.ok()) return s;

@@ -4,11 +4,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <vector>
 
 namespace tecl {
 namespace {
@@ -24,6 +26,8 @@ LogSeverity InitialLevel() {
 std::atomic<int> g_min_level{static_cast<int>(InitialLevel())};
 std::mutex g_tag_mu;
 std::string* g_tag = new std::string();
+std::mutex g_sinks_mu;
+std::vector<LogSink*>* g_sinks = new std::vector<LogSink*>();
 
 const char* Basename(const char* path) {
   const char* slash = std::strrchr(path, '/');
@@ -63,6 +67,16 @@ void SetLogTag(const std::string& tag) {
   *g_tag = tag;
 }
 
+void AddLogSink(LogSink* sink) {
+  std::lock_guard<std::mutex> lock(g_sinks_mu);
+  g_sinks->push_back(sink);
+}
+
+void RemoveLogSink(LogSink* sink) {
+  std::lock_guard<std::mutex> lock(g_sinks_mu);
+  g_sinks->erase(std::remove(g_sinks->begin(), g_sinks->end(), sink), g_sinks->end());
+}
+
 namespace internal {
 
 LogMessage::LogMessage(const char* file, int line, LogSeverity severity) : severity_(severity) {
@@ -88,6 +102,12 @@ LogMessage::~LogMessage() {
   // One write(2) keeps concurrent lines whole.
   ssize_t ignored = ::write(STDERR_FILENO, text.data(), text.size());
   (void)ignored;
+  {
+    std::lock_guard<std::mutex> lock(g_sinks_mu);
+    for (LogSink* sink : *g_sinks) {
+      sink->Send(severity_, absl::string_view(text.data(), text.size() - 1));
+    }
+  }
   if (severity_ == LogSeverity::kFatal) std::abort();
 }
 

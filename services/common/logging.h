@@ -6,8 +6,9 @@
 //                                         // network or a data file.
 //
 // A line is `I1124 15:20:41.123456 12345 file.cc:42] message`, written with one write(2) so lines
-// from threads and processes do not interleave. Thread-safe. The threshold comes from
-// SetMinLogLevel() or the TECL_LOG_LEVEL environment variable (INFO, WARNING, ERROR).
+// from threads and processes do not interleave, then handed to every LogSink (a trainer's sink
+// forwards its job's lines to the coordinator for `teclctl logs`). Thread-safe. The threshold
+// comes from SetMinLogLevel() or the TECL_LOG_LEVEL environment variable (INFO, WARNING, ERROR).
 #ifndef TECL_SERVICES_COMMON_LOGGING_H_
 #define TECL_SERVICES_COMMON_LOGGING_H_
 
@@ -29,6 +30,18 @@ void SetLogTag(const std::string& tag);
 // \xNN, so that text from a request cannot start a forged log line or hide one. Every log line
 // goes through it.
 std::string EscapeControlCharacters(absl::string_view text);
+
+// Receives every line logged from AddLogSink until RemoveLogSink, escaped and without the
+// newline, on the thread that logged it (under the logger's sink lock: a sink must be quick and
+// must not log).
+class LogSink {
+ public:
+  virtual ~LogSink() = default;
+  virtual void Send(LogSeverity severity, absl::string_view line) = 0;
+};
+void AddLogSink(LogSink* sink);
+// Once it returns, `sink` gets no more lines and may be destroyed.
+void RemoveLogSink(LogSink* sink);
 
 namespace internal {
 

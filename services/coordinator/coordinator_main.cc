@@ -35,6 +35,10 @@ ABSL_FLAG(int, max_bypasses, kDefaults.coordinator.attempts.scheduler.max_bypass
 ABSL_FLAG(std::string, advertise_address, "", "host:port of the rendezvous given to trainers");
 ABSL_FLAG(int, store_max_group, kDefaults.store.max_group_batches,
           "Most writes sharing one fsync'ed commit (1 = no grouping)");
+ABSL_FLAG(int64_t, log_tail_bytes_per_job, kDefaults.coordinator.logs.max_bytes_per_job,
+          "Newest trainer log bytes kept per job for teclctl logs (memory)");
+ABSL_FLAG(int, log_tail_jobs, kDefaults.coordinator.logs.max_jobs,
+          "Jobs whose trainer log tails are kept (the least recently written is dropped)");
 ABSL_FLAG(std::string, port_file, "", "Write the bound host:port here once serving");
 
 int main(int argc, char** argv) {
@@ -67,6 +71,13 @@ int main(int argc, char** argv) {
   config.coordinator.attempts.scheduler.max_bypasses = absl::GetFlag(FLAGS_max_bypasses);
   config.coordinator.attempts.coordinator_address = absl::GetFlag(FLAGS_advertise_address);
   config.store.max_group_batches = absl::GetFlag(FLAGS_store_max_group);
+  config.coordinator.logs.max_bytes_per_job = absl::GetFlag(FLAGS_log_tail_bytes_per_job);
+  config.coordinator.logs.max_jobs = absl::GetFlag(FLAGS_log_tail_jobs);
+  if (config.coordinator.logs.max_bytes_per_job < 4096 || config.coordinator.logs.max_jobs < 1) {
+    TECL_LOG(ERROR) << "--log_tail_bytes_per_job must be at least 4096 and --log_tail_jobs at "
+                    << "least 1 (they bound the memory held for teclctl logs)";
+    return 2;
+  }
   auto server = tecl::coordinator::CoordinatorServer::Start(config);
   if (!server.ok()) {
     TECL_LOG(ERROR) << "cannot start: " << server.status().message();

@@ -111,6 +111,12 @@ absl::StatusOr<std::vector<tecl::v1::JobEvent>> FakeCoordinatorClient::ListEvent
   return coordinator_->jobs().ListEvents(job_id, after_seq, limit);
 }
 
+absl::StatusOr<tecl::v1::GetJobLogsResponse> FakeCoordinatorClient::GetJobLogs(
+    const tecl::v1::GetJobLogsRequest& request) {
+  if (absl::Status s = Enter("GetJobLogs"); !s.ok()) return s;
+  return coordinator_->GetJobLogs(request);
+}
+
 absl::Status FakeCoordinatorClient::WatchJob(
     const std::string& job_id, int64_t after_seq, absl::Duration timeout,
     const std::function<bool(const tecl::v1::WatchJobResponse&)>& on_update) {

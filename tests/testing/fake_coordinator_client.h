@@ -45,6 +45,8 @@ class FakeCoordinatorClient final : public CoordinatorClient {
   absl::StatusOr<std::vector<tecl::v1::JobEvent>> ListEvents(const std::string& job_id,
                                                              int64_t after_seq,
                                                              int limit) override;
+  absl::StatusOr<tecl::v1::GetJobLogsResponse> GetJobLogs(
+      const tecl::v1::GetJobLogsRequest& request) override;
   absl::Status WatchJob(
       const std::string& job_id, int64_t after_seq, absl::Duration timeout,
       const std::function<bool(const tecl::v1::WatchJobResponse&)>& on_update) override;

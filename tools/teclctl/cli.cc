@@ -32,6 +32,7 @@
 #include "services/common/auth.h"
 #include "services/common/client_flags.h"
 #include "services/common/flags.h"
+#include "services/common/logging.h"
 #include "services/coordinator/spec/job_spec.h"
 #include "services/coordinator/state/job_state.h"
 #include "services/coordinator/state/stragglers.h"
@@ -43,7 +44,8 @@ extern char** environ;
 
 ABSL_FLAG(std::string, output, "text", "Output format: text or json (protobuf JSON)");
 ABSL_FLAG(bool, wait, false, "submit: wait for the job to finish, showing progress on stderr");
-ABSL_FLAG(bool, follow, false, "events: keep printing new events until the job finishes (-f)");
+ABSL_FLAG(bool, follow, false,
+          "events, logs: keep printing new events or lines until the job finishes (-f)");
 ABSL_FLAG(std::string, state, "",
           "list: only jobs in these states (comma-separated, e.g. running,pending)");
 ABSL_FLAG(int, limit, 50, "list: at most this many jobs, newest first (0 = all)");
@@ -69,6 +71,8 @@ ABSL_FLAG(std::string, format, "torch",
           "export: torch (a torch.save state dict with torchvision's names) or torchscript (tiny3d)");
 ABSL_FLAG(std::string, out, "", "export: the file to write");
 ABSL_FLAG(int64_t, step, 0, "export: the checkpoint step to export (0 = the newest)");
+ABSL_FLAG(int, rank, -1, "logs: only this rank's lines (-1 = every rank)");
+ABSL_FLAG(int, tail, 0, "logs: only the newest N lines (0 = every line the coordinator holds)");
 ABSL_FLAG(bool, random_init, false, "eval: evaluate a randomly initialised encoder of the job's backbone (the baseline)");
 
 namespace tecl::teclctl {
@@ -86,6 +90,7 @@ Commands:
   status ID                                   one job: state, progress, placement, results, spec
   cancel ID [--reason TEXT]                   stop a job and free its workers
   events ID [-f]                              a job's events; -f follows until it finishes
+  logs ID [--rank R] [--tail N] [-f]          a job's trainer logs; -f follows until it finishes
   workers                                     registered trainers and dataloaders
   top [--once]                                running ranks: step time, data wait, stragglers
   export JOB_ID --out FILE [--format F]       a job's encoder as a PyTorch state dict/TorchScript
@@ -149,6 +154,19 @@ freed. A job that already finished cannot be cancelled (exit 1).
 
 The job's events, oldest first: state changes with their reasons, checkpoints, lost workers.
   -f, --follow   keep printing new events until the job finishes
+)"},
+      {"logs", R"(teclctl logs ID [--rank R] [--tail N] [-f|--follow] [--timeout D]
+
+The job's trainer log lines, oldest first, each prefixed with its rank and attempt. Trainers send
+what they log while they run a job to the coordinator with their heartbeats, so this works from
+anywhere the coordinator is reachable, with no access to the trainers' machines, and still shows
+the last lines of a trainer that died. The coordinator holds the newest 8 MiB per job, in memory
+(a restarted coordinator starts afresh; the trainers' own stderr keeps everything).
+  --rank R       only rank R's lines
+  --tail N       only the newest N lines
+  -f, --follow   keep printing new lines until the job finishes (polls every second)
+  --timeout D    with -f: give up after D (exit 1)
+With --output json each line is a LogLine in protobuf JSON (its text is base64, as bytes are).
 )"},
       {"workers", R"(teclctl workers
 
@@ -259,6 +277,7 @@ class Cli {
   int Status(const std::string& id);
   int Cancel(const std::string& id);
   int Events(const std::string& id);
+  int Logs(const std::string& id);
   int Workers();
   int Export(const std::string& id);
   int Top();
@@ -326,6 +345,10 @@ int Cli::Dispatch(const std::vector<std::string>& args, const std::vector<std::s
     if (command == "status") return Status(args[2]);
     if (command == "cancel") return Cancel(args[2]);
     return Events(args[2]);
+  }
+  if (command == "logs") {
+    if (int rc = need(1, "one job id: teclctl logs JOB_ID [--rank R] [-f]"); rc) return rc;
+    return Logs(args[2]);
   }
   if (command == "workers") {
     if (int rc = need(0, "no arguments"); rc) return rc;
@@ -716,6 +739,84 @@ int Cli::Events(const std::string& id) {
         std::cout << std::flush;
       },
       &final_job);
+}
+
+int Cli::Logs(const std::string& id) {
+  const int rank = absl::GetFlag(FLAGS_rank);
+  const int tail = absl::GetFlag(FLAGS_tail);
+  if (rank < -1) return Usage("--rank must be a rank (>= 0), or -1 for every rank");
+  if (tail < 0) return Usage("--tail must be >= 0 (0 = every line held)");
+  if (client() == nullptr) return Fail(client_error_, "logs");
+  const std::string what = absl::StrCat("logs ", id);
+  const bool follow = absl::GetFlag(FLAGS_follow);
+  const absl::Duration timeout = absl::GetFlag(FLAGS_timeout);
+  const absl::Time deadline =
+      timeout > absl::ZeroDuration() ? absl::Now() + timeout : absl::InfiniteFuture();
+  // After the job ended, lines logged as its ranks finished arrive with their next heartbeats.
+  constexpr absl::Duration kPoll = absl::Seconds(1);
+  constexpr absl::Duration kAfterEnd = absl::Seconds(3);
+  tecl::v1::GetJobLogsRequest request;
+  request.set_job_id(id);
+  if (rank >= 0) request.set_rank(rank);
+  request.set_tail(tail);
+  int64_t tail_id = 0;
+  absl::Time ended_at = absl::InfiniteFuture();
+  bool unreachable = false;
+  while (true) {
+    absl::StatusOr<tecl::v1::GetJobLogsResponse> page = client()->GetJobLogs(request);
+    if (!page.ok()) {
+      const bool transient = page.status().code() == absl::StatusCode::kUnavailable ||
+                             page.status().code() == absl::StatusCode::kDeadlineExceeded;
+      if (!follow || !transient || absl::Now() > deadline) return Fail(page.status(), what);
+      if (!unreachable) {
+        std::cerr << "teclctl: logs: the coordinator is unreachable (" << page.status().message()
+                  << "); retrying\n";
+      }
+      unreachable = true;
+      absl::SleepFor(kPoll);
+      continue;
+    }
+    unreachable = false;
+    if (tail_id != 0 && page->tail_id() != 0 && page->tail_id() != tail_id) {
+      // The coordinator restarted (or dropped this job's tail): its cursors start again.
+      std::cerr << "teclctl: logs: the coordinator's tail of " << id
+                << " started afresh; reading it from its start\n";
+      tail_id = page->tail_id();
+      request.set_after_cursor(0);
+      request.set_tail(0);
+      continue;
+    }
+    if (page->tail_id() != 0) tail_id = page->tail_id();
+    if (page->skipped() > 0) {
+      std::cerr << "teclctl: logs: " << page->skipped()
+                << " older lines are no longer held by the coordinator\n";
+    }
+    for (const tecl::v1::LogLine& line : page->lines()) {
+      if (json_) {
+        std::cout << ToJson(line);
+      } else {
+        std::cout << "[rank " << line.rank() << ", attempt " << line.attempt() << "] "
+                  << EscapeControlCharacters(line.text()) << "\n";
+      }
+    }
+    std::cout << std::flush;
+    request.set_after_cursor(page->next_cursor());
+    request.set_tail(0);
+    if (page->more()) continue;
+    if (!follow) return kExitOk;
+    const absl::Time now = absl::Now();
+    if (now >= ended_at + kAfterEnd) return kExitOk;
+    if (now > deadline) {
+      std::cerr << "teclctl: logs: gave up following " << id << " after "
+                << absl::FormatDuration(timeout) << "\n";
+      return kExitFailure;
+    }
+    if (ended_at == absl::InfiniteFuture()) {
+      absl::StatusOr<tecl::v1::Job> job = client()->GetJob(id);
+      if (job.ok() && coordinator::IsTerminal(job->state())) ended_at = now;
+    }
+    absl::SleepFor(kPoll);
+  }
 }
 
 int Cli::Workers() {

@@ -9,6 +9,7 @@ namespace tecl::coordinator {
 Coordinator::Coordinator(CoordinatorOptions options, JobStore* store, const Clock* clock,
                          Rendezvous* rendezvous, metrics::Registry* registry)
     : store_(store),
+      logs_(options.logs),
       host_(store, clock),
       jobs_(std::move(options.jobs), &host_, registry),
       membership_(options.membership, &host_, registry),
@@ -16,7 +17,26 @@ Coordinator::Coordinator(CoordinatorOptions options, JobStore* store, const Cloc
       attempts_(std::move(options.attempts), &host_, &jobs_, &membership_, &checkpoints_,
                 rendezvous, registry) {
   membership_.SetListener(&attempts_);
+  membership_.SetJobLogs(&logs_);
   jobs_.SetCreatedHook([this](const tecl::v1::Job& job) { attempts_.OnJobCreated(job); });
+}
+
+absl::StatusOr<tecl::v1::GetJobLogsResponse> Coordinator::GetJobLogs(
+    const tecl::v1::GetJobLogsRequest& request) const {
+  if (absl::Status found = jobs_.Get(request.job_id()).status(); !found.ok()) return found;
+  LogQuery query;
+  if (request.has_rank()) query.rank = request.rank();
+  query.after_cursor = request.after_cursor();
+  query.max_lines = request.max_lines() == 0 ? 1000 : request.max_lines();
+  query.tail = request.tail();
+  LogPage page = logs_.Read(request.job_id(), query);
+  tecl::v1::GetJobLogsResponse response;
+  for (auto& line : page.lines) *response.add_lines() = std::move(line);
+  response.set_next_cursor(page.next_cursor);
+  response.set_skipped(page.skipped);
+  response.set_more(page.more);
+  response.set_tail_id(page.tail_id);
+  return response;
 }
 
 absl::Status Coordinator::Restore() {

@@ -4,6 +4,7 @@
 //   Membership          workers, their state machine, heartbeats   (MembershipService)
 //   CheckpointRegistry  registered checkpoints, what attempts resume from
 //   AttemptController   placement, attempts, outcomes, recovery, cancel
+//   JobLogs             the trainers' log tails, filled from heartbeats (state/job_logs.h)
 //
 // It owns them, rebuilds their state from the store at start-up (Restore) and runs the periodic
 // work (Tick: heartbeat timeouts, progress persistence, scheduling). No gRPC types: the service
@@ -35,6 +36,7 @@ struct CoordinatorOptions {
   MembershipOptions membership;           // Heartbeat interval and timeout, lost worker retention.
   CheckpointRegistryOptions checkpoints;  // The default checkpoint root.
   AttemptControllerOptions attempts;      // Rendezvous address, scheduling policy.
+  JobLogsOptions logs;                    // Bounds of the jobs' log tails.
 };
 
 class Coordinator {
@@ -57,11 +59,18 @@ class Coordinator {
   Membership& membership() { return membership_; }
   CheckpointRegistry& checkpoints() { return checkpoints_; }
   AttemptController& attempts() { return attempts_; }
+  // Trainers' log lines by job (filled by Membership from heartbeats).
+  const JobLogs& logs() const { return logs_; }
+  // The page of a job's log tail `request` asks for (its fields checked by the caller).
+  // NOT_FOUND: no such job.
+  absl::StatusOr<tecl::v1::GetJobLogsResponse> GetJobLogs(
+      const tecl::v1::GetJobLogsRequest& request) const;
   // The store's first write failure (OK while healthy); changes are refused after one.
   absl::Status store_error() const { return host_.store_error(); }
 
  private:
   JobStore* const store_;
+  JobLogs logs_;  // Before membership_, which writes to it.
   StateHost host_;
   JobRegistry jobs_;
   Membership membership_;

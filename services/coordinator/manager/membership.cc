@@ -61,6 +61,17 @@ Membership::Membership(MembershipOptions options, StateHost* host, metrics::Regi
                      .Help("Running ranks whose step time without the all-reduce exceeds the "
                            "straggler factor times their job's other ranks' median.")
                      .Register(*registry);
+  log_lines_ = &metrics::BuildCounter()
+                    .Name("tecl_coordinator_log_lines_total")
+                    .Help("Trainer log lines from heartbeats: kept, lost (a trainer's buffer "
+                          "overflowed), refused (not of an assignment the trainer was given).")
+                    .Register(*registry);
+  for (const char* outcome : {"kept", "lost", "refused"}) log_lines_->Add({{"outcome", outcome}});
+  log_bytes_ = &metrics::BuildGauge()
+                    .Name("tecl_coordinator_log_tail_bytes")
+                    .Help("Memory held by the jobs' log tails (teclctl logs).")
+                    .Register(*registry)
+                    .Add({});
   host_->AddMetricsCollector(registry, [this] { CollectMetrics(); });
 }
 
@@ -119,6 +130,7 @@ void Membership::Heartbeat(const tecl::v1::HeartbeatRequest& request, const std:
         if (!found.ok()) return found.status();
         WorkerRecord& worker = **found;
         worker.last_heartbeat = host_->Now();
+        TakeLogLines(worker, request);
         if (!worker.confirmed) host_->RequestScheduling();  // Free for new work again.
         worker.confirmed = true;
         tecl::v1::HeartbeatResponse response;
@@ -264,6 +276,44 @@ void Membership::Assign(WorkerRecord& worker, const std::string& job_id, int att
   worker.info.set_attempt(attempt);
   worker.info.set_rank(rank);
   worker.busy_timeout = busy_timeout;
+  worker.log_grants.push_back({job_id, attempt, rank});
+  if (worker.log_grants.size() > kLogGrants) worker.log_grants.pop_front();
+}
+
+void Membership::TakeLogLines(WorkerRecord& worker, const tecl::v1::HeartbeatRequest& request) {
+  if (request.log_lines().empty()) return;
+  auto count = [&](const char* outcome, int64_t n) {
+    if (log_lines_ != nullptr && n > 0) log_lines_->Add({{"outcome", outcome}}).Increment(n);
+  };
+  for (const tecl::v1::LogLine& line : request.log_lines()) {
+    if (line.seq() <= worker.log_seq) continue;  // Sent again after a lost response.
+    const bool granted =
+        std::any_of(worker.log_grants.begin(), worker.log_grants.end(), [&](const LogGrant& g) {
+          return g.job_id == line.job_id() && g.attempt == line.attempt() && g.rank == line.rank();
+        });
+    // A gap after the first line taken: the trainer dropped lines it could not deliver.
+    const int64_t lost = worker.log_seq > 0 ? line.seq() - worker.log_seq - 1 : 0;
+    worker.log_seq = line.seq();
+    if (!granted) {
+      count("refused", 1);
+      continue;
+    }
+    if (logs_ == nullptr) continue;
+    if (lost > 0) {
+      tecl::v1::LogLine marker = line;
+      marker.set_text(absl::StrCat("[", lost, " log lines of ", worker.Describe(),
+                                   " were lost: its buffer overflowed while the coordinator "
+                                   "was unreachable]"));
+      marker.set_worker_id(worker.id());
+      logs_->Append(std::move(marker));
+      count("lost", lost);
+    }
+    tecl::v1::LogLine kept = line;
+    kept.set_worker_id(worker.id());
+    kept.clear_cursor();
+    logs_->Append(std::move(kept));
+    count("kept", 1);
+  }
 }
 
 void Membership::OrderStop(WorkerRecord& worker, const std::string& reason, Change& change) {
@@ -349,6 +399,9 @@ WorkerRecord& Membership::Restore(tecl::v1::WorkerInfo info, WorkerPhase phase,
       worker.info.clear_rank();
     }
   }
+  if (IsBusy(phase) && !worker.info.job_id().empty()) {
+    worker.log_grants.push_back({worker.info.job_id(), worker.info.attempt(), worker.info.rank()});
+  }
   return worker;
 }
 
@@ -396,6 +449,7 @@ void Membership::CollectMetrics() {
     for (bool slow : FindStragglers(seconds, options_.straggler_factor)) stragglers += slow;
   }
   stragglers_->Add({}).Set(stragglers);
+  if (logs_ != nullptr) log_bytes_->Set(static_cast<double>(logs_->bytes()));
   std::map<std::pair<std::string, std::string>, int> counts;
   for (const char* kind : {"trainer", "dataloader"}) {
     for (const char* state : {"idle", "busy", "lost"}) counts[{kind, state}] = 0;

@@ -15,6 +15,11 @@
 // forgotten. Workers restored from the store after a coordinator restart are unconfirmed: they
 // get no new work until their first heartbeat.
 //
+// Trainers' heartbeats carry their log lines (LogLine); the membership keeps those of assignments
+// it gave that worker (its latest kLogGrants ones, so lines logged while a run ended still count)
+// in the JobLogs, drops repeats by the line's seq, marks a seq gap as lost lines and counts lines
+// naming anything else as refused.
+//
 // Thread-safety: the entry points are thread-safe. Methods marked "under the host's lock" must be
 // called from a StateHost::Mutate change. The host, the listener and the metrics registry must
 // outlive the membership.
@@ -22,6 +27,7 @@
 #define TECL_SERVICES_COORDINATOR_MANAGER_MEMBERSHIP_H_
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <string>
 #include <vector>
@@ -32,6 +38,7 @@
 #include "services/common/metrics.h"
 #include "services/coordinator/manager/state_host.h"
 #include "services/coordinator/scheduler/gang_scheduler.h"
+#include "services/coordinator/state/job_logs.h"
 #include "services/coordinator/state/stragglers.h"
 #include "services/coordinator/state/worker_state.h"
 #include "tecl/v1/coordinator.pb.h"
@@ -51,6 +58,14 @@ struct MembershipOptions {
   double straggler_factor = kDefaultStragglerFactor;
 };
 
+// An assignment a trainer was given: its log lines may name it.
+struct LogGrant {
+  std::string job_id;
+  int attempt = 0;
+  int rank = 0;
+};
+inline constexpr size_t kLogGrants = 4;
+
 // One registered worker. `info.state`, `info.job_id`, `attempt` and `rank` follow `phase`.
 struct WorkerRecord {
   tecl::v1::WorkerInfo info;
@@ -66,6 +81,8 @@ struct WorkerRecord {
   tecl::v1::RankStats stats;
   std::string stats_job;
   int stats_attempt = 0;
+  std::deque<LogGrant> log_grants;  // Its latest assignments, oldest first.
+  int64_t log_seq = 0;              // The seq of the last log line taken from it.
 
   const std::string& id() const { return info.id(); }
   // "trainer trainer-1a2b3c4d on host-1"
@@ -105,6 +122,8 @@ class Membership {
 
   Membership(MembershipOptions options, StateHost* host, metrics::Registry* registry);
   void SetListener(Listener* listener) { listener_ = listener; }
+  // Where trainers' log lines go; null (the default) drops them. Must outlive the membership.
+  void SetJobLogs(JobLogs* logs) { logs_ = logs; }
 
   // ---- Entry points ----
   // A new id and session for the worker, IDLE. INVALID_ARGUMENT: no kind, or a dataloader without
@@ -156,12 +175,15 @@ class Membership {
   std::string NewWorkerId(tecl::v1::WorkerKind kind);
   void WriteRows(Change& change);
   void CollectMetrics();
+  // Keeps the heartbeat's log lines that belong to the worker's assignments.
+  void TakeLogLines(WorkerRecord& worker, const tecl::v1::HeartbeatRequest& request);
   // The worker's stats when they belong to the attempt it works on now, else null.
   static const tecl::v1::RankStats* CurrentStats(const WorkerRecord& worker);
 
   const MembershipOptions options_;
   StateHost* const host_;
   Listener* listener_ = nullptr;
+  JobLogs* logs_ = nullptr;
 
   // Guarded by host_->mu().
   std::map<std::string, WorkerRecord> workers_;
@@ -171,6 +193,8 @@ class Membership {
   metrics::Family<metrics::Gauge>* workers_gauge_ = nullptr;
   metrics::Family<metrics::Gauge>* heartbeat_age_ = nullptr;
   metrics::Family<metrics::Gauge>* stragglers_ = nullptr;
+  metrics::Family<metrics::Counter>* log_lines_ = nullptr;
+  metrics::Gauge* log_bytes_ = nullptr;
   std::map<std::string, std::string> heartbeat_age_workers_;  // id -> kind, of the last collection.
 };
 

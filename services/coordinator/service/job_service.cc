@@ -184,6 +184,30 @@ grpc::ServerUnaryReactor* JobService::ListEvents(grpc::CallbackServerContext* co
   return FinishWith(context, events.status());
 }
 
+grpc::ServerUnaryReactor* JobService::GetJobLogs(grpc::CallbackServerContext* context,
+                                                 const tecl::v1::GetJobLogsRequest* request,
+                                                 tecl::v1::GetJobLogsResponse* response) {
+  if (auto* refused = Refuse(context, auth_, {Role::kUser, Role::kReader})) return refused;
+  absl::Status valid = RequireId("job_id", request->job_id(), limits_.max_id_bytes);
+  if (valid.ok() && request->has_rank() && request->rank() < 0) {
+    valid = absl::InvalidArgumentError("rank must be >= 0 (leave it unset for every rank)");
+  }
+  if (valid.ok() && request->after_cursor() < 0) {
+    valid = absl::InvalidArgumentError("after_cursor must be >= 0 (0 = from the oldest line)");
+  }
+  if (valid.ok() && (request->max_lines() < 0 || request->max_lines() > kMaxLogLinesPerRead)) {
+    valid = absl::InvalidArgumentError(absl::StrCat("max_lines must be in [0, ",
+                                                    kMaxLogLinesPerRead, "] (0 = 1000)"));
+  }
+  if (valid.ok() && request->tail() < 0) {
+    valid = absl::InvalidArgumentError("tail must be >= 0 (0 = every line)");
+  }
+  if (!valid.ok()) return FinishWith(context, valid);
+  absl::StatusOr<tecl::v1::GetJobLogsResponse> logs = coordinator_->GetJobLogs(*request);
+  if (logs.ok()) *response = *std::move(logs);
+  return FinishWith(context, logs.status());
+}
+
 grpc::ServerWriteReactor<tecl::v1::WatchJobResponse>* JobService::WatchJob(
     grpc::CallbackServerContext* context, const tecl::v1::WatchJobRequest* request) {
   if (auto* refused = RefuseStream<tecl::v1::WatchJobResponse>(context, auth_,

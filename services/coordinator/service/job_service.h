@@ -1,5 +1,5 @@
 // JobService: the gRPC adapter of tecl.v1.JobService (callback API) over the coordinator's
-// JobRegistry (submit, get, list, events, watch) and AttemptController (cancel).
+// JobRegistry (submit, get, list, events, watch), AttemptController (cancel) and JobLogs (logs).
 //
 // Every handler first refuses calls without a credential or of a role that may not make them
 // (submit and cancel: user; reads: user or reader), then checks the request's shape and sizes
@@ -37,6 +37,9 @@ class JobService final : public tecl::v1::JobService::CallbackService {
   grpc::ServerUnaryReactor* ListEvents(grpc::CallbackServerContext* context,
                                        const tecl::v1::ListEventsRequest* request,
                                        tecl::v1::ListEventsResponse* response) override;
+  grpc::ServerUnaryReactor* GetJobLogs(grpc::CallbackServerContext* context,
+                                       const tecl::v1::GetJobLogsRequest* request,
+                                       tecl::v1::GetJobLogsResponse* response) override;
   grpc::ServerWriteReactor<tecl::v1::WatchJobResponse>* WatchJob(
       grpc::CallbackServerContext* context, const tecl::v1::WatchJobRequest* request) override;
 

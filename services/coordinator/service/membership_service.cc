@@ -69,6 +69,16 @@ grpc::ServerUnaryReactor* MembershipService::Heartbeat(grpc::CallbackServerConte
   if (valid.ok() && !request->job_id().empty() && request->attempt() < 1) {
     valid = absl::InvalidArgumentError("attempt must be >= 1 when job_id is set");
   }
+  for (int i = 0; valid.ok() && i < request->log_lines_size(); ++i) {
+    const tecl::v1::LogLine& line = request->log_lines(i);
+    const std::string field = absl::StrCat("log_lines[", i, "]");
+    valid = RequireId(field + ".job_id", line.job_id(), limits_.max_id_bytes);
+    if (valid.ok() && (line.seq() < 1 || line.attempt() < 1 || line.rank() < 0)) {
+      valid = absl::InvalidArgumentError(
+          absl::StrCat(field, ": seq and attempt must be >= 1 and rank >= 0 (seq ", line.seq(),
+                       ", attempt ", line.attempt(), ", rank ", line.rank(), ")"));
+    }
+  }
   if (!valid.ok()) return FinishWith(context, valid);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   coordinator_->membership().Heartbeat(*request, SessionOf(*context), Answer(reactor, response));

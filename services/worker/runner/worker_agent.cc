@@ -147,6 +147,15 @@ WorkerAgent::WorkerAgent(WorkerAgentOptions options, std::shared_ptr<Coordinator
                    .Name("tecl_worker_runs_total")
                    .Help("Assignments run to an end, by outcome.")
                    .Register(*registry);
+  logs_ = std::make_unique<JobLogBuffer>(
+      JobLogBufferOptions{},
+      &metrics::BuildCounter()
+           .Name("tecl_worker_log_lines_dropped_total")
+           .Help("Log lines of runs dropped before reaching the coordinator (its buffer was "
+                 "full while the coordinator was unreachable).")
+           .Register(*registry)
+           .Add({}));
+  AddLogSink(logs_.get());
   MembershipLoopOptions loop;
   loop.worker = options_.worker;
   loop.coordinator_address = options_.coordinator_address;
@@ -163,7 +172,10 @@ WorkerAgent::WorkerAgent(WorkerAgentOptions options, std::shared_ptr<Coordinator
                                            metrics);
 }
 
-WorkerAgent::~WorkerAgent() { Shutdown(); }
+WorkerAgent::~WorkerAgent() {
+  Shutdown();
+  RemoveLogSink(logs_.get());
+}
 
 void WorkerAgent::Start() { loop_->Start(); }
 
@@ -186,9 +198,11 @@ void WorkerAgent::BeforeHeartbeat(const MembershipLoop::Registration& registrati
   } else {
     request->set_status(tecl::v1::TRAINER_STATUS_IDLE);
   }
+  logs_->Take(request->mutable_log_lines());
 }
 
 void WorkerAgent::OnResponse(const tecl::v1::HeartbeatResponse& response) {
+  logs_->Delivered();
   absl::MutexLock lock(&mu_);
   if (response.has_dataloaders() && run_ != nullptr) {
     run_->UpdateDataloaders(response.dataloaders());
@@ -222,6 +236,7 @@ void WorkerAgent::OnLost() {
 }
 
 void WorkerAgent::StartRun(const tecl::v1::Assignment& assignment) {
+  logs_->Begin(assignment.job_id(), assignment.attempt(), assignment.rank());
   TECL_LOG(INFO) << "running job " << assignment.job_id() << " attempt " << assignment.attempt()
                  << " as rank " << assignment.rank() << "/" << assignment.world_size();
   auto run = std::make_shared<Run>(this, assignment, registration_);
@@ -264,6 +279,7 @@ void WorkerAgent::Finish(const std::shared_ptr<Run>& run) {
     TECL_LOG(WARNING) << "outcome report for job " << assignment.job_id()
                       << " refused: " << status.message();
   }
+  logs_->End();  // After the run's last lines: they go with the next heartbeats.
 }
 
 void WorkerAgent::Shutdown() {

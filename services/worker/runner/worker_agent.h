@@ -9,7 +9,8 @@
 // again. A stop order (ACTION_STOP) for the current job stops the run at the next step boundary.
 // A new dataloader list for the running rank (HeartbeatResponse.dataloaders: a loader was lost or
 // replaced) is kept for the run (RunContext::Dataloaders) and its version reported in the
-// following heartbeats.
+// following heartbeats. The process's log lines while a run is on travel to the coordinator in
+// the heartbeats (JobLogBuffer), for `teclctl logs`.
 //
 // Thread-safety: Start/Shutdown from one thread; the agent owns the loop's thread and, while a
 // job runs, a run thread. RunContext methods are thread-safe.
@@ -31,6 +32,7 @@
 #include "services/client/coordinator_client.h"
 #include "services/client/membership_loop.h"
 #include "services/common/metrics.h"
+#include "services/worker/runner/job_log_buffer.h"
 #include "tecl/v1/coordinator.pb.h"
 #include "tecl/v1/job.pb.h"
 
@@ -121,6 +123,7 @@ class WorkerAgent {
   const JobExecutor executor_;
   std::atomic<int64_t> jobs_run_{0};
   metrics::Family<metrics::Counter>* outcomes_;
+  std::unique_ptr<JobLogBuffer> logs_;  // A LogSink from the constructor to the destructor.
 
   mutable absl::Mutex mu_;
   MembershipLoop::Registration registration_ ABSL_GUARDED_BY(mu_);  // The latest heard of.

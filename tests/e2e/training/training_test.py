@@ -4,8 +4,10 @@ One cluster (coordinator, 3 dataloaders, 3 trainers; every process real, on 127.
 2-rank tiny3d jobs on a synthetic motion data set, in order:
   1. a clean run: SUCCEEDED at its target step, checkpoints registered, the encoder exported;
      `teclctl export` writes its newest and an older step's encoder, which PyTorch loads;
+     `teclctl logs` shows each rank's own log lines, through the coordinator;
   2. a trainer killed with SIGKILL mid-run (a spare trainer is free; before, `teclctl top` shows
-     both ranks' step times): the job goes RECOVERING,
+     both ranks' step times; `teclctl logs -f` follows the job through its recovery to its end and
+     the dead trainer's lines stay readable): the job goes RECOVERING,
      re-gangs, resumes from its newest checkpoint and reaches its target step; from the events,
      no step is trained twice into the final model beyond one checkpoint interval;
   3. a dataloader killed with SIGKILL mid-run (a spare dataloader is free): the same.
@@ -17,7 +19,7 @@ import time
 import unittest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from cluster import Cluster  # noqa: E402
+from cluster import BIN_DIR, Cluster  # noqa: E402
 
 SPEC = "examples/cpu-demo.yaml"
 INTERVAL = 10
@@ -96,6 +98,25 @@ class TrainingEndToEnd(unittest.TestCase):
         for rank in (0, 1):
             self.assertIsNotNone(self.cluster.trainer_running(job_id, 1, rank))
         self.check_export(job_id)
+        self.check_logs(job_id)
+
+    def check_logs(self, job_id):
+        """The trainers' own log lines, read through the coordinator by rank."""
+        rank1 = self.cluster.run("logs", job_id, "--rank=1").stdout.splitlines()
+        self.assertTrue(rank1, "no log lines of rank 1")
+        self.assertTrue(all(line.startswith("[rank 1, attempt 1] ") for line in rank1), rank1)
+        text = "\n".join(rank1)
+        self.assertIn(f"running job {job_id} attempt 1 as rank 1/2", text)
+        self.assertIn(f"job {job_id} rank 1 step 30/30", text)
+        self.assertIn("ended: OUTCOME_SUCCEEDED", text)
+        both = self.cluster.run("logs", job_id).stdout
+        self.assertIn(f"[rank 0, attempt 1] ", both)
+        self.assertIn("checkpoint at step 30", both)  # Rank 0 writes the checkpoints.
+        tail = self.cluster.run("logs", job_id, "--rank=0", "--tail=2").stdout.splitlines()
+        self.assertEqual(len(tail), 2, tail)
+        self.assertIn("ended: OUTCOME_SUCCEEDED", tail[-1])
+        missing = self.cluster.run("logs", "job-nope", check=False)
+        self.assertEqual(missing.returncode, 5, missing.stderr)
 
     def check_export(self, job_id):
         out = self.cluster.root / "exports"
@@ -131,9 +152,22 @@ assert scripted(torch.randn(1, 3, 8, 64, 64)).shape == (1, 256)
         self.assertEqual([row[1] for row in rows], ["0", "1"], top)
         for row in rows:
             self.assertRegex(" ".join(row), r" \d+ ms \d+\.\d\d \d+ ms \d+% \d+% ", top)
+        # A follower of the job's logs, from before the kill to the job's end.
+        follower = subprocess.Popen([str(BIN_DIR / "teclctl"), "logs", job_id, "-f"],
+                                    env=self.cluster.env(), cwd=self.cluster.root,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         killed_at = step_of(self.cluster.job(job_id))
         self.cluster.kill(victim)
         self.assert_recovered(job_id, killed_at, 60)
+        followed, errors = follower.communicate(timeout=60)
+        self.assertEqual(follower.returncode, 0, errors)
+        # The dead trainer's lines, before it died, and the recovered attempt's to its end.
+        self.assertIn("[rank 1, attempt 1] ", followed)
+        self.assertIn(f"[rank 1, attempt 2] ", followed)
+        self.assertIn(f"job {job_id} rank 0 step 60/60", followed)
+        later = self.cluster.run("logs", job_id).stdout
+        self.assertTrue(later.startswith(followed),
+                        "following prints what a later read prints, each line once")
 
     def test_3_killed_dataloader_recovers(self):
         job_id, _ = self.submit(60, "kill-loader")

@@ -332,6 +332,11 @@ TEST_F(CoordinatorServerTest, EveryRpcRefusesACallWithoutTheToken) {
          tecl::v1::ListEventsResponse r;
          return anonymous.jobs->ListEvents(c, {}, &r);
        }},
+      {"GetJobLogs",
+       [&](auto* c) {
+         tecl::v1::GetJobLogsResponse r;
+         return anonymous.jobs->GetJobLogs(c, {}, &r);
+       }},
       {"WatchJob",
        [&](auto* c) {
          auto reader = anonymous.jobs->WatchJob(c, {});
@@ -449,6 +454,13 @@ TEST_F(CoordinatorServerTest, EachRoleReachesOnlyItsRpcs) {
   tecl::v1::ListJobsResponse listed;
   EXPECT_TRUE(reader.jobs->ListJobs(Context().get(), {}, &listed).ok());
   EXPECT_EQ(listed.jobs_size(), 1);
+  tecl::v1::GetJobLogsRequest logs;
+  logs.set_job_id(job->id());
+  tecl::v1::GetJobLogsResponse logs_response;
+  EXPECT_TRUE(reader.jobs->GetJobLogs(Context().get(), logs, &logs_response).ok());
+  // A worker may not read jobs' logs.
+  status = loader.jobs->GetJobLogs(Context().get(), logs, &logs_response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << status.error_message();
   tecl::v1::CancelJobRequest cancel;
   cancel.set_job_id(job->id());
   tecl::v1::Job cancelled;
@@ -568,6 +580,33 @@ TEST_F(CoordinatorServerTest, MalformedRequestsAreInvalidArgumentAndStoreNothing
     q.set_limit(-1);
     tecl::v1::ListEventsResponse r;
     return stubs_.jobs->ListEvents(Context().get(), q, &r);
+  });
+  add("logs without id", [&] {
+    tecl::v1::GetJobLogsResponse r;
+    return stubs_.jobs->GetJobLogs(Context().get(), {}, &r);
+  });
+  add("logs of a negative rank", [&] {
+    tecl::v1::GetJobLogsRequest q;
+    q.set_job_id("job-000001");
+    q.set_rank(-1);
+    tecl::v1::GetJobLogsResponse r;
+    return stubs_.jobs->GetJobLogs(Context().get(), q, &r);
+  });
+  add("logs with too many lines", [&] {
+    tecl::v1::GetJobLogsRequest q;
+    q.set_job_id("job-000001");
+    q.set_max_lines(100000);
+    tecl::v1::GetJobLogsResponse r;
+    return stubs_.jobs->GetJobLogs(Context().get(), q, &r);
+  });
+  add("heartbeat with a log line without a seq", [&] {
+    tecl::v1::HeartbeatRequest q;
+    q.set_worker_id("trainer-1");
+    tecl::v1::LogLine* line = q.add_log_lines();
+    line->set_job_id("job-000001");
+    line->set_attempt(1);
+    tecl::v1::HeartbeatResponse r;
+    return stubs_.membership->Heartbeat(Context().get(), q, &r);
   });
   add("watch without id", [&] {
     grpc::ClientContext c;

@@ -423,7 +423,14 @@ TEST_F(TeclctlTest, UsageErrorsAndHelp) {
   Result help = Run("--help");
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_THAT(help.out, HasSubstr("Exit codes"));
-  for (const char* command : {"submit", "list", "status", "cancel", "events", "workers", "local"}) {
+  EXPECT_EQ(Run("logs").exit_code, 2);
+  Result bad_rank = Run("logs job-000001 --rank=-5");
+  EXPECT_EQ(bad_rank.exit_code, 2);
+  EXPECT_THAT(bad_rank.err, HasSubstr("--rank must be a rank"));
+  Result no_job = Run("logs job-nope");
+  EXPECT_EQ(no_job.exit_code, 5) << no_job.err;
+  for (const char* command : {"submit", "eval", "list", "status", "cancel", "events", "logs",
+                              "workers", "top", "export", "local"}) {
     Result r = Run(absl::StrCat(command, " --help"));
     EXPECT_EQ(r.exit_code, 0) << command;
     EXPECT_THAT(r.out, HasSubstr(absl::StrCat("teclctl ", command))) << command;

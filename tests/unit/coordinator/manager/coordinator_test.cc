@@ -6,6 +6,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -148,6 +149,20 @@ class CoordinatorTest : public ::testing::Test {
     EXPECT_TRUE(response.ok());
     EXPECT_EQ(response->action(), HeartbeatResponse::ACTION_NONE);
     return a;
+  }
+
+  // Registers `trainers` trainers and as many dataloaders, places job `id` on them and starts
+  // every rank; its trainers' ids by rank.
+  std::vector<std::string> StartJobOnNewWorkers(const std::string& id, int trainers) {
+    for (int i = 0; i < trainers; ++i) {
+      Trainer();
+      Loader();
+    }
+    coordinator_->Tick();
+    std::vector<std::string> ranks;
+    for (int r = 0; r < trainers; ++r) ranks.push_back(Get(id).ranks(r).worker_id());
+    for (const std::string& w : ranks) StartRank(w);
+    return ranks;
   }
 
   absl::Status Report(const std::string& worker, const std::string& job, int attempt, int rank,
@@ -460,14 +475,7 @@ TEST_F(CoordinatorTest, RunningOnceEveryRankTrains) {
 // and stats of an attempt the worker no longer runs are not listed.
 TEST_F(CoordinatorTest, RunningRanksReportTheirStepTimesAndStragglersAreCounted) {
   const std::string id = SubmitOk(Spec(3, 1));
-  for (int i = 0; i < 3; ++i) {
-    Trainer();
-    Loader();
-  }
-  coordinator_->Tick();
-  std::vector<std::string> ranks;
-  for (int r = 0; r < 3; ++r) ranks.push_back(Get(id).ranks(r).worker_id());
-  for (const std::string& w : ranks) StartRank(w);
+  const std::vector<std::string> ranks = StartJobOnNewWorkers(id, 3);
   auto beat = [&](int rank, double step_seconds) {
     tecl::v1::HeartbeatRequest request;
     request.set_worker_id(ranks[rank]);
@@ -505,6 +513,83 @@ TEST_F(CoordinatorTest, RunningRanksReportTheirStepTimesAndStragglersAreCounted)
   for (const auto& w : coordinator_->membership().List(tecl::v1::WORKER_KIND_UNSPECIFIED)) {
     EXPECT_FALSE(w.has_rank_stats()) << w.id();
   }
+}
+
+TEST_F(CoordinatorTest, TrainersLogLinesArriveInHeartbeatsAndAreReadByJobAndRank) {
+  const std::string id = SubmitOk(Spec(2, 1));
+  const std::string other = SubmitOk(Spec(1, 1));
+  const std::vector<std::string> ranks = StartJobOnNewWorkers(id, 2);
+  // A heartbeat of rank `rank` carrying lines (seq, job, text).
+  auto beat = [&](int rank, std::vector<std::tuple<int64_t, std::string, std::string>> lines) {
+    tecl::v1::HeartbeatRequest request;
+    request.set_worker_id(ranks[rank]);
+    request.set_status(tecl::v1::TRAINER_STATUS_RUNNING);
+    request.set_job_id(id);
+    request.set_attempt(1);
+    request.set_rank(rank);
+    for (const auto& [seq, job, text] : lines) {
+      tecl::v1::LogLine* line = request.add_log_lines();
+      line->set_seq(seq);
+      line->set_job_id(job);
+      line->set_attempt(1);
+      line->set_rank(rank);
+      line->set_text(text);
+    }
+    std::optional<absl::StatusOr<HeartbeatResponse>> result;
+    coordinator_->membership().Heartbeat(request, sessions_[ranks[rank]],
+                                         [&](auto r) { result = std::move(r); });
+    ASSERT_TRUE(result.has_value() && result->ok());
+  };
+  auto read = [&](std::optional<int> rank, int64_t after = 0) {
+    tecl::v1::GetJobLogsRequest request;
+    request.set_job_id(id);
+    if (rank.has_value()) request.set_rank(*rank);
+    request.set_after_cursor(after);
+    absl::StatusOr<tecl::v1::GetJobLogsResponse> page = coordinator_->GetJobLogs(request);
+    EXPECT_TRUE(page.ok()) << page.status();
+    std::vector<std::string> texts;
+    for (const auto& line : page->lines()) texts.push_back(line.text());
+    return texts;
+  };
+  beat(0, {{1, id, "r0 starting"}, {2, id, "r0 step 10"}});
+  beat(1, {{1, id, "r1 starting"}});
+  beat(0, {{2, id, "r0 step 10"}, {3, id, "r0 step 20"}});  // A repeat after a lost answer.
+  // A line naming a job the worker was never given is refused.
+  beat(1, {{2, other, "forged into another job"}, {3, id, "r1 step 10"}});
+  EXPECT_THAT(read(std::nullopt),
+              ElementsAre("r0 starting", "r0 step 10", "r1 starting", "r0 step 20", "r1 step 10"));
+  EXPECT_THAT(read(1), ElementsAre("r1 starting", "r1 step 10"));
+  EXPECT_THAT(read(std::nullopt, 4), ElementsAre("r1 step 10"));
+  // A gap in a trainer's seqs: its buffer overflowed while the coordinator was unreachable.
+  beat(0, {{9, id, "r0 after the outage"}});
+  EXPECT_THAT(read(0), ElementsAre("r0 starting", "r0 step 10", "r0 step 20",
+                                   HasSubstr("5 log lines of trainer"), "r0 after the outage"));
+  const std::string metrics = registry_->Serialize();
+  EXPECT_THAT(metrics, HasSubstr("tecl_coordinator_log_lines_total{outcome=\"kept\"} 6"));
+  EXPECT_THAT(metrics, HasSubstr("tecl_coordinator_log_lines_total{outcome=\"refused\"} 1"));
+  EXPECT_THAT(metrics, HasSubstr("tecl_coordinator_log_lines_total{outcome=\"lost\"} 5"));
+
+  // Lines logged as a rank ended arrive after its outcome, from an idle worker: still its job's.
+  ASSERT_TRUE(Cancel(id).ok());
+  ASSERT_TRUE(Report(ranks[1], id, 1, 1, tecl::v1::OUTCOME_STOPPED).ok());
+  tecl::v1::HeartbeatRequest idle;
+  idle.set_worker_id(ranks[1]);
+  idle.set_status(tecl::v1::TRAINER_STATUS_IDLE);
+  tecl::v1::LogLine* last = idle.add_log_lines();
+  last->set_seq(4);
+  last->set_job_id(id);
+  last->set_attempt(1);
+  last->set_rank(1);
+  last->set_text("r1 ended: OUTCOME_STOPPED");
+  std::optional<absl::StatusOr<HeartbeatResponse>> result;
+  coordinator_->membership().Heartbeat(idle, sessions_[ranks[1]],
+                                       [&](auto r) { result = std::move(r); });
+  ASSERT_TRUE(result.has_value() && result->ok());
+  EXPECT_THAT(read(1), ElementsAre("r1 starting", "r1 step 10", "r1 ended: OUTCOME_STOPPED"));
+
+  tecl::v1::GetJobLogsRequest missing;
+  missing.set_job_id("job-nope");
+  EXPECT_EQ(coordinator_->GetJobLogs(missing).status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(CoordinatorTest, RankZeroProgressIsTheJobsAndIsPersistedAtABoundedRate) {

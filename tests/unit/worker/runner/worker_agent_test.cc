@@ -8,11 +8,14 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "services/common/logging.h"
 #include "services/coordinator/manager/coordinator.h"
 #include "services/coordinator/spec/job_spec.h"
 #include "services/coordinator/store/fake_job_store.h"
@@ -131,6 +134,52 @@ TEST_F(WorkerAgentTest, RunsAnAssignmentReportsItAndGoesIdle) {
   }));
   EXPECT_EQ(agent_->jobs_run(), 1);
   EXPECT_EQ(client_->calls("RegisterWorker"), 2);  // The loader's and the agent's.
+}
+
+// What the process logs during a run reaches the coordinator's tail of the job (teclctl logs),
+// through heartbeats, with the run's rank; lines logged while the coordinator was unreachable
+// wait and arrive once it answers again; nothing logged outside a run is sent.
+TEST_F(WorkerAgentTest, TheRunsLogLinesReachTheCoordinatorInHeartbeats) {
+  const std::string id = Submit();
+  absl::Notification logged_in_outage;
+  absl::Notification coordinator_back;
+  StartAgent([&](const tecl::v1::Assignment& a, RunContext*) {
+    TECL_LOG(INFO) << "job " << a.job_id() << ": first line of the run";
+    client_->SetUnreachable(true);
+    TECL_LOG(WARNING) << "logged while the coordinator is down";
+    logged_in_outage.Notify();
+    coordinator_back.WaitForNotification();
+    JobOutcome outcome;
+    outcome.outcome = tecl::v1::OUTCOME_SUCCEEDED;
+    return outcome;
+  });
+  TECL_LOG(INFO) << "logged before any run";
+  ASSERT_TRUE(Eventually([&] { return logged_in_outage.HasBeenNotified(); }));
+  absl::SleepFor(absl::Milliseconds(100));  // Heartbeats fail meanwhile.
+  client_->SetUnreachable(false);
+  coordinator_back.Notify();
+  std::vector<std::string> texts;
+  ASSERT_TRUE(Eventually([&] {
+    tecl::v1::GetJobLogsRequest request;
+    request.set_job_id(id);
+    request.set_rank(0);
+    texts.clear();
+    const absl::StatusOr<tecl::v1::GetJobLogsResponse> page = coordinator_->GetJobLogs(request);
+    EXPECT_TRUE(page.ok()) << page.status();
+    for (const auto& line : page->lines()) {
+      EXPECT_EQ(line.attempt(), 1);
+      EXPECT_EQ(line.worker_id(), agent_->worker_id());
+      texts.push_back(line.text());
+    }
+    // (The coordinator runs in this process: its lines during the run are the run's too.)
+    return absl::StrContains(absl::StrJoin(texts, "\n"), "ended: OUTCOME_SUCCEEDED");
+  })) << absl::StrJoin(texts, "\n");
+  const std::string all = absl::StrJoin(texts, "\n");
+  EXPECT_THAT(all, HasSubstr("running job " + id + " attempt 1 as rank 0/1"));
+  EXPECT_THAT(all, HasSubstr(": first line of the run"));
+  EXPECT_THAT(all, HasSubstr("logged while the coordinator is down"));
+  EXPECT_THAT(all, ::testing::Not(HasSubstr("logged before any run")));
+  EXPECT_THAT(all, ::testing::Not(HasSubstr("were lost")));
 }
 
 TEST_F(WorkerAgentTest, AStopOrderStopsTheRunAndItIsReportedStopped) {
