@@ -30,7 +30,9 @@ struct BatchStreamOptions {
   int64_t start_step = 0;  // First step delivered.
   int64_t end_step = 0;    // One past the last step (TRAIN); EVAL streams end with `last`.
   int prefetch = 2;        // Batches each loader may have ready ahead of the consumer.
-  absl::Duration reconnect_backoff = absl::Milliseconds(500);  // Doubles up to 5 s.
+  // A failed loader sits out restarts this long, doubling per failure in a row up to 5 s (a
+  // stalled one: at least its stall, up to 4x; batch_stream.h).
+  absl::Duration reconnect_backoff = absl::Milliseconds(500);
   // A loader that owes the step the consumer waits for and sends nothing for this long is
   // treated as failed (restart.loader_stall_timeout_s): its steps move to the other loaders.
   absl::Duration stall_timeout = absl::Seconds(60);

@@ -14,8 +14,7 @@ BatchStream::BatchStream(BatchStreamOptions options, std::vector<std::string> ad
     : options_(std::move(options)),
       loaders_(std::move(loaders)),
       addresses_(std::move(addresses)),
-      next_step_(options_.start_step),
-      backoff_(options_.reconnect_backoff) {}
+      next_step_(options_.start_step) {}
 
 BatchStream::~BatchStream() {
   absl::MutexLock lock(&mu_);
@@ -36,11 +35,11 @@ void BatchStream::StartGenerationLocked() {
     const absl::Time now = absl::Now();
     absl::Time retry_at = absl::InfiniteFuture();
     for (const std::string& address : addresses_) {
-      auto it = failed_until_.find(address);
-      if (it == failed_until_.end() || it->second <= now) {
+      auto it = penalties_.find(address);
+      if (it == penalties_.end() || it->second.until <= now) {
         healthy.push_back(address);
       } else {
-        retry_at = std::min(retry_at, it->second);
+        retry_at = std::min(retry_at, it->second.until);
       }
     }
     if (!healthy.empty()) break;
@@ -113,6 +112,7 @@ void BatchStream::ReadLoop(int generation, std::string address, BatchReader* str
     const int64_t step = batch.step();
     if (step >= next_step_) ready_.emplace(step, std::move(batch));
     warm_.insert(address);
+    penalties_.erase(address);  // It works again.
     batch.Clear();
     if (last || (options_.end_step > 0 && step + stride >= options_.end_step)) complete = true;
   }
@@ -128,12 +128,21 @@ void BatchStream::ReadLoop(int generation, std::string address, BatchReader* str
                     << " rank " << options_.rank << " broke at step >= " << next_step_ << ": "
                     << (status.ok() ? std::string("ended early") : std::string(status.message()))
                     << "; continuing with the other loaders";
-  MarkFailedLocked(address, "error");
+  MarkFailedLocked(address, "error", absl::ZeroDuration());
 }
 
-void BatchStream::MarkFailedLocked(const std::string& address, const std::string& reason) {
-  failed_until_[address] = absl::Now() + backoff_;
-  backoff_ = std::min(backoff_ * 2, absl::Seconds(5));
+void BatchStream::MarkFailedLocked(const std::string& address, const std::string& reason,
+                                   absl::Duration waited) {
+  auto [it, first] = penalties_.try_emplace(address);
+  Penalty& penalty = it->second;
+  if (first) {
+    penalty.next = options_.reconnect_backoff;
+    penalty.cap = std::max(options_.reconnect_backoff, absl::Seconds(5));
+  }
+  penalty.cap = std::max(penalty.cap, 4 * waited);
+  const absl::Duration out = std::max(penalty.next, waited);
+  penalty.until = absl::Now() + out;
+  penalty.next = std::min(2 * out, penalty.cap);
   restart_needed_ = true;
   if (options_.on_failover) options_.on_failover(address, reason);
 }
@@ -160,7 +169,6 @@ absl::StatusOr<tecl::v1::ClipBatch> BatchStream::Next() {
       ready_.erase(ready_.begin(), std::next(it));
       ++next_step_;
       if (batch.last()) eval_done_ = true;
-      backoff_ = options_.reconnect_backoff;
       return batch;
     }
     if (restart_needed_) {
@@ -187,7 +195,7 @@ absl::StatusOr<tecl::v1::ClipBatch> BatchStream::Next() {
                           << options_.rank << " within " << absl::FormatDuration(timeout)
                           << (warm ? "" : " (its first batch)")
                           << ": stalled; continuing with the other loaders";
-        MarkFailedLocked(owner->address, "stalled");
+        MarkFailedLocked(owner->address, "stalled", timeout);
         continue;
       }
     }
@@ -203,10 +211,10 @@ void BatchStream::SetAddresses(std::vector<std::string> addresses) {
   absl::MutexLock lock(&mu_);
   if (addresses == addresses_) return;
   addresses_ = std::move(addresses);
-  for (auto it = failed_until_.begin(); it != failed_until_.end();) {
+  for (auto it = penalties_.begin(); it != penalties_.end();) {
     const bool kept =
         std::find(addresses_.begin(), addresses_.end(), it->first) != addresses_.end();
-    it = kept ? std::next(it) : failed_until_.erase(it);
+    it = kept ? std::next(it) : penalties_.erase(it);
   }
   ++addresses_version_;
   restart_needed_ = true;

@@ -11,7 +11,10 @@
 // cancelled. A loader fails when its stream breaks, or when it stalls: the consumer waits for a
 // step that loader owes and it sends nothing for `stall_timeout` (`start_timeout` while it has
 // not yet delivered a batch to this stream), as a stopped or hung process with an open connection
-// does. Errors that no loader can fix (INVALID_ARGUMENT, FAILED_PRECONDITION, PERMISSION_DENIED,
+// does. A failed loader is left out of later restarts for its own penalty: `reconnect_backoff`,
+// doubling with each failure in a row up to 5 s; a stall keeps it out at least as long as the
+// consumer waited for it, doubling up to 4x that (a hung loader that still heartbeats would
+// otherwise cost a stall timeout at every restart); a batch from it clears its penalty. Errors that no loader can fix (INVALID_ARGUMENT, FAILED_PRECONDITION, PERMISSION_DENIED,
 // UNAUTHENTICATED: a bad spec or dataset) end the stream with that status.
 //
 // Thread-safety: Next() is called by one consumer thread; Cancel() and SetAddresses() from any
@@ -69,9 +72,10 @@ class BatchStream final : public BatchSource {
   // Cancels and joins the current readers (releases mu_ while joining).
   void StopGenerationLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReadLoop(int generation, std::string address, BatchReader* stream, int64_t stride);
-  // Stops using `address` for a while (backoff) and asks Next() to restart the others.
-  void MarkFailedLocked(const std::string& address, const std::string& reason)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stops using `address` for its penalty (at least `waited`, what its failure cost the consumer)
+  // and asks Next() to restart the others.
+  void MarkFailedLocked(const std::string& address, const std::string& reason,
+                        absl::Duration waited) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The reader of the current generation that owes next_step_; null when there is none.
   const Reader* OwnerLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   static bool IsFatal(absl::StatusCode code);
@@ -81,7 +85,13 @@ class BatchStream final : public BatchSource {
 
   mutable absl::Mutex mu_;
   std::vector<std::string> addresses_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, absl::Time> failed_until_ ABSL_GUARDED_BY(mu_);
+  // A loader that failed since it last delivered a batch.
+  struct Penalty {
+    absl::Time until;     // Left out of restarts until then.
+    absl::Duration next;  // Its next penalty (doubling).
+    absl::Duration cap;   // Of `next`: 5 s, or 4x the longest stall it cost.
+  };
+  std::map<std::string, Penalty> penalties_ ABSL_GUARDED_BY(mu_);
   std::vector<Reader> readers_ ABSL_GUARDED_BY(mu_);
   int64_t generation_start_step_ ABSL_GUARDED_BY(mu_) = 0;  // readers_[j] serves start + j + i*k.
   std::set<std::string> warm_ ABSL_GUARDED_BY(mu_);  // Loaders that delivered a batch.
@@ -93,7 +103,6 @@ class BatchStream final : public BatchSource {
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool eval_done_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status fatal_ ABSL_GUARDED_BY(mu_);
-  absl::Duration backoff_ ABSL_GUARDED_BY(mu_);
   int64_t reconnects_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

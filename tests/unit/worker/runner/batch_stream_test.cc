@@ -230,6 +230,36 @@ TEST_F(BatchStreamTest, AStalledLoaderIsDroppedAndTheRestServeItsSteps) {
   EXPECT_EQ(log_.requests[2].second.step_stride(), 1);
 }
 
+// A hung loader that the coordinator still counts as alive, next to one whose stream keeps
+// breaking (every break restarts the stream): the hung one sits out restarts for at least as long
+// as it made the consumer wait, doubling, instead of costing a stall at every restart.
+TEST_F(BatchStreamTest, AStalledLoaderSitsOutRestartsForLongerThanItsStall) {
+  Behaviour hung;
+  hung.stop_after_total = 1;  // Step 0, then nothing on any stream (a stopped process).
+  Behaviour flaky;
+  flaky.fail_after = 2;  // Every stream breaks after two batches.
+  BatchStreamOptions options = Options(40);
+  options.stall_timeout = absl::Milliseconds(100);
+  // When b's first break restarts the stream before a's step 0 was taken, a stops without ever
+  // having delivered to this stream: it is cold, and must not get the 300 s default.
+  options.start_timeout = options.stall_timeout;
+  BatchStream stream(options, {"a:1", "b:1"}, Loaders({{"a:1", hung}, {"b:1", flaky}}));
+  absl::Status end;
+  EXPECT_EQ(Drain(stream, &end), Range(40));  // Nothing lost, nothing repeated.
+  EXPECT_EQ(end.code(), absl::StatusCode::kOutOfRange);
+  int stalls = 0;
+  int breaks = 0;
+  for (const std::string& failover : Failovers(stream)) {
+    stalls += failover == "a:1 stalled";
+    breaks += failover == "b:1 error";
+  }
+  EXPECT_GE(breaks, 15);
+  // Out for 100, 200, 400, 800 ms after its stalls: the run of b's 40 steps ends long before a
+  // fifth stall (with a restart's 5 ms backoff it stalled at nearly every one of b's breaks).
+  EXPECT_GE(stalls, 1);
+  EXPECT_LE(stalls, 4) << "breaks " << breaks;
+}
+
 // A loader that has not delivered anything yet is cold (manifest, first decodes): it gets the
 // start timeout, not the stall timeout.
 TEST_F(BatchStreamTest, AColdLoaderGetsTheStartTimeout) {
