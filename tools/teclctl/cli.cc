@@ -166,7 +166,8 @@ the last lines of a trainer that died. The coordinator holds the newest 8 MiB pe
   --tail N       only the newest N lines
   -f, --follow   keep printing new lines until the job finishes (polls every second)
   --timeout D    with -f: give up after D (exit 1)
-With --output json each line is a LogLine in protobuf JSON (its text is base64, as bytes are).
+With --output json each log line is printed as a LogLine object in protobuf JSON (its text in
+base64, as bytes are).
 )"},
       {"workers", R"(teclctl workers
 
