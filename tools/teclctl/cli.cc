@@ -761,6 +761,7 @@ int Cli::Logs(const std::string& id) {
   if (rank >= 0) request.set_rank(rank);
   request.set_tail(tail);
   int64_t tail_id = 0;
+  int64_t printed = 0;
   absl::Time ended_at = absl::InfiniteFuture();
   bool unreachable = false;
   while (true) {
@@ -801,10 +802,17 @@ int Cli::Logs(const std::string& id) {
       }
     }
     std::cout << std::flush;
+    printed += page->lines_size();
     request.set_after_cursor(page->next_cursor());
     request.set_tail(0);
     if (page->more()) continue;
-    if (!follow) return kExitOk;
+    if (!follow) {
+      if (printed == 0 && page->skipped() == 0) {
+        std::cerr << "teclctl: logs: no log lines of " << id
+                  << " yet (trainers send them with their heartbeats while they run it)\n";
+      }
+      return kExitOk;
+    }
     const absl::Time now = absl::Now();
     if (now >= ended_at + kAfterEnd) return kExitOk;
     if (now > deadline) {

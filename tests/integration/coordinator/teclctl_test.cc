@@ -186,6 +186,12 @@ TEST_F(TeclctlTest, SubmitListStatusEventsCancel) {
   ASSERT_EQ(events.exit_code, 0) << events.err;
   EXPECT_THAT(events.out, HasSubstr("submitted"));
 
+  // A job no trainer ran yet has no log lines, and says so.
+  Result logs = Run("logs " + id);
+  ASSERT_EQ(logs.exit_code, 0) << logs.err;
+  EXPECT_EQ(logs.out, "");
+  EXPECT_THAT(logs.err, HasSubstr("no log lines of job-000001 yet"));
+
   Result cancel = Run("cancel " + id + " --reason=\"changed my mind\"");
   ASSERT_EQ(cancel.exit_code, 0) << cancel.err;
   EXPECT_THAT(cancel.out, HasSubstr("cancelled job-000001"));
