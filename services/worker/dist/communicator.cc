@@ -1,6 +1,7 @@
 #include "services/worker/dist/communicator.h"
 
 #include <sstream>
+#include <vector>
 
 namespace tecl::worker::dist {
 
@@ -26,6 +27,25 @@ void CheckCollectiveTensor(const at::Tensor& tensor, bool floating_only, const c
     throw std::invalid_argument(where + " has dtype " +
                                 std::string(c10::toString(tensor.scalar_type())) +
                                 "; averaging needs a floating point dtype");
+  }
+}
+
+void CheckAllGather(const at::Tensor& input, const at::Tensor& output, int world_size) {
+  CheckCollectiveTensor(input, /*floating_only=*/false, "all-gather input");
+  CheckCollectiveTensor(output, /*floating_only=*/false, "all-gather output");
+  if (input.dim() < 1 || input.size(0) < 1) {
+    throw std::invalid_argument("all-gather: the input needs at least one row");
+  }
+  std::vector<int64_t> expected = input.sizes().vec();
+  expected[0] *= world_size;
+  if (output.sizes().vec() != expected || output.scalar_type() != input.scalar_type() ||
+      output.device() != input.device()) {
+    std::ostringstream message;
+    message << "all-gather: the output must be " << c10::toString(input.scalar_type())
+            << c10::IntArrayRef(expected) << " on " << input.device() << " (world size "
+            << world_size << " x the input's rows), not " << c10::toString(output.scalar_type())
+            << output.sizes() << " on " << output.device();
+    throw std::invalid_argument(message.str());
   }
 }
 

@@ -1,4 +1,4 @@
-// Communicator: the collectives the trainer needs (in-place average, broadcast, barrier) behind one
+// Communicator: the collectives the trainer needs (in-place average, gather, broadcast, barrier) behind one
 // small interface, so the gradient reducer and the parameter sync do not care whether Gloo, NCCL
 // through LibTorch, NCCL directly, or an in-process fake moves the bytes.
 //
@@ -6,8 +6,8 @@
 //   * Collectives are matched by call order: the k-th collective of every rank is the same
 //     operation with tensors of the same shapes and dtypes. A caller that issues them in different
 //     orders on different ranks gets a hang until the timeout (real backends) or a CollectiveError.
-//   * AllReduceAverage and Broadcast start the collective and return at once; the tensors must not
-//     be read or written until the handle's Wait() returned.
+//   * AllReduceAverage, AllGather and Broadcast start the collective and return at once; the
+//     tensors must not be read or written until the handle's Wait() returned.
 //   * Wait() blocks at most `timeout`; a collective that fails (a peer died, a socket closed, NCCL
 //     reported an asynchronous error) or does not finish in time throws CollectiveError
 //     (CollectiveTimeoutError for the latter). After the first failure the communicator is broken:
@@ -77,6 +77,13 @@ class Communicator {
   // communicator already failed, std::invalid_argument for an unusable tensor.
   virtual std::unique_ptr<CollectiveHandle> AllReduceAverage(at::Tensor tensor) = 0;
 
+  // Starts writing every rank's `input` into `output` in rank order: rank r's rows go to rows
+  // [r*n, (r+1)*n) of `output`, n = input.size(0). `input` has the same shape and dtype on every
+  // rank (at least one dimension, n >= 1); `output` has world_size*n rows and input's other
+  // dimensions and dtype. Both dense, contiguous, on this communicator's device kind. Throws like
+  // AllReduceAverage, and std::invalid_argument for tensors that do not fit.
+  virtual std::unique_ptr<CollectiveHandle> AllGather(at::Tensor input, at::Tensor output) = 0;
+
   // Starts overwriting `tensor` with `root`'s values. Any dtype. Throws like AllReduceAverage, and
   // std::invalid_argument for a root outside [0, world_size).
   virtual std::unique_ptr<CollectiveHandle> Broadcast(at::Tensor tensor, int root) = 0;
@@ -92,6 +99,9 @@ std::string DescribeCollective(const std::string& op, int rank, int world_size,
 // Throws std::invalid_argument unless `tensor` is defined, dense and contiguous (and floating
 // point when `floating_only`). `what` names the caller in the message.
 void CheckCollectiveTensor(const at::Tensor& tensor, bool floating_only, const char* what);
+
+// Throws std::invalid_argument unless `input` and `output` fit AllGather over `world_size` ranks.
+void CheckAllGather(const at::Tensor& input, const at::Tensor& output, int world_size);
 
 // Throws std::invalid_argument unless 0 <= root < world_size.
 void CheckRoot(int root, int world_size);

@@ -13,6 +13,7 @@ struct FakeWorld::Op {
   std::string kind;
   int root = 0;
   std::vector<at::Tensor> tensors;  // per rank
+  std::vector<at::Tensor> outputs;  // per rank (all-gather)
   std::vector<bool> joined;
   int joined_count = 0;
   bool done = false;
@@ -71,6 +72,11 @@ class FakeCommunicator final : public Communicator {
     return std::make_unique<FakeHandle>(world_, rank_,
                                         world_->Join(rank_, "all-reduce", tensor, 0));
   }
+  std::unique_ptr<CollectiveHandle> AllGather(at::Tensor input, at::Tensor output) override {
+    CheckAllGather(input, output, world_size());
+    return std::make_unique<FakeHandle>(world_, rank_,
+                                        world_->Join(rank_, "all-gather", input, 0, output));
+  }
   std::unique_ptr<CollectiveHandle> Broadcast(at::Tensor tensor, int root) override {
     CheckCollectiveTensor(tensor, /*floating_only=*/false, "broadcast");
     CheckRoot(root, world_size());
@@ -127,7 +133,8 @@ std::vector<std::string> FakeWorld::Log(int rank) const {
 }
 
 std::shared_ptr<FakeWorld::Op> FakeWorld::Join(int rank, const std::string& kind,
-                                               at::Tensor tensor, int root) {
+                                               at::Tensor tensor, int root,
+                                               at::Tensor output) {
   std::lock_guard<std::mutex> lock(mu_);
   const std::string op_name = kind + " #" + std::to_string(next_sequence_[rank]);
   if (!broken_[rank].empty()) {
@@ -146,6 +153,7 @@ std::shared_ptr<FakeWorld::Op> FakeWorld::Join(int rank, const std::string& kind
     slot->kind = kind;
     slot->root = root;
     slot->tensors.resize(world_size_);
+    slot->outputs.resize(world_size_);
     slot->joined.assign(world_size_, false);
     for (int r = 0; r < world_size_; ++r) {
       if (dead_[r]) {
@@ -165,6 +173,7 @@ std::shared_ptr<FakeWorld::Op> FakeWorld::Join(int rank, const std::string& kind
     return op;
   }
   op->tensors[rank] = tensor;
+  op->outputs[rank] = output;
   op->joined[rank] = true;
   if (++op->joined_count == world_size_) {
     Complete(*op);
@@ -181,12 +190,20 @@ void FakeWorld::Complete(Op& op) {
     for (int r = 1; r < world_size_; ++r) sum.add_(op.tensors[r]);
     sum.div_(world_size_);
     for (at::Tensor& t : op.tensors) t.copy_(sum);
+  } else if (op.kind == "all-gather") {
+    for (int r = 0; r < world_size_; ++r) {
+      const int64_t rows = op.tensors[r].size(0);
+      for (int source = 0; source < world_size_; ++source) {
+        op.outputs[r].narrow(0, source * rows, rows).copy_(op.tensors[source]);
+      }
+    }
   } else if (op.kind == "broadcast") {
     for (int r = 0; r < world_size_; ++r) {
       if (r != op.root) op.tensors[r].copy_(op.tensors[op.root]);
     }
   }
   op.tensors.clear();
+  op.outputs.clear();
   op.done = true;
   op.completed_at = std::chrono::steady_clock::now();
 }

@@ -6,7 +6,8 @@
 // CollectiveError / CollectiveTimeoutError, as the real backends do.
 //
 // Thread-safe. The world is shared by its communicators; every collective is logged per rank
-// ("all-reduce float[6]", "broadcast long[1] root 0", "barrier") for ordering assertions.
+// ("all-reduce float[6]", "all-gather float[2, 3]", "broadcast long[1] root 0", "barrier") for
+// ordering assertions.
 #ifndef TECL_SERVICES_WORKER_DIST_FAKE_COMMUNICATOR_H_
 #define TECL_SERVICES_WORKER_DIST_FAKE_COMMUNICATOR_H_
 
@@ -38,8 +39,9 @@ class FakeWorld : public std::enable_shared_from_this<FakeWorld> {
   std::chrono::milliseconds timeout() const { return timeout_; }
 
   struct Op;
-  // Joins the caller's next collective; returns the op to wait on.
-  std::shared_ptr<Op> Join(int rank, const std::string& kind, at::Tensor tensor, int root);
+  // Joins the caller's next collective; returns the op to wait on. `output`: all-gather's.
+  std::shared_ptr<Op> Join(int rank, const std::string& kind, at::Tensor tensor, int root,
+                           at::Tensor output = at::Tensor());
   // Blocks until the op completed; throws like CollectiveHandle::Wait.
   void WaitFor(int rank, const std::shared_ptr<Op>& op, std::chrono::milliseconds timeout);
 

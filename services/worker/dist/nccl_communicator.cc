@@ -133,8 +133,10 @@ namespace {
 class NcclHandle final : public CollectiveHandle {
  public:
   NcclHandle(std::shared_ptr<NcclCommunicator::State> state, std::string description,
-             at::Tensor tensor)
-      : state_(std::move(state)), description_(std::move(description)), tensor_(std::move(tensor)) {
+             std::vector<at::Tensor> tensors)
+      : state_(std::move(state)),
+        description_(std::move(description)),
+        tensors_(std::move(tensors)) {
     Check(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming), "cudaEventCreateWithFlags");
     Check(cudaEventRecord(done_, state_->stream), "cudaEventRecord");
   }
@@ -190,7 +192,7 @@ class NcclHandle final : public CollectiveHandle {
  private:
   std::shared_ptr<NcclCommunicator::State> state_;
   const std::string description_;
-  at::Tensor tensor_;
+  std::vector<at::Tensor> tensors_;  // Kept alive until the collective finished.
   cudaEvent_t done_ = nullptr;
   bool finished_ = false;
   std::optional<Clock::time_point> completed_;
@@ -290,7 +292,32 @@ std::unique_ptr<CollectiveHandle> NcclCommunicator::AllReduceAverage(at::Tensor 
                         NcclType(tensor.scalar_type()), ncclAvg, state_->comm, state_->stream),
           "ncclAllReduce", state_->comm);
     state_->Settle(description, Clock::now() + state_->timeout);
-    return std::make_unique<NcclHandle>(state_, description, std::move(tensor));
+    return std::make_unique<NcclHandle>(state_, description,
+                                        std::vector<at::Tensor>{std::move(tensor)});
+  } catch (const CollectiveError& e) {
+    state_->Abort(e.what());
+    throw CollectiveError(description + ": " + e.what());
+  }
+}
+
+std::unique_ptr<CollectiveHandle> NcclCommunicator::AllGather(at::Tensor input,
+                                                              at::Tensor output) {
+  CheckAllGather(input, output, state_->world_size);
+  CheckDevice(input, state_->device, "all-gather");
+  std::lock_guard<std::mutex> lock(state_->mu);
+  const std::string op = "all-gather #" + std::to_string(state_->sequence++);
+  state_->ThrowIfBroken(op);
+  const std::string description = DescribeCollective(op, state_->rank, state_->world_size, "nccl");
+  try {
+    Check(cudaSetDevice(state_->device), "cudaSetDevice");
+    Check(cudaEventRecord(state_->inputs_ready, state_->compute_stream), "cudaEventRecord");
+    Check(cudaStreamWaitEvent(state_->stream, state_->inputs_ready, 0), "cudaStreamWaitEvent");
+    Check(ncclAllGather(input.data_ptr(), output.data_ptr(), input.numel(),
+                        NcclType(input.scalar_type()), state_->comm, state_->stream),
+          "ncclAllGather", state_->comm);
+    state_->Settle(description, Clock::now() + state_->timeout);
+    return std::make_unique<NcclHandle>(state_, description,
+                                        std::vector<at::Tensor>{std::move(input), std::move(output)});
   } catch (const CollectiveError& e) {
     state_->Abort(e.what());
     throw CollectiveError(description + ": " + e.what());
@@ -313,7 +340,8 @@ std::unique_ptr<CollectiveHandle> NcclCommunicator::Broadcast(at::Tensor tensor,
                         NcclType(tensor.scalar_type()), root, state_->comm, state_->stream),
           "ncclBroadcast", state_->comm);
     state_->Settle(description, Clock::now() + state_->timeout);
-    return std::make_unique<NcclHandle>(state_, description, std::move(tensor));
+    return std::make_unique<NcclHandle>(state_, description,
+                                        std::vector<at::Tensor>{std::move(tensor)});
   } catch (const CollectiveError& e) {
     state_->Abort(e.what());
     throw CollectiveError(description + ": " + e.what());
@@ -334,7 +362,7 @@ void NcclCommunicator::Barrier() {
                           state_->comm, state_->stream),
             "ncclAllReduce", state_->comm);
       state_->Settle(description, Clock::now() + state_->timeout);
-      handle = std::make_unique<NcclHandle>(state_, description, at::Tensor());
+      handle = std::make_unique<NcclHandle>(state_, description, std::vector<at::Tensor>{});
     } catch (const CollectiveError& e) {
       state_->Abort(e.what());
       throw CollectiveError(description + ": " + e.what());

@@ -144,6 +144,21 @@ std::unique_ptr<CollectiveHandle> ProcessGroupCommunicator::AllReduceAverage(at:
   });
 }
 
+std::unique_ptr<CollectiveHandle> ProcessGroupCommunicator::AllGather(at::Tensor input,
+                                                                      at::Tensor output) {
+  CheckAllGather(input, output, world_size_);
+  const std::string op = "all-gather #" + std::to_string(sequence_++);
+  failure_->ThrowIfFailed(op);
+  // One output per rank: row blocks of `output` (views; Gloo's _allgather_base is missing here).
+  std::vector<std::vector<at::Tensor>> outputs{output.chunk(world_size_, 0)};
+  std::vector<at::Tensor> inputs{input};
+  return Start(op, {input, output}, [&] {
+    c10d::AllgatherOptions options;
+    options.timeout = timeout_;
+    return group_->allgather(outputs, inputs, options);
+  });
+}
+
 std::unique_ptr<CollectiveHandle> ProcessGroupCommunicator::Broadcast(at::Tensor tensor,
                                                                       int root) {
   CheckCollectiveTensor(tensor, /*floating_only=*/false, "broadcast");

@@ -44,6 +44,7 @@ class ProcessGroupCommunicator final : public Communicator {
   std::chrono::milliseconds timeout() const override { return timeout_; }
 
   std::unique_ptr<CollectiveHandle> AllReduceAverage(at::Tensor tensor) override;
+  std::unique_ptr<CollectiveHandle> AllGather(at::Tensor input, at::Tensor output) override;
   std::unique_ptr<CollectiveHandle> Broadcast(at::Tensor tensor, int root) override;
   void Barrier() override;
 

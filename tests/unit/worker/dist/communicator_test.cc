@@ -116,6 +116,33 @@ TEST_P(CommunicatorContractTest, BroadcastCopiesTheRootsTensorOfAnyDtype) {
   for (const auto& t : results) EXPECT_TRUE(torch::equal(t, torch::full({4}, 20, torch::kLong)));
 }
 
+// Rank r's rows land at rows [r*n, (r+1)*n) of every rank's output, for float rows of two
+// dimensions and int64 labels, interleaved with an all-reduce.
+TEST_P(CommunicatorContractTest, AllGatherConcatenatesEveryRanksRowsInRankOrder) {
+  auto comms = GetParam().make(3);
+  std::vector<torch::Tensor> rows(3), labels(3), reduced(3);
+  RunRanks(comms, [&](int r, Communicator& c) {
+    const torch::Tensor input = torch::arange(4, torch::kFloat).reshape({2, 2}) + 10 * r;
+    const torch::Tensor label = torch::full({2}, r, torch::kLong);
+    rows[r] = torch::empty({6, 2});
+    labels[r] = torch::empty({6}, torch::kLong);
+    reduced[r] = torch::full({1}, static_cast<float>(r));
+    auto gather_rows = c.AllGather(input, rows[r]);
+    auto reduce = c.AllReduceAverage(reduced[r]);
+    auto gather_labels = c.AllGather(label, labels[r]);
+    gather_rows->Wait(c.timeout());
+    reduce->Wait(c.timeout());
+    gather_labels->Wait(c.timeout());
+  });
+  const torch::Tensor expected_rows = torch::tensor(
+      {{0.f, 1.f}, {2.f, 3.f}, {10.f, 11.f}, {12.f, 13.f}, {20.f, 21.f}, {22.f, 23.f}});
+  for (int r = 0; r < 3; ++r) {
+    EXPECT_TRUE(torch::equal(rows[r], expected_rows)) << rows[r];
+    EXPECT_TRUE(torch::equal(labels[r], torch::tensor({0, 0, 1, 1, 2, 2}, torch::kLong)));
+    EXPECT_EQ(reduced[r].item<float>(), 1.0f);
+  }
+}
+
 TEST_P(CommunicatorContractTest, BarrierReturnsOnceEveryRankArrived) {
   auto comms = GetParam().make(2);
   std::atomic<int> arrived{0};
@@ -160,6 +187,19 @@ TEST_P(CommunicatorContractTest, RejectsUnusableTensorsAndRoots) {
     FAIL() << "expected std::invalid_argument";
   } catch (const std::invalid_argument& e) {
     EXPECT_THAT(e.what(), HasSubstr("not contiguous"));
+  }
+  try {
+    comms[0]->AllGather(torch::ones({2, 3}), torch::empty({3, 3}));
+    FAIL() << "expected std::invalid_argument";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_THAT(e.what(),
+                HasSubstr("the output must be Float[2, 3] on cpu (world size 1 x the input's rows)"));
+  }
+  try {
+    comms[0]->AllGather(torch::ones({0, 3}), torch::empty({0, 3}));
+    FAIL() << "expected std::invalid_argument";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_THAT(e.what(), HasSubstr("needs at least one row"));
   }
   try {
     comms[0]->Broadcast(torch::ones({3}), 1);

@@ -172,6 +172,9 @@ class ClosingCommunicator final : public dist::Communicator {
   std::unique_ptr<dist::CollectiveHandle> AllReduceAverage(at::Tensor tensor) override {
     return fake_->AllReduceAverage(tensor);
   }
+  std::unique_ptr<dist::CollectiveHandle> AllGather(at::Tensor input, at::Tensor output) override {
+    return fake_->AllGather(input, output);
+  }
   std::unique_ptr<dist::CollectiveHandle> Broadcast(at::Tensor tensor, int root) override {
     return fake_->Broadcast(tensor, root);
   }
