@@ -136,6 +136,7 @@ JobSpec DefaultJobSpec(JobKind kind, absl::string_view backbone) {
   m->set_psi_dim(128);
   m->set_projection_dim(128);
   m->set_projection_hidden(512);
+  m->set_sync_batchnorm(true);
 
   auto* method = spec.mutable_method();
   auto* w = method->mutable_weights();
@@ -174,6 +175,7 @@ JobSpec DefaultJobSpec(JobKind kind, absl::string_view backbone) {
   o->set_weight_decay(1e-4);
   o->set_beta1(0.9);
   o->set_beta2(0.999);
+  o->set_eps(1e-8);
   o->set_grad_clip_norm(0.0);
 
   auto* sc = spec.mutable_schedule();
@@ -205,6 +207,7 @@ JobSpec DefaultJobSpec(JobKind kind, absl::string_view backbone) {
   dist->set_backend(cpu ? tecl::v1::DistributedSpec::BACKEND_GLOO
                         : tecl::v1::DistributedSpec::BACKEND_NCCL);
   dist->set_bucket_size_mb(25.0);
+  dist->set_global_batch_loss(true);
 
   if (kind == tecl::v1::JOB_KIND_EVAL) {
     auto* e = spec.mutable_eval();

@@ -256,6 +256,7 @@ void ValidateTraining(Problems& p, const JobSpec& spec) {
   CheckRange(p, "optimizer.weight_decay", o.weight_decay(), 0.0, 10.0);
   CheckRange(p, "optimizer.beta1", o.beta1(), 0.0, 0.999999);
   CheckRange(p, "optimizer.beta2", o.beta2(), 0.0, 0.999999);
+  if (o.eps() != 0) CheckRange(p, "optimizer.eps", o.eps(), 1e-12, 1.0);
   CheckRange(p, "optimizer.grad_clip_norm", o.grad_clip_norm(), 0.0, 1e6, "0 disables clipping");
 
   const auto& s = spec.schedule();

@@ -1,5 +1,7 @@
 #include "services/worker/dist/communicator.h"
 
+#include <ATen/Functions.h>
+
 #include <sstream>
 #include <vector>
 
@@ -47,6 +49,18 @@ void CheckAllGather(const at::Tensor& input, const at::Tensor& output, int world
             << output.sizes() << " on " << output.device();
     throw std::invalid_argument(message.str());
   }
+}
+
+at::Tensor AllGatherRows(Communicator& communicator, const at::Tensor& rows) {
+  at::Tensor input = rows.detach().contiguous();
+  if (input.dim() < 1) {
+    throw std::invalid_argument("all-gather: the input needs at least one dimension");
+  }
+  std::vector<int64_t> shape = input.sizes().vec();
+  shape[0] *= communicator.world_size();
+  at::Tensor output = at::empty(shape, input.options());
+  communicator.AllGather(input, output)->Wait(communicator.timeout());
+  return output;
 }
 
 void CheckRoot(int root, int world_size) {

@@ -92,6 +92,11 @@ class Communicator {
   virtual void Barrier() = 0;
 };
 
+// Every rank's `rows` concatenated in rank order (a new tensor), blocking until the gather is done
+// (at most the communicator's timeout). The rows are made contiguous and carry no autograd history
+// into the result. Throws like AllGather and Wait.
+at::Tensor AllGatherRows(Communicator& communicator, const at::Tensor& rows);
+
 // The error text every backend uses: "<op> failed on rank R of W (<backend>): <cause>".
 std::string DescribeCollective(const std::string& op, int rank, int world_size,
                                const std::string& backend);

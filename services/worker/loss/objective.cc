@@ -71,7 +71,7 @@ HeadSet HeadsFor(const LossWeights& weights) {
 }
 
 LossTerms ComputeLosses(TeclModelImpl& model, const torch::Tensor& features, const BatchIndex& index,
-                        const LossOptions& options) {
+                        const LossOptions& options, const GlobalBatch* global) {
   options.Validate();
   const LossWeights& w = options.weights;
   if (features.dim() != 2 || features.size(0) != index.num_clips ||
@@ -82,7 +82,12 @@ LossTerms ComputeLosses(TeclModelImpl& model, const torch::Tensor& features, con
     throw Error(ErrorCode::kInvalidArgument, message.str());
   }
   LossTerms terms;
-  std::vector<torch::Tensor> weighted;
+  std::vector<torch::Tensor> weighted;  // Unscaled: their sum is total.
+  std::vector<torch::Tensor> scaled;    // As backward needs them: their sum is for_backward.
+  const auto add = [&](const torch::Tensor& term, double weight, bool is_global) {
+    weighted.push_back(term * weight);
+    scaled.push_back(is_global ? ScaleForAverage(weighted.back(), *global) : weighted.back());
+  };
 
   torch::Tensor pairs;  // (2V, 2D): [h_A, h_B] per video, then [h_B, h_A].
   if (w.equivariance > 0 || w.order > 0) {
@@ -94,40 +99,52 @@ LossTerms ComputeLosses(TeclModelImpl& model, const torch::Tensor& features, con
     RequireHead(static_cast<bool>(model.psi()), "psi", "equivariance");
     const torch::Tensor z = model.psi()->forward(pairs);
     terms.equivariance =
-        EquivarianceLoss(z, index.transformation_label, options.equivariance_temperature).mean();
-    weighted.push_back(terms.equivariance * w.equivariance);
+        (global != nullptr ? GlobalEquivarianceLoss(z, index.transformation_label,
+                                                    options.equivariance_temperature, *global)
+                           : EquivarianceLoss(z, index.transformation_label,
+                                              options.equivariance_temperature))
+            .mean();
+    add(terms.equivariance, w.equivariance, global != nullptr);
   }
   if (w.speed > 0) {
     RequireHead(static_cast<bool>(model.speed()), "speed", "speed");
     const torch::Tensor logits = model.speed()->forward(features);
     terms.speed = F::cross_entropy(logits, index.speed_label);
     terms.speed_accuracy = Accuracy(logits, index.speed_label);
-    weighted.push_back(terms.speed * w.speed);
+    add(terms.speed, w.speed, false);
   }
   if (w.direction > 0) {
     RequireHead(static_cast<bool>(model.direction()), "direction", "direction");
     const torch::Tensor logits = model.direction()->forward(features);
     terms.direction = F::cross_entropy(logits, index.direction_label);
     terms.direction_accuracy = Accuracy(logits, index.direction_label);
-    weighted.push_back(terms.direction * w.direction);
+    add(terms.direction, w.direction, false);
   }
   if (w.order > 0) {
     RequireHead(static_cast<bool>(model.order()), "order", "order");
     const torch::Tensor logits = model.order()->forward(pairs);
     terms.order = F::cross_entropy(logits, index.order_label);
     terms.order_accuracy = Accuracy(logits, index.order_label);
-    weighted.push_back(terms.order * w.order);
+    add(terms.order, w.order, false);
   }
   if (w.instance > 0) {
     RequireHead(static_cast<bool>(model.projection()), "projection", "instance");
     const torch::Tensor g = model.projection()->forward(features);
-    terms.instance = InstanceLoss(g, index.instance_anchor, index.instance_positive, index.video,
-                                  options.instance_temperature)
-                         .mean();
-    weighted.push_back(terms.instance * w.instance);
+    terms.instance =
+        (global != nullptr
+             ? GlobalInstanceLoss(g, index.instance_anchor, index.instance_positive, index.video,
+                                  index.num_videos, options.instance_temperature, *global)
+             : InstanceLoss(g, index.instance_anchor, index.instance_positive, index.video,
+                            options.instance_temperature))
+            .mean();
+    add(terms.instance, w.instance, global != nullptr);
   }
   terms.total = weighted[0];
-  for (size_t i = 1; i < weighted.size(); ++i) terms.total = terms.total + weighted[i];
+  terms.for_backward = scaled[0];
+  for (size_t i = 1; i < weighted.size(); ++i) {
+    terms.total = terms.total + weighted[i];
+    terms.for_backward = terms.for_backward + scaled[i];
+  }
   return terms;
 }
 

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "services/worker/loss/batch.h"
+#include "services/worker/loss/global_batch.h"
 #include "services/worker/model/model.h"
 
 namespace tecl::worker::core {
@@ -52,6 +53,10 @@ HeadSet HeadsFor(const LossWeights& weights);
 // defined iff their head exists.
 struct LossTerms {
   torch::Tensor total;
+  // What backward differentiates: total, except that with a global batch the global terms are
+  // scaled by world_size (ScaleForAverage) so that the gradient reducer's average is the gradient
+  // of the global objective. Equal to total on one process.
+  torch::Tensor for_backward;
   torch::Tensor equivariance;
   torch::Tensor speed;
   torch::Tensor direction;
@@ -82,10 +87,14 @@ struct LossValues {
 // (rows as in the batch); index: the batch's IndexBatch on the features' device. Pair rows are
 // [h_A, h_B] for every video, then [h_B, h_A]; psi and the order head each see all 2V pair rows
 // in one call (one BatchNorm batch).
+// With `global` (a data-parallel step with distributed.global_batch_loss), L_equi and L_inst are
+// the global terms of loss/global_batch.h over every rank's rows: their values are the same on
+// every rank and for_backward carries them scaled by world_size. Without it every term is this
+// batch's own.
 // Throws Error(kInvalidArgument) for invalid options or a features/index mismatch, and
 // Error(kFailedPrecondition) when the model lacks a head that a weight > 0 needs.
 LossTerms ComputeLosses(TeclModelImpl& model, const torch::Tensor& features, const BatchIndex& index,
-                        const LossOptions& options);
+                        const LossOptions& options, const GlobalBatch* global = nullptr);
 
 // Copies the defined terms to the host (one device synchronisation).
 LossValues ToValues(const LossTerms& terms);

@@ -5,6 +5,7 @@
 #include <sstream>
 #include <utility>
 
+#include "services/worker/model/batch_norm.h"
 #include "services/worker/model/error.h"
 
 namespace tecl::worker::core {
@@ -25,7 +26,7 @@ class Conv2Plus1DImpl : public nn::Module {
  public:
   Conv2Plus1DImpl(int64_t in, int64_t out, int64_t mid, int64_t stride)
       : spatial_(Conv(in, mid, {1, 3, 3}, {1, stride, stride}, {0, 1, 1})),
-        norm_(nn::BatchNorm3d(mid)),
+        norm_(SyncableBatchNorm3d(mid)),
         temporal_(Conv(mid, out, {3, 1, 1}, {stride, 1, 1}, {1, 0, 0})) {
     register_module("0", spatial_);
     register_module("1", norm_);
@@ -38,7 +39,7 @@ class Conv2Plus1DImpl : public nn::Module {
 
  private:
   nn::Conv3d spatial_;
-  nn::BatchNorm3d norm_;
+  SyncableBatchNorm norm_;
   nn::Conv3d temporal_;
 };
 TORCH_MODULE(Conv2Plus1D);
@@ -60,15 +61,15 @@ class BasicBlockImpl : public nn::Module {
                                 {1, 1, 1}));
     };
     conv1_->push_back(conv(in, stride));
-    conv1_->push_back(nn::BatchNorm3d(planes));
+    conv1_->push_back(SyncableBatchNorm3d(planes));
     conv1_->push_back(Relu());
     conv2_->push_back(conv(planes, 1));
-    conv2_->push_back(nn::BatchNorm3d(planes));
+    conv2_->push_back(SyncableBatchNorm3d(planes));
     register_module("conv1", conv1_);
     register_module("conv2", conv2_);
     if (stride != 1 || in != planes) {
       downsample_ = nn::Sequential(Conv(in, planes, {1, 1, 1}, {stride, stride, stride}, {0, 0, 0}),
-                                   nn::BatchNorm3d(planes));
+                                   SyncableBatchNorm3d(planes));
       register_module("downsample", downsample_);
     }
   }
@@ -90,7 +91,7 @@ void InitLikeTorchvision(nn::Module& module) {
   for (const auto& child : module.modules(/*include_self=*/false)) {
     if (auto* conv = child->as<nn::Conv3d>()) {
       nn::init::kaiming_normal_(conv->weight, /*a=*/0, torch::kFanOut, torch::kReLU);
-    } else if (auto* norm = child->as<nn::BatchNorm3d>()) {
+    } else if (auto* norm = child->as<SyncableBatchNorm>()) {
       nn::init::ones_(norm->weight);
       nn::init::zeros_(norm->bias);
     }
@@ -103,11 +104,13 @@ class VideoResNet : public Backbone {
  public:
   VideoResNet(const std::string& name, BlockKind kind) : Backbone(name, 512) {
     if (kind == BlockKind::kConv2Plus1D) {
-      stem_ = nn::Sequential(Conv(3, 45, {1, 7, 7}, {1, 2, 2}, {0, 3, 3}), nn::BatchNorm3d(45), Relu(),
-                             Conv(45, 64, {3, 1, 1}, {1, 1, 1}, {1, 0, 0}), nn::BatchNorm3d(64),
-                             Relu());
+      stem_ = nn::Sequential(Conv(3, 45, {1, 7, 7}, {1, 2, 2}, {0, 3, 3}),
+                             SyncableBatchNorm3d(45), Relu(),
+                             Conv(45, 64, {3, 1, 1}, {1, 1, 1}, {1, 0, 0}),
+                             SyncableBatchNorm3d(64), Relu());
     } else {
-      stem_ = nn::Sequential(Conv(3, 64, {3, 7, 7}, {1, 2, 2}, {1, 3, 3}), nn::BatchNorm3d(64), Relu());
+      stem_ = nn::Sequential(Conv(3, 64, {3, 7, 7}, {1, 2, 2}, {1, 3, 3}),
+                             SyncableBatchNorm3d(64), Relu());
     }
     register_module("stem", stem_);
     int64_t in = 64;
@@ -141,7 +144,7 @@ class Tiny3d : public Backbone {
     for (int i = 0; i < 4; ++i) {
       const int64_t t_stride = i == 0 ? 1 : 2;
       features_->push_back(Conv(channels[i], channels[i + 1], {3, 3, 3}, {t_stride, 2, 2}, {1, 1, 1}));
-      features_->push_back(nn::BatchNorm3d(channels[i + 1]));
+      features_->push_back(SyncableBatchNorm3d(channels[i + 1]));
       features_->push_back(Relu());
     }
     register_module("features", features_);

@@ -5,6 +5,7 @@
 #include <sstream>
 #include <vector>
 
+#include "services/worker/model/batch_norm.h"
 #include "services/worker/model/error.h"
 
 namespace tecl::worker::core {
@@ -57,7 +58,7 @@ std::string HeadSet::ToString() const {
 torch::nn::Sequential MakeMlpHead(int64_t in, int64_t hidden, int64_t out) {
   namespace nn = torch::nn;
   return nn::Sequential(nn::Linear(nn::LinearOptions(in, hidden).bias(false)),
-                        nn::BatchNorm1d(hidden), nn::ReLU(nn::ReLUOptions().inplace(true)),
+                        SyncableBatchNorm1d(hidden), nn::ReLU(nn::ReLUOptions().inplace(true)),
                         nn::Linear(hidden, out));
 }
 

@@ -89,6 +89,7 @@ absl::StatusOr<core::TrainerOptions> TrainerOptionsFromSpec(const tecl::v1::JobS
   o.optimizer.weight_decay = opt.weight_decay();
   o.optimizer.beta1 = opt.beta1();
   o.optimizer.beta2 = opt.beta2();
+  if (opt.eps() != 0) o.optimizer.eps = opt.eps();
   o.optimizer.grad_clip_norm = opt.grad_clip_norm();
 
   o.schedule.total_steps = spec.schedule().total_steps();

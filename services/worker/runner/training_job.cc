@@ -20,6 +20,7 @@
 #include "services/worker/dist/gradient_reducer.h"
 #include "services/worker/dist/parameter_sync.h"
 #include "services/worker/dist/process_group_factory.h"
+#include "services/worker/dist/step_collectives.h"
 #include "services/worker/runner/job_input.h"
 #include "services/worker/runner/job_options.h"
 #include "services/worker/runner/job_runner.h"
@@ -225,11 +226,24 @@ class TrainingRun {
       reducer_options.bucket_size_mb = spec_.distributed().bucket_size_mb();
       reducer_ = std::make_unique<dist::GradientReducer>(std::move(parameters), communicator_,
                                                          reducer_options);
+      trainer_->SetCollectives(GlobalBatchCollectives());
     } catch (...) {
       return StatusFromCurrentException(absl::StrCat("forming the process group (rank ", a_.rank(),
                                                      " of ", a_.world_size(), ")"));
     }
     return absl::OkStatus();
+  }
+
+  // The global batch of docs/global-batch.md over this group, as the spec asks for it.
+  core::StepCollectives GlobalBatchCollectives() const {
+    core::StepCollectives collectives = dist::MakeStepCollectives(
+        communicator_, spec_.distributed().global_batch_loss(), spec_.model().sync_batchnorm());
+    TECL_LOG(INFO) << "job " << a_.job_id() << ": rank " << a_.rank() << " of " << a_.world_size()
+                   << ": contrastive terms over "
+                   << (collectives.global_loss ? "the global batch" : "this rank's batch")
+                   << ", BatchNorm statistics over "
+                   << (collectives.batch_norm ? "every rank's batch (SyncBN)" : "this rank's batch");
+    return collectives;
   }
 
   absl::Status Loop() {

@@ -24,6 +24,7 @@ void OptimizerOptions::Validate() const {
   if (!(weight_decay >= 0)) Fail("optimizer.weight_decay", weight_decay, "must be >= 0");
   if (!(beta1 >= 0 && beta1 < 1)) Fail("optimizer.beta1", beta1, "must be in [0, 1)");
   if (!(beta2 >= 0 && beta2 < 1)) Fail("optimizer.beta2", beta2, "must be in [0, 1)");
+  if (!(eps >= 1e-12 && eps <= 1)) Fail("optimizer.eps", eps, "must be in [1e-12, 1]");
   if (!(grad_clip_norm >= 0)) {
     Fail("optimizer.grad_clip_norm", grad_clip_norm, "must be >= 0 (0 disables clipping)");
   }

@@ -24,6 +24,8 @@ struct OptimizerOptions {
   // OptimizerSpec.beta1 / beta2.
   double beta1 = 0.9;
   double beta2 = 0.999;
+  // Added to AdamW's denominator. OptimizerSpec.eps.
+  double eps = 1e-8;
   // Clip the global gradient L2 norm to this before the step; 0 disables. OptimizerSpec.grad_clip_norm.
   double grad_clip_norm = 0;
 

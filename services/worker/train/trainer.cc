@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <sstream>
+#include <utility>
 
 #include "services/worker/model/error.h"
 
@@ -34,7 +35,8 @@ Trainer::Trainer(const TrainerOptions& options) : options_(options) {
   optimizer_ = std::make_unique<torch::optim::AdamW>(
       parameters_, torch::optim::AdamWOptions(lr)
                        .betas({options_.optimizer.beta1, options_.optimizer.beta2})
-                       .weight_decay(options_.optimizer.weight_decay));
+                       .weight_decay(options_.optimizer.weight_decay)
+                       .eps(options_.optimizer.eps));
   layout_.num_speeds = options_.model.num_speeds;
   layout_.instance_positive = options_.loss.instance_positive;
 }
@@ -45,8 +47,9 @@ LossValues Trainer::ForwardBackward(const Batch& batch) {
   for (torch::Tensor& parameter : parameters_) parameter.mutable_grad() = torch::Tensor();
   model_->train();
   const torch::Tensor features = model_->forward(NormalizeClips(batch.clips, options_.device));
-  const LossTerms terms = ComputeLosses(*model_, features, index, options_.loss);
-  terms.total.backward();
+  const GlobalBatch* global = collectives_.global_loss ? &*collectives_.global_loss : nullptr;
+  const LossTerms terms = ComputeLosses(*model_, features, index, options_.loss, global);
+  terms.for_backward.backward();
   const LossValues values = ToValues(terms);
   if (!std::isfinite(values.total)) {
     for (torch::Tensor& parameter : parameters_) parameter.mutable_grad() = torch::Tensor();
@@ -58,6 +61,21 @@ LossValues Trainer::ForwardBackward(const Batch& batch) {
   }
   gradients_ready_ = true;
   return values;
+}
+
+void Trainer::SetCollectives(StepCollectives collectives) {
+  if (collectives.global_loss) {
+    const GlobalBatch& global = *collectives.global_loss;
+    if (!global.gather || global.world_size < 1 || global.rank < 0 ||
+        global.rank >= global.world_size) {
+      std::ostringstream message;
+      message << "SetCollectives: a global loss needs a gather and a rank in [0, world_size), got "
+              << "rank " << global.rank << " of " << global.world_size;
+      throw Error(ErrorCode::kInvalidArgument, message.str());
+    }
+  }
+  SetBatchNormSync(*model_, collectives.batch_norm);
+  collectives_ = std::move(collectives);
 }
 
 StepInfo Trainer::ApplyGradients() {

@@ -20,7 +20,16 @@
 // reducer's bucket assignment relies on. Only heads with a loss weight > 0 exist, so every
 // parameter receives a gradient each step (the reducer's UnusedParameters::kError holds).
 // Gradient clipping happens in ApplyGradients, i.e. on the averaged gradients, so every rank
-// clips identically. BatchNorm buffers stay local to each rank.
+// clips identically.
+//
+// The global batch (docs/global-batch.md): SetCollectives gives the trainer the step's
+// collectives over the data-parallel group: `global_loss` makes L_equi and L_inst global terms
+// (every rank's rows; scaled for the reducer's average), `batch_norm` makes every BatchNorm layer
+// normalise with the statistics of every rank's batch (SyncBN), so that N ranks x B clips train as
+// one process on N x B. Without them (one rank, or the options off) each rank's terms and BatchNorm
+// statistics are its own, and BatchNorm buffers stay local to each rank. Collectives run inside
+// ForwardBackward in the same order on every rank; the caller clears them (SetCollectives({}))
+// before it drops the communicator they use.
 //
 // Errors: Error(kInvalidArgument) for bad options or an inconsistent batch (nothing changed);
 // Error(kFailedPrecondition) when the loss is not finite (ForwardBackward; the step is
@@ -45,7 +54,9 @@
 #include <vector>
 
 #include "services/worker/loss/batch.h"
+#include "services/worker/loss/global_batch.h"
 #include "services/worker/loss/objective.h"
+#include "services/worker/model/batch_norm.h"
 #include "services/worker/model/model.h"
 #include "services/worker/train/schedule.h"
 
@@ -75,6 +86,12 @@ struct StepInfo {
   std::optional<double> grad_norm;  // Global gradient norm before clipping (when clipping is on).
 };
 
+// The collectives of a data-parallel step (see the header comment). Both empty: local step.
+struct StepCollectives {
+  std::optional<GlobalBatch> global_loss;
+  std::shared_ptr<const BatchNormSync> batch_norm;
+};
+
 struct StepResult {
   LossValues loss;
   StepInfo info;
@@ -92,6 +109,11 @@ class Trainer {
   // backbone and the objective in train mode and backward. Returns this batch's terms (one device
   // synchronisation). Blocks until backward is done.
   LossValues ForwardBackward(const Batch& batch);
+
+  // Sets (or, with {}, clears) the collectives the next steps use. Throws
+  // Error(kInvalidArgument) for a global_loss without a gather or with a rank outside the world.
+  void SetCollectives(StepCollectives collectives);
+  const StepCollectives& collectives() const { return collectives_; }
 
   // Clips the gradients (optimizer.grad_clip_norm), sets the scheduled learning rate of step(),
   // takes the AdamW step and advances step().
@@ -125,6 +147,7 @@ class Trainer {
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   std::vector<torch::Tensor> parameters_;
   BatchLayoutOptions layout_;
+  StepCollectives collectives_;
   int64_t step_ = 0;
   int64_t epoch_ = 0;
   bool gradients_ready_ = false;

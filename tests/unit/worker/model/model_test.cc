@@ -6,15 +6,30 @@
 #include <torch/torch.h>
 
 #include <map>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "services/worker/model/backbone.h"
+#include "services/worker/model/batch_norm.h"
 #include "services/worker/model/error.h"
 
 namespace tecl::worker::core {
 namespace {
 
 using ::testing::HasSubstr;
+
+ModelOptions SmallOptions() {
+  ModelOptions options;
+  options.backbone = "tiny3d";
+  options.head_hidden = 16;
+  options.psi_hidden = 12;
+  options.psi_dim = 8;
+  options.projection_hidden = 10;
+  options.projection_dim = 6;
+  options.num_speeds = 4;
+  return options;
+}
 
 int64_t CountParameters(const torch::nn::Module& module) {
   int64_t count = 0;
@@ -90,11 +105,81 @@ TEST(BackboneTest, Tiny3dPoolsByMaximum) {
   for (const auto& child : tiny->children()) {
     for (const auto& layer : child->children()) {
       if (auto* conv = layer->as<torch::nn::Conv3d>()) maps = conv->forward(maps);
-      if (auto* norm = layer->as<torch::nn::BatchNorm3d>()) maps = norm->forward(maps);
+      if (auto* norm = layer->as<SyncableBatchNorm>()) maps = norm->forward(maps);
       if (layer->as<torch::nn::ReLU>()) maps = torch::relu(maps);
     }
   }
   EXPECT_TRUE(torch::allclose(tiny->forward(x), std::get<0>(maps.flatten(2).max(2))));
+}
+
+// Without a sync, SyncableBatchNorm is torch's BatchNorm: same names, outputs and running
+// statistics in training and evaluation, for 1d and 3d inputs.
+TEST(SyncableBatchNormTest, WithoutASyncItIsBatchNorm) {
+  torch::manual_seed(3);
+  SyncableBatchNorm ours = SyncableBatchNorm3d(4);
+  torch::nn::BatchNorm3d theirs(4);
+  std::vector<std::string> our_names, their_names;
+  for (const auto& item : ours->named_parameters()) our_names.push_back(item.key());
+  for (const auto& item : ours->named_buffers()) our_names.push_back(item.key());
+  for (const auto& item : theirs->named_parameters()) their_names.push_back(item.key());
+  for (const auto& item : theirs->named_buffers()) their_names.push_back(item.key());
+  EXPECT_EQ(our_names, their_names);
+  {
+    torch::NoGradGuard no_grad;
+    ours->weight.uniform_(0.5, 1.5);
+    ours->bias.uniform_(-1, 1);
+    theirs->weight.copy_(ours->weight);
+    theirs->bias.copy_(ours->bias);
+  }
+  for (int i = 0; i < 3; ++i) {
+    const torch::Tensor x = torch::randn({3, 4, 2, 3, 3}) * 2 + 1;
+    EXPECT_TRUE(torch::allclose(ours->forward(x), theirs->forward(x), 1e-5, 1e-6));
+  }
+  EXPECT_TRUE(torch::allclose(ours->running_mean, theirs->running_mean));
+  EXPECT_TRUE(torch::allclose(ours->running_var, theirs->running_var));
+  EXPECT_EQ(ours->num_batches_tracked.item<int64_t>(), 3);
+  ours->eval();
+  theirs->eval();
+  const torch::Tensor x = torch::randn({2, 4, 2, 3, 3});
+  EXPECT_TRUE(torch::allclose(ours->forward(x), theirs->forward(x), 1e-5, 1e-6));
+
+  SyncableBatchNorm ours1d = SyncableBatchNorm1d(5);
+  torch::nn::BatchNorm1d theirs1d(5);
+  const torch::Tensor rows = torch::randn({6, 5});
+  EXPECT_TRUE(torch::allclose(ours1d->forward(rows), theirs1d->forward(rows), 1e-5, 1e-6));
+  EXPECT_THROW(ours1d->forward(torch::randn({6, 4})), std::invalid_argument);
+  EXPECT_THROW(ours->forward(torch::randn({6, 4})), std::invalid_argument);
+}
+
+// With a sync set, every BatchNorm layer of the model hands training-mode normalisation to it (and
+// counts the batch); evaluation mode and a cleared sync use the local path.
+TEST(SyncableBatchNormTest, TheModelsLayersHandTrainingToTheSync) {
+  TeclModel model(SmallOptions(), HeadSet{});
+  int calls = 0;
+  auto sync = std::make_shared<const BatchNormSync>(
+      [&calls](const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
+               torch::Tensor running_mean, torch::Tensor running_var, double momentum,
+               double eps) {
+        ++calls;
+        EXPECT_DOUBLE_EQ(momentum, 0.1);
+        EXPECT_DOUBLE_EQ(eps, 1e-5);
+        return torch::batch_norm(x, weight, bias, running_mean, running_var, true, momentum, eps,
+                                 false);
+      });
+  // 4 in tiny3d, one in each of the five heads.
+  EXPECT_EQ(SetBatchNormSync(*model, sync), 9);
+  model->train();
+  const torch::Tensor features = model->forward(torch::randn({4, 3, 4, 32, 32}));
+  EXPECT_EQ(calls, 4);
+  model->psi()->forward(torch::randn({4, 2 * model->feature_dim()}));
+  EXPECT_EQ(calls, 5);
+  model->eval();
+  model->forward(torch::randn({2, 3, 4, 32, 32}));
+  EXPECT_EQ(calls, 5);
+  model->train();
+  EXPECT_EQ(SetBatchNormSync(*model, nullptr), 9);
+  model->forward(torch::randn({2, 3, 4, 32, 32}));
+  EXPECT_EQ(calls, 5);
 }
 
 TEST(BackboneTest, UnknownNameNamesTheChoices) {
@@ -107,17 +192,6 @@ TEST(BackboneTest, UnknownNameNamesTheChoices) {
   }
 }
 
-ModelOptions SmallOptions() {
-  ModelOptions options;
-  options.backbone = "tiny3d";
-  options.head_hidden = 16;
-  options.psi_hidden = 12;
-  options.psi_dim = 8;
-  options.projection_hidden = 10;
-  options.projection_dim = 6;
-  options.num_speeds = 4;
-  return options;
-}
 
 TEST(TeclModelTest, HeadsHaveTheConfiguredShapes) {
   TeclModel model(SmallOptions(), HeadSet{});
