@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/integration/dist/child_process.h"
 #include "tests/integration/dist/dist_test_model.h"
 
 namespace tecl::worker::dist::testing {
@@ -34,53 +35,11 @@ using namespace std::chrono_literals;
 
 int64_t MonotonicNs() { return std::chrono::steady_clock::now().time_since_epoch().count(); }
 
-std::string TrainerPath() {
-  const char* bin = std::getenv("TECL_BIN_DIR");
-  return std::string(bin != nullptr ? bin : ".") + "/tecl_dist_test_trainer";
-}
+std::string TrainerPath() { return BinaryPath("tecl_dist_test_trainer"); }
 
-class Process {
+class Process : public ChildProcess {
  public:
-  explicit Process(const std::vector<std::string>& args) {
-    std::vector<char*> argv;
-    const std::string path = TrainerPath();
-    argv.push_back(const_cast<char*>(path.c_str()));
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    pid_ = fork();
-    if (pid_ == 0) {
-      execv(path.c_str(), argv.data());
-      _exit(127);
-    }
-  }
-  ~Process() {
-    if (pid_ > 0 && !reaped_) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  pid_t pid() const { return pid_; }
-
-  // The wait status once the process ended; fails the test (and kills it) after `limit`.
-  int Wait(std::chrono::seconds limit) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    int status = 0;
-    while (waitpid(pid_, &status, WNOHANG) == 0) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        ADD_FAILURE() << "process " << pid_ << " still running after " << limit.count() << " s";
-        kill(pid_, SIGKILL);
-        waitpid(pid_, &status, 0);
-        break;
-      }
-      std::this_thread::sleep_for(10ms);
-    }
-    reaped_ = true;
-    return status;
-  }
-
- private:
-  pid_t pid_ = -1;
-  bool reaped_ = false;
+  explicit Process(const std::vector<std::string>& args) : ChildProcess(TrainerPath(), args) {}
 };
 
 std::map<std::string, std::string> ReadReport(const std::string& path) {
@@ -100,12 +59,7 @@ class DistMultiprocessTest : public ::testing::Test {
     char dir[] = "/tmp/tecl_dist_testXXXXXX";
     ASSERT_NE(mkdtemp(dir), nullptr);
     dir_ = dir;
-    c10d::TCPStoreOptions options;
-    options.port = 0;
-    options.isServer = true;
-    options.waitWorkers = false;
-    options.timeout = 60s;
-    store_ = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", options);
+    store_ = ServeTestStore();
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
