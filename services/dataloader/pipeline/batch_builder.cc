@@ -1,5 +1,6 @@
 #include "services/dataloader/pipeline/batch_builder.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <string>
@@ -19,6 +20,19 @@ namespace {
 using tecl::v1::ClipBatch;
 
 // State shared by the tasks of one batch.
+const char* RelationName(tecl::v1::Relation relation) {
+  switch (relation) {
+    case tecl::v1::RELATION_BEFORE:
+      return "before";
+    case tecl::v1::RELATION_AFTER:
+      return "after";
+    case tecl::v1::RELATION_OVERLAP:
+      return "overlap";
+    default:
+      return "unspecified";
+  }
+}
+
 class BuildJob : public BuildHandle, public std::enable_shared_from_this<BuildJob> {
  public:
   BuildJob(const BuilderEnv& env, const video::DecodeOptions& decode, int tasks,
@@ -253,11 +267,42 @@ class TrainJob final : public BuildJob {
       }
       if (retry) continue;
       Record(group, *plan);
+      CountLabels(group, *plan, std::min(first->info.num_frames, second->info.num_frames));
       skipped_[static_cast<size_t>(group)] = std::move(skipped);
       return;
     }
     Fail(absl::InternalError(absl::StrCat("group ", group, " of step ", step_, ": no decodable pair after ",
                                           kMaxAttempts, " attempts")));
+  }
+
+  // What the sampler drew, for the label-distribution metrics, and the speeds this group could
+  // not draw because its shorter video is too short (a warning the first time per speed).
+  void CountLabels(int group, const GroupPlan& plan, int64_t shorter_frames) {
+    const TemporalConfig& temporal = sampler_->settings().temporal;
+    for (const VideoPlan& video : plan.videos) {
+      for (const ClipPlan& clip : video.clips) {
+        const int speed = temporal.speeds[static_cast<size_t>(clip.speed_index)];
+        env_.metrics->Labels("speed", std::to_string(speed)).Increment();
+        env_.metrics->Labels("direction", clip.reversed ? "backward" : "forward").Increment();
+      }
+    }
+    env_.metrics->Labels("relation", RelationName(plan.relation)).Increment();
+    for (int index : sampler_->UnavailableSpeeds(shorter_frames)) {
+      const int speed = temporal.speeds[static_cast<size_t>(index)];
+      env_.metrics->SpeedUnavailable(speed).Increment();
+      env_.metrics->Labels("speed", std::to_string(speed));  // A visible 0 if never drawn.
+      if (sampler_->NoteSpeedUnavailable(index)) {
+        TECL_LOG(WARNING) << "speed " << speed << " cannot be drawn for group " << group
+                          << " of step " << step_ << ": a clip of "
+                          << temporal.clip_length << " frames at that speed spans "
+                          << SpanLength(temporal.clip_length, speed)
+                          << " source frames and the group's shorter video has "
+                          << shorter_frames << "; if most videos are this short the speed head "
+                          << "rarely sees this class (tecl_dataloader_speed_unavailable_total): "
+                          << "drop the speed from sampling.speeds or shorten "
+                          << "sampling.clip_length";
+      }
+    }
   }
 
   void Record(int group, const GroupPlan& plan) {

@@ -70,6 +70,22 @@ bool TrainSampler::NoteTooShort(int64_t manifest_index) const {
   return too_short_.insert(manifest_index).second;
 }
 
+std::vector<int> TrainSampler::UnavailableSpeeds(int64_t frames) const {
+  std::vector<int> out;
+  const TemporalConfig& temporal = settings_.temporal;
+  for (size_t i = 0; i < temporal.speeds.size(); ++i) {
+    if (SpanLength(temporal.clip_length, temporal.speeds[i]) > frames) {
+      out.push_back(static_cast<int>(i));
+    }
+  }
+  return out;
+}
+
+bool TrainSampler::NoteSpeedUnavailable(int speed_index) const {
+  absl::MutexLock lock(&mu_);
+  return speed_unavailable_.insert(speed_index).second;
+}
+
 absl::StatusOr<GroupPlan> TrainSampler::PlanGroup(StepPosition position, int group,
                                                   const VideoChoice& first,
                                                   const VideoChoice& second) const {

@@ -96,6 +96,12 @@ class TrainSampler {
   // True the first time a too-short video is reported for this stream (to log it once).
   bool NoteTooShort(int64_t manifest_index) const;
 
+  // The speed indices a group whose shorter video has `frames` frames cannot draw (a clip at that
+  // speed spans more than `frames`), ascending.
+  std::vector<int> UnavailableSpeeds(int64_t frames) const;
+  // True the first time speed index `speed_index` is found unavailable for this stream.
+  bool NoteSpeedUnavailable(int speed_index) const;
+
  private:
   TrainSampler(std::shared_ptr<const Manifest> manifest, std::vector<int64_t> split,
                TrainSettings settings, EpochSchedule schedule);
@@ -111,6 +117,7 @@ class TrainSampler {
   mutable std::map<int64_t, std::shared_ptr<const std::vector<int64_t>>> permutations_
       ABSL_GUARDED_BY(mu_);
   mutable absl::flat_hash_set<int64_t> too_short_ ABSL_GUARDED_BY(mu_);
+  mutable absl::flat_hash_set<int> speed_unavailable_ ABSL_GUARDED_BY(mu_);
 };
 
 class EvalSampler {

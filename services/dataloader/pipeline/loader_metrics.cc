@@ -45,6 +45,15 @@ LoaderMetrics::LoaderMetrics(metrics::Registry& registry)
                   .Name("tecl_dataloader_videos_skipped_total")
                   .Help("Videos skipped and replaced while building batches")
                   .Register(registry)),
+      labels(BuildCounter()
+                 .Name("tecl_dataloader_labels_total")
+                 .Help("Training clips by speed (stride) and direction, groups by relation")
+                 .Register(registry)),
+      speed_unavailable(BuildCounter()
+                            .Name("tecl_dataloader_speed_unavailable_total")
+                            .Help("Groups whose shorter video is too short for a clip at this "
+                                  "speed, which therefore could not be drawn")
+                            .Register(registry)),
       queue_depth(BuildGauge()
                       .Name("tecl_dataloader_queue_depth")
                       .Help("Built batches waiting to be sent to their client, all streams")

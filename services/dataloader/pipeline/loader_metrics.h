@@ -8,6 +8,11 @@
 //   tecl_dataloader_batch_build_seconds          histogram: a batch's decode + augmentation work
 //   tecl_dataloader_bad_files_total{reason}      videos found unreadable or too short (first time)
 //   tecl_dataloader_videos_skipped_total{reason} videos replaced in built batches
+//   tecl_dataloader_labels_total{label,value}    training clips by speed (stride) and direction
+//                                                (forward, backward); groups by relation
+//                                                (before, after, overlap)
+//   tecl_dataloader_speed_unavailable_total{speed} groups whose shorter video is too short for a
+//                                                clip at that speed (it could not be drawn)
 //   tecl_dataloader_queue_depth                  built batches waiting for their client
 //   tecl_dataloader_active_streams               open StreamBatches streams
 //
@@ -27,6 +32,12 @@ struct LoaderMetrics {
   metrics::Counter& BadFiles(const std::string& reason) { return bad_files.Add({{"reason", reason}}); }
   metrics::Counter& Skipped(const std::string& reason) { return skipped.Add({{"reason", reason}}); }
   metrics::Counter& Batches(const std::string& mode) { return batches.Add({{"mode", mode}}); }
+  metrics::Counter& Labels(const std::string& label, const std::string& value) {
+    return labels.Add({{"label", label}, {"value", value}});
+  }
+  metrics::Counter& SpeedUnavailable(int speed) {
+    return speed_unavailable.Add({{"speed", std::to_string(speed)}});
+  }
 
   metrics::Counter& clips;
   metrics::Family<metrics::Counter>& batches;
@@ -36,6 +47,8 @@ struct LoaderMetrics {
   metrics::Histogram& batch_build_seconds;
   metrics::Family<metrics::Counter>& bad_files;
   metrics::Family<metrics::Counter>& skipped;
+  metrics::Family<metrics::Counter>& labels;
+  metrics::Family<metrics::Counter>& speed_unavailable;
   metrics::Gauge& queue_depth;
   metrics::Gauge& active_streams;
 };

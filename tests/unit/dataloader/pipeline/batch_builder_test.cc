@@ -149,6 +149,37 @@ TEST_F(BuilderTest, TrainBatchLayoutAndClipFrames) {
   EXPECT_GT(Counter("tecl_dataloader_frames_decoded_total"), 0);
 }
 
+// The label distribution is exported, and a speed whose clips span more frames than a group's
+// shorter video has is counted as unavailable (and shows as a 0 among the drawn speeds).
+TEST_F(BuilderTest, LabelCountsAndSpeedsTheVideosAreTooShortFor) {
+  AddVideos(20, /*frames=*/30);  // 30..49 frames: speed 8 spans 57 at L = 8, speed 4 spans 29.
+  const TrainSettings settings = Settings(/*groups=*/2);
+  auto sampler = Sampler(FakeManifest(20), settings);
+  constexpr int kSteps = 5;
+  for (int step = 0; step < kSteps; ++step) {
+    absl::StatusOr<ClipBatch> batch = Builder().BuildTrain(sampler, {}, step);
+    ASSERT_TRUE(batch.ok()) << batch.status();
+  }
+  const auto labels = [this](const char* label, const std::string& value) {
+    return Counter("tecl_dataloader_labels_total",
+                   absl::StrCat("{label=\"", label, "\",value=\"", value, "\"}"));
+  };
+  const double clips = kSteps * 2 * 4;
+  EXPECT_DOUBLE_EQ(labels("speed", "1") + labels("speed", "2") + labels("speed", "4"), clips);
+  EXPECT_DOUBLE_EQ(labels("speed", "8"), 0);
+  EXPECT_NE(registry_.Serialize().find("tecl_dataloader_labels_total{label=\"speed\",value=\"8\"} 0"),
+            std::string::npos);
+  EXPECT_GT(labels("speed", "4"), 0);
+  EXPECT_DOUBLE_EQ(labels("direction", "forward") + labels("direction", "backward"), clips);
+  EXPECT_GT(labels("direction", "backward"), 0);
+  EXPECT_DOUBLE_EQ(labels("relation", "before") + labels("relation", "after") +
+                       labels("relation", "overlap"),
+                   kSteps * 2);
+  EXPECT_DOUBLE_EQ(Counter("tecl_dataloader_speed_unavailable_total", "{speed=\"8\"}"),
+                   kSteps * 2);
+  EXPECT_DOUBLE_EQ(Counter("tecl_dataloader_speed_unavailable_total", "{speed=\"4\"}"), 0);
+}
+
 TEST_F(BuilderTest, EveryClipGetsItsOwnSpatialDraw) {
   AddVideos(20);
   TrainSettings settings = Settings(/*groups=*/2);
