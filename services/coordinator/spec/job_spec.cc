@@ -213,8 +213,8 @@ JobSpec DefaultJobSpec(JobKind kind, absl::string_view backbone) {
     auto* e = spec.mutable_eval();
     e->set_clips_per_video(10);
     for (int k : {1, 5, 10, 20, 50}) e->add_recall_at(k);
-    e->set_probe_epochs(30);
-    e->set_probe_lr(1e-2);
+    e->set_probe_epochs(500);
+    e->set_probe_lr(1.0);
     e->set_probe_weight_decay(1e-4);
   }
   return spec;

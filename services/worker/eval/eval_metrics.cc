@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <sstream>
 #include <stdexcept>
 
@@ -76,11 +77,13 @@ LinearProbeResult LinearProbe(const at::Tensor& train_features, const at::Tensor
   };
   check_labels(train_labels, "train");
   check_labels(test_labels, "test");
-  if (options.epochs < 1 || options.batch_size < 1 || options.learning_rate <= 0) {
-    throw std::invalid_argument("linear probe: epochs, batch_size and learning_rate must be > 0");
+  if (options.max_iterations < 1 || !(options.learning_rate > 0) ||
+      !(options.weight_decay >= 0) || !(options.tolerance >= 0)) {
+    throw std::invalid_argument(
+        "linear probe: max_iterations and learning_rate must be > 0, weight_decay and tolerance "
+        ">= 0");
   }
 
-  torch::manual_seed(options.seed);
   const auto x_train_raw = train_features.to(torch::kFloat).detach();
   const auto mean = x_train_raw.mean(0, /*keepdim=*/true);
   const auto std = x_train_raw.std(0, /*unbiased=*/false, /*keepdim=*/true).clamp_min(1e-6);
@@ -90,23 +93,46 @@ LinearProbeResult LinearProbe(const at::Tensor& train_features, const at::Tensor
   const auto y_test = test_labels.to(torch::kLong);
 
   torch::nn::Linear classifier(x_train.size(1), num_classes);
-  torch::optim::Adam optimizer(
-      classifier->parameters(),
-      torch::optim::AdamOptions(options.learning_rate).weight_decay(options.weight_decay));
-  const int64_t n = x_train.size(0);
-  for (int epoch = 0; epoch < options.epochs; ++epoch) {
-    const auto order = torch::randperm(n, torch::kLong);
-    for (int64_t begin = 0; begin < n; begin += options.batch_size) {
-      const auto index = order.slice(0, begin, std::min<int64_t>(begin + options.batch_size, n));
+  {
+    torch::NoGradGuard no_grad;
+    classifier->weight.zero_();
+    classifier->bias.zero_();
+  }
+  torch::optim::LBFGS optimizer(classifier->parameters(),
+                                torch::optim::LBFGSOptions(options.learning_rate)
+                                    .max_iter(1)
+                                    .history_size(20)
+                                    .tolerance_grad(0)
+                                    .tolerance_change(0)
+                                    .line_search_fn("strong_wolfe"));
+  const auto objective = [&] {
+    return torch::nn::functional::cross_entropy(classifier->forward(x_train), y_train) +
+           0.5 * options.weight_decay * classifier->weight.pow(2).sum();
+  };
+  LinearProbeResult result;
+  double previous = objective().item<double>();
+  for (int iteration = 0; iteration < options.max_iterations; ++iteration) {
+    optimizer.step([&] {
       optimizer.zero_grad();
-      const auto loss = torch::nn::functional::cross_entropy(
-          classifier->forward(x_train.index_select(0, index)), y_train.index_select(0, index));
+      torch::Tensor loss = objective();
       loss.backward();
-      optimizer.step();
+      return loss;
+    });
+    ++result.iterations;
+    double current;
+    {
+      torch::NoGradGuard no_grad;
+      current = objective().item<double>();
+    }
+    const bool flat = previous - current <= options.tolerance * std::max(1.0, std::abs(current));
+    previous = current;
+    if (flat) {
+      result.converged = true;
+      break;
     }
   }
+  result.train_loss = previous;
   torch::NoGradGuard no_grad;
-  LinearProbeResult result;
   result.train_top1 =
       classifier->forward(x_train).argmax(1).eq(y_train).to(torch::kDouble).mean().item<double>();
   result.test_top1 =

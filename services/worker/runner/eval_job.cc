@@ -144,13 +144,18 @@ class EvalRun {
       }
       if (spec_.eval().probe_epochs() > 0) {
         eval::LinearProbeOptions probe;
-        probe.epochs = spec_.eval().probe_epochs();
+        probe.max_iterations = spec_.eval().probe_epochs();
         probe.learning_rate = spec_.eval().probe_lr();
         probe.weight_decay = spec_.eval().probe_weight_decay();
-        probe.seed = spec_.seed();
         const eval::LinearProbeResult top1 = eval::LinearProbe(
             gallery, train.Labels(), queries, test.Labels(), static_cast<int>(num_classes), probe);
         result->set_linear_probe_top1(top1.test_top1);
+        TECL_LOG(INFO) << "evaluation job " << a_.job_id() << ": linear probe "
+                       << (top1.converged ? "converged" : "stopped unconverged") << " after "
+                       << top1.iterations << " L-BFGS iterations (training loss "
+                       << absl::StrFormat("%.4g", top1.train_loss) << ", train top-1 "
+                       << absl::StrFormat("%.1f%%", 100 * top1.train_top1)
+                       << (top1.converged ? "" : "; raise eval.probe_epochs") << ")";
       }
     } catch (...) {
       return StatusFromCurrentException("scoring the features");

@@ -58,10 +58,11 @@ TEST(LinearProbeTest, SeparableClustersAreClassifiedAndShuffledLabelsAreNot) {
   const auto train = centres.index_select(0, train_labels) + torch::randn({200, 8}) * 0.3;
   const auto test = centres.index_select(0, test_labels) + torch::randn({100, 8}) * 0.3;
   LinearProbeOptions options;
-  options.epochs = 30;
   const LinearProbeResult separable = LinearProbe(train, train_labels, test, test_labels, classes, options);
   EXPECT_GE(separable.test_top1, 0.98);
   EXPECT_GE(separable.train_top1, 0.98);
+  EXPECT_TRUE(separable.converged);
+  EXPECT_LT(separable.iterations, options.max_iterations);
 
   // Features carry no information about these labels: test accuracy stays near chance (0.25).
   const auto noise_train = torch::randn({200, 8});
@@ -69,6 +70,36 @@ TEST(LinearProbeTest, SeparableClustersAreClassifiedAndShuffledLabelsAreNot) {
   const LinearProbeResult chance =
       LinearProbe(noise_train, train_labels, noise_test, test_labels, classes, options);
   EXPECT_LT(chance.test_top1, 0.5);
+}
+
+// The probe optimises to convergence from zero weights: the result depends on the features only
+// (the same twice, whatever the global generator), and stopping early leaves a higher training
+// loss and is reported as unconverged.
+TEST(LinearProbeTest, RunsToConvergenceAndIsDeterministic) {
+  torch::manual_seed(2);
+  const int classes = 3;
+  const auto train_labels = torch::arange(classes).repeat_interleave(40);
+  const auto test_labels = torch::arange(classes).repeat_interleave(20);
+  // Overlapping classes: the optimum is finite and not reached in a few steps.
+  const auto centres = torch::randn({classes, 16});
+  const auto train = centres.index_select(0, train_labels) + torch::randn({120, 16}) * 1.5;
+  const auto test = centres.index_select(0, test_labels) + torch::randn({60, 16}) * 1.5;
+  LinearProbeOptions options;
+  options.weight_decay = 1e-2;
+  const LinearProbeResult full = LinearProbe(train, train_labels, test, test_labels, classes, options);
+  EXPECT_TRUE(full.converged);
+  EXPECT_GT(full.iterations, 2);
+  torch::manual_seed(99);
+  const LinearProbeResult again = LinearProbe(train, train_labels, test, test_labels, classes, options);
+  EXPECT_EQ(again.iterations, full.iterations);
+  EXPECT_DOUBLE_EQ(again.test_top1, full.test_top1);
+  EXPECT_DOUBLE_EQ(again.train_loss, full.train_loss);
+
+  options.max_iterations = 2;
+  const LinearProbeResult early = LinearProbe(train, train_labels, test, test_labels, classes, options);
+  EXPECT_FALSE(early.converged);
+  EXPECT_EQ(early.iterations, 2);
+  EXPECT_GT(early.train_loss, full.train_loss + 1e-4);
 }
 
 TEST(LinearProbeTest, RefusesLabelsOutOfRange) {
