@@ -3,13 +3,20 @@
 //   overlap  2 trainer processes x 1 thread, batch B each, Gloo, gradient buckets all-reduced
 //            from backward hooks (GradientReducer, overlap_with_backward = true)
 //   after    the same, every bucket all-reduced after backward (overlap_with_backward = false)
+//   local    2 trainer processes with the product's core::Trainer (tiny3d and the five losses on
+//            synthetic motion batches of B clips), overlapped reducer, each rank's own contrastive
+//            terms and BatchNorm statistics (distributed.global_batch_loss and
+//            model.sync_batchnorm off)
+//   global   the same with both on (docs/global-batch.md): the contrastive terms' all-gathers and
+//            SyncBN's all-reduces on the critical path
 // Reports global clips/s, the speed-up over `single`, and for the 2-process runs the all-reduce
-// time, the part of it exposed after backward and the share hidden behind backward.
+// time, the part of it exposed after backward and the share hidden behind backward; for
+// local/global also the time the step waited in the global batch's collectives.
 // The model is tiny3d-sized: four conv3d-BN-ReLU blocks (3->32->64->128->256, global max pool,
 // D=256) with the method's heads (psi on [h_A,h_B] and [h_B,h_A], speed, direction, order, g).
 //
 //   tecl_dist_bench [--steps=6] [--warmup=2] [--batch=32] [--frames=8] [--size=64]
-//                   [--bucket_mb=1] [--scenarios=single,overlap,after] [--rounds=3]
+//                   [--bucket_mb=1] [--scenarios=single,overlap,after,local,global] [--rounds=3]
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,6 +30,8 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -30,6 +39,9 @@
 #include "services/worker/dist/gradient_reducer.h"
 #include "services/worker/dist/parameter_sync.h"
 #include "services/worker/dist/process_group_factory.h"
+#include "services/worker/dist/step_collectives.h"
+#include "services/worker/train/synthetic_batches.h"
+#include "services/worker/train/trainer.h"
 
 namespace {
 
@@ -85,9 +97,123 @@ struct Tiny3dNet : torch::nn::Module {
       g{nullptr};
 };
 
+// Forwards to a communicator and adds up the time callers spend in Wait() and the collectives
+// launched: the global batch's gathers and SyncBN's all-reduces wait right after launching, so
+// this is the time they hold the step up.
+class TimedCommunicator : public Communicator {
+ public:
+  explicit TimedCommunicator(std::shared_ptr<Communicator> inner) : inner_(std::move(inner)) {}
+  int rank() const override { return inner_->rank(); }
+  int world_size() const override { return inner_->world_size(); }
+  std::string backend_name() const override { return inner_->backend_name(); }
+  std::chrono::milliseconds timeout() const override { return inner_->timeout(); }
+  std::unique_ptr<CollectiveHandle> AllReduceAverage(at::Tensor tensor) override {
+    ++all_reduces;
+    return std::make_unique<Handle>(inner_->AllReduceAverage(std::move(tensor)), &wait_seconds);
+  }
+  std::unique_ptr<CollectiveHandle> AllGather(at::Tensor input, at::Tensor output) override {
+    ++all_gathers;
+    return std::make_unique<Handle>(inner_->AllGather(std::move(input), std::move(output)),
+                                    &wait_seconds);
+  }
+  std::unique_ptr<CollectiveHandle> Broadcast(at::Tensor tensor, int root) override {
+    return inner_->Broadcast(std::move(tensor), root);
+  }
+  void Barrier() override { inner_->Barrier(); }
+
+  double wait_seconds = 0;
+  int all_reduces = 0;
+  int all_gathers = 0;
+
+ private:
+  class Handle : public CollectiveHandle {
+   public:
+    Handle(std::unique_ptr<CollectiveHandle> inner, double* seconds)
+        : inner_(std::move(inner)), seconds_(seconds) {}
+    void Wait(std::chrono::milliseconds timeout) override {
+      const auto start = Clock::now();
+      inner_->Wait(timeout);
+      *seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
+    }
+    std::optional<Clock::time_point> CompletedAt() const override { return inner_->CompletedAt(); }
+
+   private:
+    std::unique_ptr<CollectiveHandle> inner_;
+    double* seconds_;
+  };
+  std::shared_ptr<Communicator> inner_;
+};
+
 int IntFlag(const Flags& flags, const std::string& name, int fallback) {
   auto it = flags.find(name);
   return it == flags.end() ? fallback : std::stoi(it->second);
+}
+
+std::shared_ptr<Communicator> JoinGroup(const Flags& flags, const std::string& mode, int rank,
+                                        int world_size) {
+  c10d::TCPStoreOptions store_options;
+  store_options.port = static_cast<uint16_t>(IntFlag(flags, "store_port", 0));
+  store_options.waitWorkers = false;
+  auto store = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", store_options);
+  GroupOptions group;
+  group.rank = rank;
+  group.world_size = world_size;
+  group.timeout = std::chrono::minutes(2);
+  group.gloo_hostname = "127.0.0.1";
+  // Each run of a scenario forms its group under its own prefix of the shared store.
+  return CreateCommunicator(AttemptStore(store, mode, IntFlag(flags, "round", 0)), group);
+}
+
+// One rank of `local` / `global`: the product's trainer, reducer and step collectives.
+int TrainerWorker(const Flags& flags) {
+  namespace core = tecl::worker::core;
+  const int rank = IntFlag(flags, "rank", 0);
+  const int steps = IntFlag(flags, "steps", 6);
+  const int warmup = IntFlag(flags, "warmup", 2);
+  const int batch = IntFlag(flags, "batch", 32);
+  const std::string mode = flags.at("mode");
+  core::TrainerOptions options;
+  options.model.backbone = "tiny3d";
+  options.global_batch_clips = 2 * batch;
+  core::Trainer trainer(options);
+  std::shared_ptr<Communicator> comm = JoinGroup(flags, mode, rank, 2);
+  auto timed = std::make_shared<TimedCommunicator>(comm);
+  std::vector<NamedParameter> named;
+  for (auto& [name, tensor] : trainer.NamedParameters()) named.push_back({name, tensor});
+  ReducerOptions reducer_options;
+  reducer_options.bucket_size_mb =
+      std::stod(flags.count("bucket_mb") ? flags.at("bucket_mb") : "1");
+  GradientReducer reducer(std::move(named), comm, reducer_options);
+  const bool global = mode == "global";
+  trainer.SetCollectives(MakeStepCollectives(timed, global, global));
+  core::SyntheticMotionOptions data;
+  data.groups = std::max(1, batch / 4);
+  data.clip_length = IntFlag(flags, "frames", 8);
+  data.size = IntFlag(flags, "size", 64);
+  const core::Batch clips = core::MakeSyntheticMotionBatch(data, 100 + rank);
+
+  double step_s = 0, wait_s = 0, gathers = 0, all_reduces = 0;
+  for (int step = 0; step < warmup + steps; ++step) {
+    comm->Barrier();
+    const double wait_before = timed->wait_seconds;
+    const int gathers_before = timed->all_gathers, reduces_before = timed->all_reduces;
+    const auto start = Clock::now();
+    trainer.ForwardBackward(clips);
+    reducer.Finalize();
+    trainer.ApplyGradients();
+    const auto end = Clock::now();
+    if (step < warmup) continue;
+    step_s += std::chrono::duration<double>(end - start).count();
+    wait_s += timed->wait_seconds - wait_before;
+    gathers += timed->all_gathers - gathers_before;
+    all_reduces += timed->all_reduces - reduces_before;
+  }
+  trainer.SetCollectives({});
+  std::ofstream out(flags.at("out"));
+  out << "step_s=" << step_s / steps << "\ncollective_wait_s=" << wait_s / steps
+      << "\ngathers=" << gathers / steps << "\nsync_all_reduces=" << all_reduces / steps
+      << "\nclips=" << clips.clips.size(0) << "\n";
+  return out.good() ? 0 : 1;
 }
 
 // One trainer process. Writes "name=value" lines of per-step means over the measured steps.
@@ -103,22 +229,13 @@ int Worker(const Flags& flags) {
   const int size = IntFlag(flags, "size", 64);
   const std::string mode = flags.at("mode");
 
+  if (mode == "local" || mode == "global") return TrainerWorker(flags);
   torch::manual_seed(rank + 1);
   Tiny3dNet model;
   std::shared_ptr<Communicator> comm;
   std::unique_ptr<GradientReducer> reducer;
   if (world_size > 1) {
-    c10d::TCPStoreOptions store_options;
-    store_options.port = static_cast<uint16_t>(IntFlag(flags, "store_port", 0));
-    store_options.waitWorkers = false;
-    auto store = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", store_options);
-    GroupOptions group;
-    group.rank = rank;
-    group.world_size = world_size;
-    group.timeout = std::chrono::minutes(2);
-    group.gloo_hostname = "127.0.0.1";
-    // Each run of a scenario forms its group under its own prefix of the shared store.
-    comm = CreateCommunicator(AttemptStore(store, mode, IntFlag(flags, "round", 0)), group);
+    comm = JoinGroup(flags, mode, rank, world_size);
     BroadcastFromRoot(ModuleState(model), *comm);
     std::vector<NamedParameter> named;
     for (const auto& item : model.named_parameters()) named.push_back({item.key(), item.value()});
@@ -223,7 +340,8 @@ double Mean(const Scenario& s, const std::string& key) {
 
 int Driver(Flags flags) {
   const int batch = IntFlag(flags, "batch", 32);
-  std::string scenarios = flags.count("scenarios") ? flags["scenarios"] : "single,overlap,after";
+  std::string scenarios =
+      flags.count("scenarios") ? flags["scenarios"] : "single,overlap,after,local,global";
   flags.erase("scenarios");
   char dir[] = "/tmp/tecl_dist_benchXXXXXX";
   if (mkdtemp(dir) == nullptr) throw std::runtime_error("mkdtemp failed");
@@ -277,12 +395,36 @@ int Driver(Flags flags) {
   std::printf("\n| run | buckets | forward+backward s | all-reduce s | exposed after backward s "
               "| hidden behind backward |\n|---|---|---|---|---|---|\n");
   for (const auto& s : results) {
-    if (s.world_size == 1) continue;
+    if (s.world_size == 1 || s.name == "local" || s.name == "global") continue;
     const double allreduce = Mean(s, "allreduce_s");
     const double exposed = Mean(s, "exposed_s");
     std::printf("| %s | %.0f | %.3f | %.3f | %.3f | %.0f%% |\n", s.name.c_str(),
                 Mean(s, "buckets"), Mean(s, "forward_backward_s"), allreduce, exposed,
                 allreduce > 0 ? 100.0 * std::clamp(1.0 - exposed / allreduce, 0.0, 1.0) : 0.0);
+  }
+  const Scenario* local = nullptr;
+  const Scenario* global = nullptr;
+  for (const auto& s : results) {
+    if (s.name == "local") local = &s;
+    if (s.name == "global") global = &s;
+  }
+  if (local != nullptr || global != nullptr) {
+    std::printf("\n| run (core::Trainer, 2 x %d clips) | step s | clips/s | all-gathers per step "
+                "| SyncBN all-reduces per step | waiting in them ms/step |\n"
+                "|---|---|---|---|---|---|\n",
+                batch);
+    for (const Scenario* s : {local, global}) {
+      if (s == nullptr) continue;
+      std::printf("| %s | %.3f | %.1f | %.0f | %.0f | %.1f |\n", s->name.c_str(),
+                  Max(*s, "step_s"), 2 * Mean(*s, "clips") / Max(*s, "step_s"),
+                  Mean(*s, "gathers"), Mean(*s, "sync_all_reduces"),
+                  1000 * Mean(*s, "collective_wait_s"));
+    }
+    if (local != nullptr && global != nullptr) {
+      std::printf("\nglobal batch cost: step %+.1f ms (%+.1f%%) vs local\n",
+                  1000 * (Max(*global, "step_s") - Max(*local, "step_s")),
+                  100 * (Max(*global, "step_s") / Max(*local, "step_s") - 1));
+    }
   }
   const Scenario* overlap = nullptr;
   const Scenario* after = nullptr;

@@ -16,9 +16,11 @@ torch::Tensor AllReduceSum(const torch::Tensor& local, Communicator& communicato
   return buffer * static_cast<double>(communicator.world_size());
 }
 
-// (N, C, *) -> (C, N * rest) sums per channel.
-torch::Tensor ChannelSum(const torch::Tensor& t) {
-  return t.transpose(0, 1).reshape({t.size(1), -1}).sum(1);
+// Every dimension but the channels' (1).
+std::vector<int64_t> ReducedDims(const torch::Tensor& x) {
+  std::vector<int64_t> dims = {0};
+  for (int64_t d = 2; d < x.dim(); ++d) dims.push_back(d);
+  return dims;
 }
 
 // A (C) tensor shaped to broadcast against (N, C, *).
@@ -28,6 +30,10 @@ torch::Tensor PerChannel(const torch::Tensor& c, int64_t dim) {
   return c.reshape(shape);
 }
 
+// The heavy passes over the activations are LibTorch's fused kernels: var_mean for the local
+// statistics, batch_norm in evaluation mode with the global statistics for the output, and
+// native_batch_norm_backward in evaluation mode for dy * w * invstd, sum dy and sum dy * x_hat.
+// Only the correction of the input gradient by the global sums is elementwise here.
 class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunction> {
  public:
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x,
@@ -36,29 +42,33 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
                                double momentum, double eps, int64_t communicator_address) {
     Communicator* communicator = reinterpret_cast<Communicator*>(communicator_address);
     const int64_t channels = x.size(1);
-    const int64_t local_count = x.numel() / channels;
+    const double local_count = static_cast<double>(x.numel() / channels);
     const torch::Tensor xf = x.to(torch::kFloat);
-    torch::Tensor stats =
-        torch::cat({ChannelSum(xf), ChannelSum(xf * xf),
-                    torch::full({1}, static_cast<double>(local_count), xf.options())});
+    auto [local_var, local_mean] = torch::var_mean(xf, ReducedDims(xf), /*unbiased=*/false);
+    torch::Tensor stats = torch::cat({local_mean * local_count,
+                                      (local_var + local_mean * local_mean) * local_count,
+                                      torch::full({1}, local_count, xf.options())});
     stats = AllReduceSum(stats, *communicator);
     const double count = stats[2 * channels].item<double>();
     const torch::Tensor mean = stats.narrow(0, 0, channels) / count;
-    const torch::Tensor var = (stats.narrow(0, channels, channels) / count - mean * mean).clamp_min(0);
-    const torch::Tensor invstd = (var + eps).rsqrt();
+    const torch::Tensor var =
+        (stats.narrow(0, channels, channels) / count - mean * mean).clamp_min(0);
     if (running_mean.defined() && running_var.defined()) {
       torch::NoGradGuard no_grad;
       const double unbiased = count > 1 ? count / (count - 1) : 1.0;
       running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype()) * momentum);
       running_var.mul_(1 - momentum).add_((var * unbiased).to(running_var.dtype()) * momentum);
     }
-    const int64_t dim = x.dim();
-    torch::Tensor x_hat = (xf - PerChannel(mean, dim)) * PerChannel(invstd, dim);
-    torch::Tensor y = x_hat;
-    if (weight.defined()) y = y * PerChannel(weight.to(torch::kFloat), dim);
-    if (bias.defined()) y = y + PerChannel(bias.to(torch::kFloat), dim);
-    ctx->save_for_backward({x_hat, invstd, weight});
+    // The layer's weight, or ones: native_batch_norm_backward needs one for sum dy * x_hat.
+    const torch::Tensor w = weight.defined() ? weight.to(torch::kFloat)
+                                             : torch::ones({channels}, xf.options());
+    const torch::Tensor b = bias.defined() ? bias.to(torch::kFloat) : torch::Tensor();
+    const torch::Tensor y = torch::batch_norm(xf, w, b, mean, var, /*training=*/false,
+                                              /*momentum=*/0.0, eps, /*cudnn_enabled=*/true);
+    ctx->save_for_backward({xf, w, mean, var});
     ctx->saved_data["count"] = count;
+    ctx->saved_data["eps"] = eps;
+    ctx->saved_data["has_weight"] = weight.defined();
     ctx->saved_data["has_bias"] = bias.defined();
     ctx->saved_data["communicator"] = communicator_address;
     return y.to(x.scalar_type());
@@ -66,29 +76,35 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
 
   static tensor_list backward(AutogradContext* ctx, tensor_list grad_outputs) {
     const auto saved = ctx->get_saved_variables();
-    const torch::Tensor& x_hat = saved[0];
-    const torch::Tensor& invstd = saved[1];
-    const torch::Tensor& weight = saved[2];
+    const torch::Tensor& x = saved[0];
+    const torch::Tensor& w = saved[1];
+    const torch::Tensor& mean = saved[2];
+    const torch::Tensor& var = saved[3];
     const double count = ctx->saved_data["count"].toDouble();
-    const bool has_bias = ctx->saved_data["has_bias"].toBool();
+    const double eps = ctx->saved_data["eps"].toDouble();
     Communicator* communicator =
         reinterpret_cast<Communicator*>(ctx->saved_data["communicator"].toInt());
     const torch::Tensor dy = grad_outputs[0].to(torch::kFloat);
-    const int64_t channels = x_hat.size(1);
-    const int64_t dim = x_hat.dim();
-    const torch::Tensor sum_dy = ChannelSum(dy);
-    const torch::Tensor sum_dy_xhat = ChannelSum(dy * x_hat);
+    const int64_t channels = x.size(1);
+    const int64_t dim = x.dim();
+    // Evaluation-mode backward with the global statistics: dy * w * invstd, sum dy * x_hat and
+    // sum dy over this rank's batch.
+    auto [dx, sum_dy_xhat, sum_dy] = torch::native_batch_norm_backward(
+        dy, x, w, mean, var, /*save_mean=*/{}, /*save_invstd=*/{}, /*train=*/false, eps,
+        {true, true, true});
     const torch::Tensor global = AllReduceSum(torch::cat({sum_dy, sum_dy_xhat}), *communicator);
-    const torch::Tensor g_sum_dy = global.narrow(0, 0, channels);
-    const torch::Tensor g_sum_dy_xhat = global.narrow(0, channels, channels);
-    torch::Tensor scale = invstd;
-    if (weight.defined()) scale = scale * weight.to(torch::kFloat);
-    const torch::Tensor dx =
-        PerChannel(scale, dim) * (dy - PerChannel(g_sum_dy / count, dim) -
-                                  x_hat * PerChannel(g_sum_dy_xhat / count, dim));
+    const torch::Tensor invstd = (var + eps).rsqrt();
+    const torch::Tensor scale = w * invstd;
+    // dx = w * invstd * (dy - sum dy / N - x_hat * sum dy*x_hat / N), over every rank's sums.
+    const torch::Tensor shift = PerChannel(scale * global.narrow(0, 0, channels) / count, dim);
+    const torch::Tensor slope =
+        PerChannel(scale * invstd * global.narrow(0, channels, channels) / count, dim);
+    torch::Tensor correction = x - PerChannel(mean, dim);
+    correction.mul_(slope).add_(shift);
+    dx.sub_(correction);
     torch::Tensor d_weight, d_bias;
-    if (weight.defined()) d_weight = sum_dy_xhat.to(weight.scalar_type());
-    if (has_bias) d_bias = sum_dy.to(weight.defined() ? weight.scalar_type() : dy.scalar_type());
+    if (ctx->saved_data["has_weight"].toBool()) d_weight = sum_dy_xhat;
+    if (ctx->saved_data["has_bias"].toBool()) d_bias = sum_dy;
     return {dx.to(grad_outputs[0].scalar_type()), d_weight, d_bias, torch::Tensor(),
             torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
