@@ -23,7 +23,7 @@ Coordinator::Coordinator(CoordinatorOptions options, JobStore* store, const Cloc
 
 absl::StatusOr<tecl::v1::GetJobLogsResponse> Coordinator::GetJobLogs(
     const tecl::v1::GetJobLogsRequest& request) const {
-  if (absl::Status found = jobs_.Get(request.job_id()).status(); !found.ok()) return found;
+  if (absl::Status found = jobs_.Exists(request.job_id()); !found.ok()) return found;
   LogQuery query;
   if (request.has_rank()) query.rank = request.rank();
   query.after_cursor = request.after_cursor();

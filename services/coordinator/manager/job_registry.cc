@@ -132,6 +132,11 @@ absl::StatusOr<Job> JobRegistry::Get(const std::string& job_id) const {
   });
 }
 
+absl::Status JobRegistry::Exists(const std::string& job_id) const {
+  return host_->Read<absl::Status>(
+      [&]() { return Find(job_id) != nullptr ? absl::OkStatus() : NoSuchJob(job_id); });
+}
+
 absl::StatusOr<ListJobsResult> JobRegistry::List(const std::vector<JobState>& states,
                                                  int page_size,
                                                  const std::string& page_token) const {

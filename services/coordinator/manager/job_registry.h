@@ -73,6 +73,8 @@ class JobRegistry {
               Callback<tecl::v1::Job> done);
   // NOT_FOUND.
   absl::StatusOr<tecl::v1::Job> Get(const std::string& job_id) const;
+  // OK or NOT_FOUND, without copying the job (for callers that only need to know).
+  absl::Status Exists(const std::string& job_id) const;
   // Newest first. INVALID_ARGUMENT: page_size outside [0, 1000] or a bad page_token.
   absl::StatusOr<ListJobsResult> List(const std::vector<tecl::v1::JobState>& states, int page_size,
                                       const std::string& page_token) const;

@@ -310,7 +310,6 @@ void Membership::TakeLogLines(WorkerRecord& worker, const tecl::v1::HeartbeatReq
     }
     tecl::v1::LogLine kept = line;
     kept.set_worker_id(worker.id());
-    kept.clear_cursor();
     logs_->Append(std::move(kept));
     count("kept", 1);
   }
