@@ -176,6 +176,8 @@ JobSpec DefaultJobSpec(JobKind kind, absl::string_view backbone) {
   o->set_beta1(0.9);
   o->set_beta2(0.999);
   o->set_eps(1e-8);
+  o->set_precision(cpu ? tecl::v1::OptimizerSpec::PRECISION_FP32
+                       : tecl::v1::OptimizerSpec::PRECISION_BF16);
   o->set_grad_clip_norm(0.0);
 
   auto* sc = spec.mutable_schedule();

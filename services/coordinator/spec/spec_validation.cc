@@ -311,6 +311,11 @@ void ValidateResources(Problems& p, const JobSpec& spec, const SpecLimits& limit
                "0 = 300");
   }
 
+  if (spec.optimizer().precision() == tecl::v1::OptimizerSpec::PRECISION_FP16 &&
+      r.device() != tecl::v1::DEVICE_CUDA) {
+    p.Add("optimizer.precision",
+          "fp16 needs resources.device cuda (CPU autocast has no fp16); use bf16 or fp32 on cpu");
+  }
   const auto& d = spec.distributed();
   if (d.backend() == tecl::v1::DistributedSpec::BACKEND_NCCL &&
       r.device() != tecl::v1::DEVICE_CUDA) {

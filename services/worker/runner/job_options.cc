@@ -90,6 +90,11 @@ absl::StatusOr<core::TrainerOptions> TrainerOptionsFromSpec(const tecl::v1::JobS
   o.optimizer.beta1 = opt.beta1();
   o.optimizer.beta2 = opt.beta2();
   if (opt.eps() != 0) o.optimizer.eps = opt.eps();
+  o.optimizer.precision = opt.precision() == tecl::v1::OptimizerSpec::PRECISION_BF16
+                              ? core::Precision::kBf16
+                          : opt.precision() == tecl::v1::OptimizerSpec::PRECISION_FP16
+                              ? core::Precision::kFp16
+                              : core::Precision::kFp32;
   o.optimizer.grad_clip_norm = opt.grad_clip_norm();
 
   o.schedule.total_steps = spec.schedule().total_steps();

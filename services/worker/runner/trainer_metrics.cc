@@ -92,6 +92,16 @@ JobMetrics::JobMetrics(metrics::Registry& registry, const std::string& job_id, i
                             .Help("Dataloaders this rank stopped using and whose steps moved to "
                                   "its other loaders, by reason (error, stalled)")
                             .Register(registry)),
+      skipped_steps_(BuildCounter()
+                         .Name("tecl_worker_skipped_steps_total")
+                         .Help("fp16 steps skipped because the scaled gradients overflowed")
+                         .Register(registry)
+                         .Add(RankLabels(job_id, rank))),
+      loss_scale_(BuildGauge()
+                      .Name("tecl_worker_loss_scale")
+                      .Help("fp16 dynamic loss scale of the last step")
+                      .Register(registry)
+                      .Add(RankLabels(job_id, rank))),
       labels_(RankLabels(job_id, rank)) {}
 
 void JobMetrics::RecordStep(int64_t step_done, double step_seconds, double data_wait_seconds,
@@ -131,6 +141,11 @@ void JobMetrics::RecordCheckpoint(double seconds) {
 
 void JobMetrics::RecordEvalVideos(int64_t videos) {
   eval_videos_.Increment(static_cast<double>(videos));
+}
+
+void JobMetrics::RecordLossScale(double scale, bool skipped) {
+  loss_scale_.Set(scale);
+  if (skipped) skipped_steps_.Increment();
 }
 
 void JobMetrics::RecordLoaderFailover(const std::string& reason) {

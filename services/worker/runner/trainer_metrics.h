@@ -18,6 +18,8 @@
 //   tecl_worker_loader_failovers_total{reason} counter dataloaders this rank stopped using:
 //                                                  "error" (stream broke), "stalled" (nothing
 //                                                  within restart.loader_stall_timeout_s)
+//   tecl_worker_skipped_steps_total    counter    fp16 steps skipped: the gradients overflowed
+//   tecl_worker_loss_scale             gauge      fp16 loss scale of the last step
 //
 // and, per process (RegisterHostCacheMetrics, read from train/host_allocator.h at each scrape):
 //   tecl_worker_host_cache_hits_total      counter  large host tensors served from the cache
@@ -48,6 +50,8 @@ class JobMetrics {
   void RecordEvalVideos(int64_t videos);
   // A dataloader the rank's input stopped using; `reason` is "error" or "stalled".
   void RecordLoaderFailover(const std::string& reason);
+  // fp16 only: the step's loss scale and whether it was skipped.
+  void RecordLossScale(double scale, bool skipped);
 
  private:
   metrics::Counter& steps_;
@@ -64,6 +68,8 @@ class JobMetrics {
   metrics::Counter& eval_videos_;
   metrics::Family<metrics::Gauge>& loss_;
   metrics::Family<metrics::Counter>& loader_failovers_;
+  metrics::Counter& skipped_steps_;
+  metrics::Gauge& loss_scale_;
   const metrics::Labels labels_;
 };
 

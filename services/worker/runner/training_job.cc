@@ -282,6 +282,14 @@ class TrainingRun {
         loss = trainer_->ForwardBackward(*batch);
         if (reducer_) timings = reducer_->Finalize();
         info = trainer_->ApplyGradients();
+        if (info.loss_scale) {
+          metrics_.RecordLossScale(*info.loss_scale, info.skipped);
+          if (info.skipped) {
+            TECL_LOG(WARNING) << "job " << a_.job_id() << ": step " << info.step
+                              << " skipped: fp16 gradients overflowed at loss scale "
+                              << *info.loss_scale << "; the scale is halved";
+          }
+        }
       } catch (...) {
         return StatusFromCurrentException(absl::StrCat("step ", trainer_->step()));
       }

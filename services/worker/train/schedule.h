@@ -11,6 +11,9 @@
 
 namespace tecl::worker::core {
 
+// OptimizerSpec.precision.
+enum class Precision { kFp32, kBf16, kFp16 };
+
 // Mirrors tecl.v1.OptimizerSpec.
 struct OptimizerOptions {
   // Only "adamw". OptimizerSpec.name.
@@ -26,6 +29,9 @@ struct OptimizerOptions {
   double beta2 = 0.999;
   // Added to AdamW's denominator. OptimizerSpec.eps.
   double eps = 1e-8;
+  // The backbone's autocast type; heads and losses stay fp32. kFp16 needs a CUDA device and adds
+  // dynamic loss scaling (DynamicLossScale). OptimizerSpec.precision.
+  Precision precision = Precision::kFp32;
   // Clip the global gradient L2 norm to this before the step; 0 disables. OptimizerSpec.grad_clip_norm.
   double grad_clip_norm = 0;
 

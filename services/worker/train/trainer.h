@@ -57,6 +57,7 @@
 #include "services/worker/loss/global_batch.h"
 #include "services/worker/loss/objective.h"
 #include "services/worker/model/batch_norm.h"
+#include "services/worker/train/loss_scale.h"
 #include "services/worker/model/model.h"
 #include "services/worker/train/schedule.h"
 
@@ -84,6 +85,11 @@ struct StepInfo {
   int64_t step = 0;            // The optimiser step just taken (0-based).
   double learning_rate = 0;    // Used by this step.
   std::optional<double> grad_norm;  // Global gradient norm before clipping (when clipping is on).
+  // fp16 only: the loss scale this step's gradients carried, and whether the step was skipped
+  // because they overflowed (the parameters are unchanged; step() still advances, every rank
+  // alike, so the data stream stays in step).
+  std::optional<double> loss_scale;
+  bool skipped = false;
 };
 
 // The collectives of a data-parallel step (see the header comment). Both empty: local step.
@@ -148,6 +154,7 @@ class Trainer {
   std::vector<torch::Tensor> parameters_;
   BatchLayoutOptions layout_;
   StepCollectives collectives_;
+  std::optional<DynamicLossScale> loss_scale_;  // fp16 only.
   int64_t step_ = 0;
   int64_t epoch_ = 0;
   bool gradients_ready_ = false;

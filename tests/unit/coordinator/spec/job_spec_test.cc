@@ -62,6 +62,10 @@ TEST(JobSpecDefaults, GpuDefaultsFollowTheMethod) {
   EXPECT_DOUBLE_EQ(spec.augment().jitter_prob(), 0.8);
   EXPECT_DOUBLE_EQ(spec.augment().grayscale_prob(), 0.2);
   EXPECT_DOUBLE_EQ(spec.distributed().bucket_size_mb(), 25.0);
+  EXPECT_TRUE(spec.distributed().global_batch_loss());
+  EXPECT_TRUE(spec.model().sync_batchnorm());
+  EXPECT_EQ(spec.optimizer().precision(), tecl::v1::OptimizerSpec::PRECISION_BF16);  // cuda preset
+  EXPECT_DOUBLE_EQ(spec.optimizer().eps(), 1e-8);
   EXPECT_EQ(spec.distributed().backend(), tecl::v1::DistributedSpec::BACKEND_NCCL);
   EXPECT_EQ(spec.resources().device(), tecl::v1::DEVICE_CUDA);
   EXPECT_EQ(spec.schedule().warmup_steps(), spec.schedule().total_steps() / 20);
@@ -79,6 +83,7 @@ TEST(JobSpecDefaults, Tiny3dGetsTheCpuPreset) {
   EXPECT_EQ(spec.sampling().crop_size(), 64);
   EXPECT_EQ(spec.resources().device(), tecl::v1::DEVICE_CPU);
   EXPECT_EQ(spec.distributed().backend(), tecl::v1::DistributedSpec::BACKEND_GLOO);
+  EXPECT_EQ(spec.optimizer().precision(), tecl::v1::OptimizerSpec::PRECISION_FP32);
 }
 
 TEST(JobSpecDefaults, EvalDefaults) {
@@ -86,6 +91,8 @@ TEST(JobSpecDefaults, EvalDefaults) {
   EXPECT_EQ(spec.kind(), tecl::v1::JOB_KIND_EVAL);
   EXPECT_EQ(spec.eval().clips_per_video(), 10);
   EXPECT_THAT(spec.eval().recall_at(), ElementsAre(1, 5, 10, 20, 50));
+  EXPECT_EQ(spec.eval().probe_epochs(), 500);
+  EXPECT_DOUBLE_EQ(spec.eval().probe_lr(), 1.0);
 }
 
 TEST(JobSpecDefaults, GivenValuesWinAndDerivedValuesFollowThem) {
@@ -281,6 +288,9 @@ std::vector<BrokenSpec> BrokenSpecs() {
       "restart.loader_stall_timeout_s", "out of range");
   add(&c, "nan loader start timeout", r + "restart: {loader_start_timeout_s: .nan}\n",
       "restart.loader_start_timeout_s", "out of range");
+  add(&c, "fp16 on cpu", r + "resources: {device: cpu}\noptimizer: {precision: fp16}\n",
+      "optimizer.precision", "fp16 needs resources.device cuda");
+  add(&c, "optimizer eps too large", r + "optimizer: {eps: 2}\n", "optimizer.eps", "out of range");
   add(&c, "nccl on cpu", r + "resources: {device: cpu}\ndistributed: {backend: nccl}\n",
       "distributed.backend", "nccl needs resources.device cuda");
   add(&c, "bad name", "name: my job\ndataset: {root: /d}\n", "name", "may only hold letters");

@@ -1,6 +1,7 @@
 // Schedule, options, and the training step (including its split around the gradient all-reduce).
 #include "services/worker/train/trainer.h"
 
+#include <ATen/autocast_mode.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -10,6 +11,7 @@
 #include <string>
 
 #include "services/worker/model/error.h"
+#include "services/worker/train/loss_scale.h"
 #include "services/worker/train/schedule.h"
 #include "services/worker/train/synthetic_batches.h"
 
@@ -310,6 +312,80 @@ TEST(SyntheticBatchTest, ValidLayoutAndDeterministic) {
   // Deterministic.
   EXPECT_TRUE(torch::equal(batch.clips, MakeSyntheticMotionBatch(options, 11).clips));
   EXPECT_FALSE(torch::equal(batch.clips, MakeSyntheticMotionBatch(options, 12).clips));
+}
+
+}  // namespace
+}  // namespace tecl::worker::core
+
+namespace tecl::worker::core {
+namespace {
+
+// bf16 autocast runs the backbone in bf16 on the CPU too; the heads and losses stay fp32, so the
+// terms are close to the fp32 step's from the same initialisation and batch, and the step trains.
+TEST(PrecisionTest, Bf16StepIsCloseToFp32AndTrains) {
+  TrainerOptions fp32_options = SmallOptions();
+  TrainerOptions bf16_options = SmallOptions();
+  bf16_options.optimizer.precision = Precision::kBf16;
+  Trainer fp32(fp32_options), bf16(bf16_options);
+  const Batch batch = SmallBatch(5);
+  const LossValues a = fp32.ForwardBackward(batch);
+  const LossValues b = bf16.ForwardBackward(batch);
+  EXPECT_NEAR(b.total, a.total, 0.05 * std::abs(a.total));
+  EXPECT_NE(b.total, a.total) << "the bf16 forward computed exactly the fp32 numbers";
+  ASSERT_TRUE(a.speed && b.speed);
+  EXPECT_NEAR(*b.speed, *a.speed, 0.05 * std::abs(*a.speed));
+  for (const auto& [name, parameter] : bf16.NamedParameters()) {
+    ASSERT_TRUE(parameter.grad().defined()) << name;
+    EXPECT_EQ(parameter.grad().scalar_type(), torch::kFloat) << name;  // fp32 master weights
+    EXPECT_TRUE(parameter.grad().isfinite().all().item<bool>()) << name;
+  }
+  const auto before = bf16.NamedParameters()[0].second.detach().clone();
+  const StepInfo info = bf16.ApplyGradients();
+  EXPECT_FALSE(info.skipped);
+  EXPECT_FALSE(info.loss_scale.has_value());
+  EXPECT_FALSE(torch::equal(before, bf16.NamedParameters()[0].second));
+  EXPECT_FALSE(at::autocast::is_cpu_enabled()) << "autocast must end with the forward";
+}
+
+TEST(PrecisionTest, Fp16NeedsACudaDevice) {
+  TrainerOptions options = SmallOptions();
+  options.optimizer.precision = Precision::kFp16;
+  try {
+    Trainer trainer(options);
+    FAIL() << "fp16 on the CPU was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("optimizer.precision: fp16 needs a CUDA device"));
+  }
+}
+
+TEST(LossScaleTest, OverflowSkipsAndBacksOffCleanStepsGrowWithinBounds) {
+  LossScaleOptions options;
+  options.initial_scale = 1024;
+  options.growth_interval = 3;
+  options.min_scale = 256;
+  options.max_scale = 4096;
+  DynamicLossScale scale(options);
+  EXPECT_FALSE(scale.Update(/*found_non_finite=*/true));
+  EXPECT_DOUBLE_EQ(scale.scale(), 512);
+  EXPECT_FALSE(scale.Update(true));
+  EXPECT_FALSE(scale.Update(true));
+  EXPECT_DOUBLE_EQ(scale.scale(), 256);  // Not below min_scale.
+  EXPECT_EQ(scale.skipped_steps(), 3);
+  EXPECT_TRUE(scale.Update(false));
+  EXPECT_TRUE(scale.Update(false));
+  EXPECT_DOUBLE_EQ(scale.scale(), 256);
+  EXPECT_TRUE(scale.Update(false));  // Third clean step in a row: grows.
+  EXPECT_DOUBLE_EQ(scale.scale(), 512);
+  EXPECT_TRUE(scale.Update(false));
+  EXPECT_FALSE(scale.Update(true));  // An overflow resets the streak.
+  EXPECT_DOUBLE_EQ(scale.scale(), 256);
+  for (int i = 0; i < 30; ++i) scale.Update(false);
+  EXPECT_DOUBLE_EQ(scale.scale(), 4096);  // Not above max_scale.
+
+  LossScaleOptions bad;
+  bad.backoff_factor = 1.5;
+  EXPECT_THROW(DynamicLossScale{bad}, Error);
 }
 
 }  // namespace
