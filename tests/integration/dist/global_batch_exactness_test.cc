@@ -170,18 +170,17 @@ TEST_P(GlobalBatchExactnessTest, RanksEqualOneProcessOnTheGlobalBatch) {
         worst_gradients = std::max(worst_gradients, gradients);
         worst_state = std::max({worst_state, parameters, buffers});
         // The ranks hold the same model (parameters and, with SyncBN, running statistics).
+        const TrainerState& rank0_next =
+            step + 1 < kExactSteps ? ranks[0].steps[step + 1] : ranks[0].final_state;
         for (size_t i = 0; i < next.parameters.size(); ++i) {
-          EXPECT_TRUE(torch::equal(next.parameters[i], ranks[0].final_state.parameters[i]) ||
-                      step + 1 < kExactSteps)
-              << "ranks 0 and " << r << " disagree on parameter " << i;
+          EXPECT_TRUE(torch::equal(next.parameters[i], rank0_next.parameters[i]))
+              << "ranks 0 and " << r << " disagree on parameter " << i << " after step " << step;
         }
-        EXPECT_LT(RelativeDiff(next.buffers, ranks[0].steps.size() > size_t(step + 1)
-                                                 ? ranks[0].steps[step + 1].buffers
-                                                 : ranks[0].final_state.buffers),
-                  1e-6)
+        EXPECT_LT(RelativeDiff(next.buffers, rank0_next.buffers), 1e-6)
             << "ranks 0 and " << r << " disagree on running statistics after step " << step;
       }
-      LoadState(reference, step + 1 < kExactSteps ? ranks[0].steps[step + 1] : ranks[0].final_state);
+      LoadState(reference,
+                step + 1 < kExactSteps ? ranks[0].steps[step + 1] : ranks[0].final_state);
     }
     EXPECT_LE(flipped_steps, 1) << "steps whose gradients are more than " << kGradientTolerance
                                 << " off";
