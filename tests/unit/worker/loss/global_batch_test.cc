@@ -28,11 +28,7 @@ GlobalBatch OnWorld(dist::Communicator& communicator) {
   global.rank = communicator.rank();
   global.world_size = communicator.world_size();
   global.gather = [&communicator](const torch::Tensor& rows) {
-    std::vector<int64_t> sizes = rows.sizes().vec();
-    sizes[0] *= communicator.world_size();
-    torch::Tensor out = torch::empty(sizes, rows.options());
-    communicator.AllGather(rows, out)->Wait(communicator.timeout());
-    return out;
+    return dist::AllGatherRows(communicator, rows);
   };
   return global;
 }
