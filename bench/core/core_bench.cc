@@ -11,6 +11,8 @@
 //             examples/cpu-demo.yaml); 2 warm-up + 10 timed steps per round
 //   standard  r2plus1d_18, G=1 group = 4 clips of 16 frames 112x112 (the GPU clip geometry; one
 //             group keeps a CPU step near a minute); 1 warm-up + 3 timed steps per round
+//   gpu       r2plus1d_18, G=8 groups = 32 clips of 16 frames 112x112 (the GPU preset of
+//             job-spec.md); 3 warm-up + 10 timed steps per round; for --device=cuda
 // Four implementations run per round and preset (see Variant below): the C++ trainer as shipped
 // (host caching allocator), the C++ trainer on LibTorch's default allocator, Python as users run
 // it, and Python with glibc keeping freed memory, each in a fresh process (the C++ ones are this
@@ -20,9 +22,15 @@
 //
 //   tecl_core_bench [--presets=tiny,standard] [--rounds=2] [--warmup=N] [--steps=N]
 //                   [--variants=cpp,cpp_default,python,python_keep]
+//                   [--device=cpu|cuda] [--precisions=fp32,bf16,fp16]
+//                   [--memory_format=auto|contiguous|channels_last] [--torchvision=1]
 //                   [--python=/usr/bin/python3] [--script=<source>/bench/core/core_step.py]
 //                   [--work_dir=/tmp/tecl_core_bench]
-// --warmup and --steps replace every preset's own counts.
+// --warmup and --steps replace every preset's own counts. On --device=cuda every step is timed to
+// the end of its kernels on both sides, each precision of --precisions is a row of its own (the
+// backbone under autocast, TrainerOptions::memory_format resolved the same way on both sides), and
+// the table adds the device memory in use at the peak of the steps (total - free). --torchvision=1
+// has Python run torchvision's own VideoResNet with the same weights.
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -37,6 +45,10 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#if TECL_HAVE_CUDART
+#include <cuda_runtime_api.h>
+#endif
 
 #include "services/worker/train/checkpoint.h"
 #include "services/worker/train/host_allocator.h"
@@ -70,19 +82,22 @@ struct Preset {
 
 const std::vector<Preset>& Presets() {
   static const std::vector<Preset> presets = {{"tiny", "tiny3d", 4, 8, 64, 2, 10},
-                                              {"standard", "r2plus1d_18", 1, 16, 112, 1, 3}};
+                                              {"standard", "r2plus1d_18", 1, 16, 112, 1, 3},
+                                              {"gpu", "r2plus1d_18", 8, 16, 112, 3, 10}};
   return presets;
 }
 
 // One implementation's run: seconds and total loss of every step (warm-up included).
 struct Run {
   int64_t parameters = 0;
+  double device_peak_mib = std::nan("");  // CUDA only.
   std::vector<double> seconds;
   std::vector<double> total;
 };
 
 struct Workload {
   Preset preset;
+  std::string precision = "fp32";
   TrainerOptions options;
   std::vector<Batch> batches;  // In memory in the --child that trains on them only.
   std::filesystem::path dir;
@@ -134,10 +149,41 @@ Workload MakeWorkload(const Preset& preset, int num_batches, const std::filesyst
   workload.options.global_batch_clips = 4 * preset.groups;
   workload.options.seed = 1;
   if (write) {
+    // On the CPU: the parent never touches the GPU, whose memory the children measure.
     Trainer trainer(workload.options);
     SaveCheckpoint((dir / "state.tecl").string(), trainer, "");
   }
   return workload;
+}
+
+Precision ParsePrecision(const std::string& name) {
+  if (name == "fp32") return Precision::kFp32;
+  if (name == "bf16") return Precision::kBf16;
+  if (name == "fp16") return Precision::kFp16;
+  throw std::runtime_error("--precisions: \"" + name + "\" is not one of fp32, bf16, fp16");
+}
+
+MemoryFormat ParseMemoryFormat(const std::string& name) {
+  if (name == "auto") return MemoryFormat::kAuto;
+  if (name == "contiguous") return MemoryFormat::kContiguous;
+  if (name == "channels_last") return MemoryFormat::kChannelsLast;
+  throw std::runtime_error("--memory_format: \"" + name +
+                           "\" is not one of auto, contiguous, channels_last");
+}
+
+// Waits for the device's queued work; the device memory in use (MiB), NaN on the CPU.
+double SyncAndMeasure(const c10::Device& device) {
+#if TECL_HAVE_CUDART
+  if (device.is_cuda()) {
+    size_t free = 0, total = 0;
+    if (cudaDeviceSynchronize() != cudaSuccess || cudaMemGetInfo(&free, &total) != cudaSuccess) {
+      throw std::runtime_error("CUDA: cannot synchronise or read the device memory");
+    }
+    return static_cast<double>(total - free) / 1048576.0;
+  }
+#endif
+  if (device.is_cuda()) throw std::runtime_error("--device=cuda: built without the CUDA runtime");
+  return std::nan("");
 }
 
 Run RunCpp(const Workload& workload, int total_steps) {
@@ -146,13 +192,18 @@ Run RunCpp(const Workload& workload, int total_steps) {
   Run run;
   for (const auto& [name, parameter] : trainer.NamedParameters())
     run.parameters += parameter.numel();
+  const c10::Device device = workload.options.device;
+  double peak = 0;
   for (int step = 0; step < total_steps; ++step) {
     const Batch& batch = workload.batches[step % workload.batches.size()];
     const auto start = Clock::now();
     const StepResult result = trainer.TrainStep(batch);
+    const double used = SyncAndMeasure(device);
     run.seconds.push_back(std::chrono::duration<double>(Clock::now() - start).count());
     run.total.push_back(result.loss.total);
+    if (device.is_cuda()) peak = std::max(peak, used);
   }
+  if (device.is_cuda()) run.device_peak_mib = peak;
   return run;
 }
 
@@ -177,6 +228,7 @@ Run RunProcess(const std::string& command, int total_steps) {
     std::string key;
     in >> key;
     if (key == "parameters") in >> run.parameters;
+    if (key == "device_peak_mib") in >> run.device_peak_mib;
     if (key == "seconds") run.seconds = Numbers(in);
     if (key == "total") run.total = Numbers(in);
   }
@@ -187,13 +239,27 @@ Run RunProcess(const std::string& command, int total_steps) {
   return run;
 }
 
+// TrainerOptions::memory_format as the Trainer resolves it.
+bool ChannelsLast(const TrainerOptions& options) {
+  return options.memory_format == MemoryFormat::kChannelsLast ||
+         (options.memory_format == MemoryFormat::kAuto && options.device.is_cuda() &&
+          options.optimizer.precision != Precision::kFp32);
+}
+
+// --torchvision=1 for a backbone torchvision has (tiny3d is ours alone).
+bool TorchvisionPeer(const Workload& workload, const Flags& flags) {
+  return Flag(flags, "torchvision", "0") == "1" && workload.preset.backbone != "tiny3d";
+}
+
 Run RunPython(const Workload& workload, const Flags& flags, int warmup, int steps) {
   const ScheduleOptions& schedule = workload.options.schedule;
   std::ostringstream command;
   command << Flag(flags, "python", "/usr/bin/python3") << " "
           << Flag(flags, "script", TECL_SOURCE_DIR "/bench/core/core_step.py") << " --workload "
           << workload.dir << " --warmup " << warmup << " --steps " << steps
-          << " --threads 1 --peak_lr "
+          << " --threads 1 --device " << workload.options.device.str() << " --precision "
+          << workload.precision << (ChannelsLast(workload.options) ? " --channels_last" : "")
+          << (TorchvisionPeer(workload, flags) ? " --torchvision" : "") << " --peak_lr "
           << PeakLearningRate(workload.options.optimizer, workload.options.global_batch_clips)
           << " --warmup_steps " << schedule.warmup_steps << " --total_steps "
           << schedule.total_steps << " --final_lr_ratio " << schedule.final_lr_ratio;
@@ -203,14 +269,25 @@ Run RunPython(const Workload& workload, const Flags& flags, int warmup, int step
 // The C++ trainer in a fresh process of this binary (--child), like the Python side: glibc
 // adapts its mmap and trim thresholds to what a process has freed before, so an in-process run
 // would inherit the allocator history of the runs before it.
-Run RunCppChild(const Workload& workload, bool host_cache) {
+Run RunCppChild(const Workload& workload, const Flags& flags, bool host_cache) {
   std::ostringstream command;
   command << std::filesystem::read_symlink("/proc/self/exe").string()
           << " --child=" << (host_cache ? "cpp" : "cpp_default")
           << " --presets=" << workload.preset.name << " --warmup=" << workload.preset.warmup
-          << " --steps=" << workload.preset.steps
+          << " --steps=" << workload.preset.steps << " --device=" << workload.options.device.str()
+          << " --precisions=" << workload.precision
+          << " --memory_format=" << Flag(flags, "memory_format", "auto")
           << " --work_dir=" << workload.dir.parent_path().string();
   return RunProcess(command.str(), workload.preset.warmup + workload.preset.steps);
+}
+
+// The device, precision and memory format of a run (the parent's flags; a child's are its one
+// precision).
+void Configure(Workload& workload, const Flags& flags, const std::string& precision) {
+  workload.precision = precision;
+  workload.options.optimizer.precision = ParsePrecision(precision);
+  workload.options.device = c10::Device(Flag(flags, "device", "cpu"));
+  workload.options.memory_format = ParseMemoryFormat(Flag(flags, "memory_format", "auto"));
 }
 
 // --child: one C++ run of one preset on the parent's workload; prints what core_step.py prints.
@@ -221,11 +298,13 @@ int ChildMain(const Flags& flags) {
     if (preset.name != Flag(flags, "presets", "")) continue;
     preset.warmup = IntFlag(flags, "warmup", preset.warmup);
     preset.steps = IntFlag(flags, "steps", preset.steps);
-    const Workload workload =
+    Workload workload =
         MakeWorkload(preset, preset.warmup + preset.steps,
                      std::filesystem::path(Flag(flags, "work_dir", "")) / preset.name, false);
+    Configure(workload, flags, Flag(flags, "precisions", "fp32"));
     if (child == "cpp") InstallHostCachingAllocator();
     const Run run = RunCpp(workload, preset.warmup + preset.steps);
+    if (!std::isnan(run.device_peak_mib)) std::printf("device_peak_mib %.0f\n", run.device_peak_mib);
     std::printf("parameters %lld\nseconds", static_cast<long long>(run.parameters));
     for (double x : run.seconds) std::printf(" %.6f", x);
     std::printf("\ntotal");
@@ -279,7 +358,7 @@ Run RunVariant(Variant v, const Workload& workload, const Flags& flags) {
   switch (v) {
     case kCpp:
     case kCppDefault:
-      return RunCppChild(workload, v == kCpp);
+      return RunCppChild(workload, flags, v == kCpp);
     case kPython:
       return RunPython(workload, flags, warmup, steps);
     default:
@@ -307,13 +386,25 @@ int Main(const Flags& flags) {
   const std::filesystem::path work_dir = Flag(flags, "work_dir", "/tmp/tecl_core_bench");
   const std::string wanted = "," + Flag(flags, "presets", "tiny,standard") + ",";
 
+  std::vector<std::string> precisions;
+  std::istringstream precision_list(Flag(flags, "precisions", "fp32"));
+  for (std::string name; std::getline(precision_list, name, ',');) {
+    ParsePrecision(name);
+    precisions.push_back(name);
+  }
   std::vector<Workload> workloads;
   for (Preset preset : Presets()) {
     if (wanted.find("," + preset.name + ",") == std::string::npos) continue;
     preset.warmup = IntFlag(flags, "warmup", preset.warmup);
     preset.steps = IntFlag(flags, "steps", preset.steps);
-    workloads.push_back(MakeWorkload(preset, preset.warmup + preset.steps, work_dir / preset.name));
+    const Workload written =
+        MakeWorkload(preset, preset.warmup + preset.steps, work_dir / preset.name);
+    for (const std::string& precision : precisions) {
+      workloads.push_back(written);
+      Configure(workloads.back(), flags, precision);
+    }
   }
+  const bool cuda = c10::Device(Flag(flags, "device", "cpu")).is_cuda();
   // --variants=cpp,python (say) runs only those; the others' columns are then NaN.
   const char* const kVariantFlags[kVariants] = {"cpp", "cpp_default", "python", "python_keep"};
   bool enabled[kVariants] = {};
@@ -336,6 +427,7 @@ int Main(const Flags& flags) {
     std::vector<double> seconds[kVariants];
     std::vector<double> shipped_ratios, same_allocator_ratios;  // Per round.
     double loss_difference = 0;
+    double peak_mib[kVariants] = {};  // CUDA: the largest over the rounds.
   };
   std::vector<Totals> totals(workloads.size());
   for (int round = 0; round < rounds; ++round) {
@@ -349,7 +441,8 @@ int Main(const Flags& flags) {
         if (enabled[v]) runs[v] = RunVariant(v, workloads[w], flags);
       }
       Totals& t = totals[w];
-      std::printf("round %d %-8s", round, workloads[w].preset.name.c_str());
+      std::printf("round %d %-8s %s", round, workloads[w].preset.name.c_str(),
+                  workloads[w].precision.c_str());
       for (int v = 0; v < kVariants; ++v) {
         if (enabled[v]) continue;
         runs[v].seconds.assign(warmup + workloads[w].preset.steps, std::nan(""));
@@ -357,6 +450,9 @@ int Main(const Flags& flags) {
       }
       for (int v = 0; v < kVariants; ++v) {
         t.parameters[v] = runs[v].parameters;
+        if (!std::isnan(runs[v].device_peak_mib)) {
+          t.peak_mib[v] = std::max(t.peak_mib[v], runs[v].device_peak_mib);
+        }
         medians[v] = AddTimed(runs[v], warmup, t.seconds[v]);
         t.loss_difference =
             std::max(t.loss_difference, MaxRelativeDifference(runs[v], runs[kPython]));
@@ -390,12 +486,33 @@ int Main(const Flags& flags) {
     std::printf(
         "| %s | %s | %lld x %lld x %lldx%lld | %lld | %zu | %.3f | %.3f | %.3f | %.3f | "
         "**%.3f** | %s | %.3f | %s | %.3f | %.1e |\n",
-        p.name.c_str(), p.backbone.c_str(), static_cast<long long>(4 * p.groups),
+        (p.name + (workloads[w].precision == "fp32" ? "" : " " + workloads[w].precision)).c_str(),
+        p.backbone.c_str(), static_cast<long long>(4 * p.groups),
         static_cast<long long>(p.clip_length), static_cast<long long>(p.size),
         static_cast<long long>(p.size), static_cast<long long>(t.parameters[kCpp]),
         t.seconds[kCpp].size(), m[kCpp], m[kCppDefault], m[kPython], m[kPythonKeep],
         m[kCpp] / m[kPython], Ratios(t.shipped_ratios).c_str(), m[kCppDefault] / m[kPython],
         Ratios(t.same_allocator_ratios).c_str(), m[kCpp] / m[kPythonKeep], t.loss_difference);
+  }
+  if (cuda) {
+    std::printf(
+        "\nOn %s (%s): median seconds per step, clips per second and the device memory in use "
+        "at the peak of the steps:\n\n"
+        "| preset | precision | channels-last | C++ s/step | Python s/step | C++ / Python | "
+        "C++ clips/s | peak MiB C++ | peak MiB Python | max relative loss difference |\n"
+        "|---|---|---|---|---|---|---|---|---|---|\n",
+        Flag(flags, "device", "cpu").c_str(),
+        Flag(flags, "torchvision", "0") == "1" ? "Python on torchvision's model" : "core_step.py");
+    for (size_t w = 0; w < workloads.size(); ++w) {
+      const Workload& wl = workloads[w];
+      const Totals& t = totals[w];
+      const double cpp = Median(t.seconds[kCpp]), python = Median(t.seconds[kPython]);
+      std::printf("| %s | %s | %s | %.4f | %.4f | **%.3f** | %.0f | %.0f | %.0f | %.1e |\n",
+                  wl.preset.name.c_str(), wl.precision.c_str(),
+                  ChannelsLast(wl.options) ? "yes" : "no", cpp, python, cpp / python,
+                  static_cast<double>(4 * wl.preset.groups) / cpp, t.peak_mib[kCpp],
+                  t.peak_mib[kPython], t.loss_difference);
+    }
   }
   return 0;
 }

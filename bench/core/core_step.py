@@ -16,9 +16,18 @@ tecl_core_bench runs it as a subprocess. It hands over a workload folder:
 and reads "name value..." lines from stdout: torch version, threads, parameter count, per-step
 seconds and per-step total loss.
 
-  core_step.py --workload DIR --warmup 2 --steps 5 [--threads 1]
+  core_step.py --workload DIR --warmup 2 --steps 5 [--threads 1] [--device cuda]
+               [--precision fp32|bf16|fp16] [--channels_last] [--torchvision]
+
+On a GPU (--device cuda) the step is timed to the end of its kernels (torch.cuda.synchronize),
+the backbone runs under autocast in --precision with the heads and losses in fp32 (fp16 adds
+torch.cuda.amp.GradScaler), --channels_last puts the backbone in torch.channels_last_3d, and
+--torchvision swaps in torchvision's own r2plus1d_18 / r3d_18 (classifier replaced by Identity;
+same parameter names, so the same weights load strictly). It then also prints the device memory
+in use at the peak of the steps (total - free, as the C++ side measures it).
 """
 import argparse
+import contextlib
 import glob
 import io
 import math
@@ -165,13 +174,16 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def normalize_clips(clips):
-    """uint8 (N, T, H, W, 3) -> float (N, 3, T, H, W), ImageNet-normalised (NormalizeClips)."""
+def normalize_clips(clips, device="cpu", memory_format=torch.contiguous_format):
+    """uint8 (N, T, H, W, 3) -> float (N, 3, T, H, W) on `device`, ImageNet-normalised
+    (NormalizeClips); the uint8 clips move first."""
     if clips.dtype != torch.uint8 or clips.dim() != 5 or clips.size(4) != 3:
         raise ValueError(f"clips must be uint8 (N, T, H, W, 3), got {clips.dtype} {tuple(clips.shape)}")
-    scale = torch.tensor([1.0 / (255.0 * s) for s in IMAGENET_STD]).view(1, 3, 1, 1, 1)
+    scale = torch.tensor([1.0 / (255.0 * s) for s in IMAGENET_STD]).view(1, 3, 1, 1, 1).to(device)
     shift = torch.tensor([m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]).view(1, 3, 1, 1, 1)
-    x = clips.permute(0, 4, 1, 2, 3).contiguous()
+    shift = shift.to(device)
+    x = clips.to(device, non_blocking=True).permute(0, 4, 1, 2, 3).contiguous(
+        memory_format=memory_format)
     return x.to(torch.float32).mul_(scale).sub_(shift)
 
 
@@ -259,7 +271,7 @@ def equivariance_loss(z, labels, temperature):
     targets = anchors.detach()
     logits = anchors.mm(targets.t()).div(temperature)
     same = labels.unsqueeze(1).eq(labels.unsqueeze(0))
-    self_mask = torch.eye(m, dtype=torch.bool)
+    self_mask = torch.eye(m, dtype=torch.bool, device=z.device)
     positive = same.logical_and(self_mask.logical_not())
     positive_count = positive.sum(1)
     if positive_count.eq(0).any().item():
@@ -279,7 +291,7 @@ def instance_loss(g, anchor, positive, video, temperature):
     q = F.normalize(g, dim=1)
     logits = q.index_select(0, anchor).mm(q.t()).div(temperature)
     other_video = video.index_select(0, anchor).unsqueeze(1).ne(video.unsqueeze(0))
-    is_positive = torch.arange(n).unsqueeze(0).eq(positive.unsqueeze(1))
+    is_positive = torch.arange(n, device=g.device).unsqueeze(0).eq(positive.unsqueeze(1))
     candidate = other_video.logical_or(is_positive)
     lse = logits.masked_fill(candidate.logical_not(), -math.inf).logsumexp(1)
     return lse - logits.gather(1, positive.unsqueeze(1)).squeeze(1)
@@ -344,9 +356,15 @@ def learning_rate_at(schedule, step):
 
 
 class Trainer:
-    def __init__(self, model, schedule, weight_decay=1e-4, betas=(0.9, 0.999)):
+    def __init__(self, model, schedule, weight_decay=1e-4, betas=(0.9, 0.999), device="cpu",
+                 precision="fp32", channels_last=False):
         self.model = model
         self.schedule = schedule
+        self.device = torch.device(device)
+        self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        self.memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
+        # GradScaler's defaults are DynamicLossScale's (train/loss_scale.h).
+        self.scaler = torch.cuda.amp.GradScaler() if precision == "fp16" else None
         self.step = 0
         self.num_speeds = model.speed[-1].out_features
         self.parameters = [p for p in model.parameters() if p.requires_grad]
@@ -355,19 +373,32 @@ class Trainer:
 
     def train_step(self, batch):
         index = index_batch(batch, self.num_speeds)
+        index = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in index.items()}
         for p in self.parameters:
             p.grad = None
         self.model.train()
-        features = self.model(normalize_clips(batch["clips"]))
-        terms = compute_losses(self.model, features, index)
-        terms["total"].backward()
+        clips = normalize_clips(batch["clips"], self.device, self.memory_format)
+        # The backbone in the autocast type; the heads and losses in fp32 (Trainer::ForwardBackward).
+        autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype)
+                    if self.autocast_dtype is not None else contextlib.nullcontext())
+        with autocast:
+            features = self.model(clips)
+        terms = compute_losses(self.model, features.float(), index)
+        if self.scaler is not None:
+            self.scaler.scale(terms["total"]).backward()
+        else:
+            terms["total"].backward()
         values = to_values(terms)
         if not math.isfinite(values["total"]):
             raise FloatingPointError(f"training step {self.step}: the loss is not finite")
         lr = learning_rate_at(self.schedule, self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        self.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         self.step += 1
         return values
 
@@ -390,29 +421,59 @@ def main():
     parser.add_argument("--warmup_steps", type=int, required=True)
     parser.add_argument("--total_steps", type=int, required=True)
     parser.add_argument("--final_lr_ratio", type=float, default=0.0)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--channels_last", action="store_true")
+    parser.add_argument("--torchvision", action="store_true",
+                        help="torchvision's VideoResNet as the backbone (r2plus1d_18, r3d_18)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    cuda = args.device.startswith("cuda")
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # As the C++ trainer sets it on a GPU.
 
     state = load_pickle(os.path.join(args.workload, "state.tecl"), skip=SEALED_HEADER_BYTES)
     model = TeclModel(state["model_options"])
+    backbone_source = "core_step.py"
+    if args.torchvision:
+        import torchvision.models.video as tv
+        name = state["model_options"]["backbone"]
+        if name not in ("r2plus1d_18", "r3d_18"):
+            sys.exit(f"core_step.py: --torchvision has no {name}")
+        model.backbone = getattr(tv, name)()
+        model.backbone.fc = nn.Identity()  # VideoResNet's average pool + flatten: our features.
+        backbone_source = "torchvision " + __import__("torchvision").__version__
     parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     # strict: every C++ name must exist here with the same shape, and no name may be left over.
     model.load_state_dict(state["tensors"], strict=True)
+    model.to(args.device)
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last_3d)
     batches = [load_pickle(p) for p in sorted(glob.glob(os.path.join(args.workload, "batch-*.pt")))]
     if not batches:
         sys.exit(f"core_step.py: no batch-*.pt in {args.workload}")
 
     schedule = {"peak_lr": args.peak_lr, "warmup_steps": args.warmup_steps,
                 "total_steps": args.total_steps, "final_lr_ratio": args.final_lr_ratio}
-    trainer = Trainer(model, schedule)
+    trainer = Trainer(model, schedule, device=args.device, precision=args.precision,
+                      channels_last=args.channels_last)
     seconds, losses = [], []
+    peak_used = 0
     for step in range(args.warmup + args.steps):
         batch = batches[step % len(batches)]
         start = time.perf_counter()
         values = trainer.train_step(batch)
+        if cuda:
+            torch.cuda.synchronize()
         seconds.append(time.perf_counter() - start)
         losses.append(values)
+        if cuda:
+            free, total = torch.cuda.mem_get_info()
+            peak_used = max(peak_used, total - free)
     print("torch", torch.__version__)
+    print("backbone", backbone_source)
+    if cuda:
+        print("device_peak_mib", f"{peak_used / 2**20:.0f}")
     print("threads", torch.get_num_threads())
     print("parameters", parameters)
     print("seconds", *(f"{s:.6f}" for s in seconds))

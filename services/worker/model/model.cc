@@ -85,7 +85,8 @@ TeclModelImpl::TeclModelImpl(const ModelOptions& options, const HeadSet& heads)
   }
 }
 
-torch::Tensor NormalizeClips(const torch::Tensor& clips, const c10::Device& device) {
+torch::Tensor NormalizeClips(const torch::Tensor& clips, const c10::Device& device,
+                             at::MemoryFormat memory_format) {
   if (!clips.defined() || clips.scalar_type() != torch::kByte || clips.dim() != 5 ||
       clips.size(4) != 3) {
     std::ostringstream message;
@@ -104,7 +105,9 @@ torch::Tensor NormalizeClips(const torch::Tensor& clips, const c10::Device& devi
   const auto options = torch::TensorOptions().dtype(torch::kFloat).device(device);
   const torch::Tensor scale_t = torch::tensor(scale).view({1, 3, 1, 1, 1}).to(options);
   const torch::Tensor shift_t = torch::tensor(shift).view({1, 3, 1, 1, 1}).to(options);
-  torch::Tensor x = clips.to(device, /*non_blocking=*/true).permute({0, 4, 1, 2, 3}).contiguous();
+  // (N, T, H, W, C) permuted to (N, C, T, H, W) is already channels-last: that layout costs no copy.
+  torch::Tensor x =
+      clips.to(device, /*non_blocking=*/true).permute({0, 4, 1, 2, 3}).contiguous(memory_format);
   return x.to(torch::kFloat).mul_(scale_t).sub_(shift_t);
 }
 

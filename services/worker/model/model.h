@@ -104,8 +104,11 @@ torch::nn::Sequential MakeMlpHead(int64_t in, int64_t hidden, int64_t out);
 // The backbone's input from the clips as they travel: uint8 (N, T, H, W, 3) RGB on any device ->
 // float (N, 3, T, H, W) on `device`, scaled to [0, 1] and normalised with the ImageNet mean
 // (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225). The uint8 tensor is moved first (4x
-// fewer bytes to the GPU). Throws Error(kInvalidArgument) for another dtype or shape.
-torch::Tensor NormalizeClips(const torch::Tensor& clips, const c10::Device& device);
+// fewer bytes to the GPU). `memory_format` is the result's layout: Contiguous (NCDHW) or
+// ChannelsLast3d (NDHWC, the clips' own order). Throws Error(kInvalidArgument) for another dtype or
+// shape.
+torch::Tensor NormalizeClips(const torch::Tensor& clips, const c10::Device& device,
+                             at::MemoryFormat memory_format = at::MemoryFormat::Contiguous);
 
 }  // namespace tecl::worker::core
 

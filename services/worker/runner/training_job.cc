@@ -21,6 +21,7 @@
 #include "services/worker/dist/parameter_sync.h"
 #include "services/worker/dist/process_group_factory.h"
 #include "services/worker/dist/step_collectives.h"
+#include "services/worker/runner/batch_prefetcher.h"
 #include "services/worker/runner/job_input.h"
 #include "services/worker/runner/job_options.h"
 #include "services/worker/runner/job_runner.h"
@@ -256,29 +257,30 @@ class TrainingRun {
     double window_wait = 0;
     double window_allreduce = 0;
     double window_hidden = 0;
+    // The next batch is received, converted and copied to the device while this one computes.
+    core::DeviceStager stager(trainer_->options().device);
+    BatchPrefetcher prefetcher(input_->source(), stager);
     while (trainer_->step() < total) {
       if (context_->StopRequested()) return absl::CancelledError(context_->StopReason());
       const absl::Time start = absl::Now();
-      absl::StatusOr<tecl::v1::ClipBatch> next = input_->source().Next();
+      absl::StatusOr<BatchPrefetcher::Item> next = prefetcher.Next();
       if (!next.ok()) {
         return absl::Status(next.status().code(), absl::StrCat("input for step ", trainer_->step(),
                                                                ": ", next.status().message()));
       }
       const double wait_seconds = absl::ToDoubleSeconds(absl::Now() - start);
-      if (next->step() != trainer_->step()) {
-        return absl::InternalError(absl::StrCat("the batch stream delivered step ", next->step(),
+      if (next->step != trainer_->step()) {
+        return absl::InternalError(absl::StrCat("the batch stream delivered step ", next->step,
                                                 " for step ", trainer_->step()));
       }
-      auto message = std::make_shared<tecl::v1::ClipBatch>(std::move(*next));
-      absl::StatusOr<core::Batch> batch = BatchFromProto(message);
-      if (!batch.ok()) return batch.status();
+      std::optional<core::Batch> batch(std::move(next->batch));
       clips_per_step = batch->clips.size(0);
 
       core::LossValues loss;
       dist::StepTimings timings;
       core::StepInfo info;
       try {
-        trainer_->set_epoch(message->epoch());
+        trainer_->set_epoch(next->epoch);
         loss = trainer_->ForwardBackward(*batch);
         if (reducer_) timings = reducer_->Finalize();
         info = trainer_->ApplyGradients();
@@ -293,8 +295,7 @@ class TrainingRun {
       } catch (...) {
         return StatusFromCurrentException(absl::StrCat("step ", trainer_->step()));
       }
-      message.reset();
-      batch = absl::InternalError("consumed");
+      batch.reset();
 
       const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
       step_seconds.Add(seconds);

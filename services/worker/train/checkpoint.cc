@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <utility>
 #include <vector>
@@ -102,6 +103,11 @@ class Reader {
     if (!value.isString()) Fail(ErrorCode::kDataLoss, path_, Cat("\"", key, "\" is not a string"));
     return value.toStringRef();
   }
+  double GetDouble(const Dict& dict, const std::string& key) const {
+    const c10::IValue value = Get(dict, key);
+    if (!value.isDouble()) Fail(ErrorCode::kDataLoss, path_, Cat("\"", key, "\" is not a float"));
+    return value.toDouble();
+  }
   torch::Tensor GetTensor(const Dict& dict, const std::string& key) const {
     const c10::IValue value = Get(dict, key);
     if (!value.isTensor()) Fail(ErrorCode::kDataLoss, path_, Cat("\"", key, "\" is not a tensor"));
@@ -197,6 +203,14 @@ WrittenFile SaveCheckpoint(const std::string& path, Trainer& trainer, const std:
   payload.insert("step", trainer.step());
   payload.insert("epoch", trainer.epoch());
   payload.insert("next_learning_rate", trainer.NextLearningRate());
+  if (const DynamicLossScale* scale = trainer.loss_scale()) {
+    const LossScaleState state = scale->state();
+    Dict loss_scale = NewDict();
+    loss_scale.insert("scale", state.scale);
+    loss_scale.insert("clean_streak", state.clean_streak);
+    loss_scale.insert("skipped", state.skipped);
+    payload.insert("loss_scale", loss_scale);
+  }
   {
     at::Generator cpu = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(cpu.mutex());
@@ -284,6 +298,19 @@ ResumeState LoadCheckpoint(const std::string& path, Trainer& trainer,
   resume.data_cursor.assign(static_cast<const char*>(cursor_bytes.data_ptr()),
                             static_cast<size_t>(cursor_bytes.numel()));
   resume.sha256 = file.sha256;
+  // fp16: the loss scale goes on where it was (a checkpoint of another precision has none, and an
+  // fp16 one resumed in bf16 or fp32 has no use for it).
+  std::optional<LossScaleState> loss_scale;
+  if (payload.contains("loss_scale") && trainer.loss_scale() != nullptr) {
+    const Dict entry = reader.GetDict(payload, "loss_scale");
+    loss_scale = LossScaleState{reader.GetDouble(entry, "scale"),
+                                reader.GetInt(entry, "clean_streak"), reader.GetInt(entry, "skipped")};
+    try {
+      DynamicLossScale(*trainer.loss_scale()).Restore(*loss_scale);  // Checked on a copy.
+    } catch (const Error& e) {
+      Fail(ErrorCode::kDataLoss, path, e.what());
+    }
+  }
 
   // Everything checked: commit.
   CopyInto(tensors);
@@ -304,6 +331,7 @@ ResumeState LoadCheckpoint(const std::string& path, Trainer& trainer,
     cuda.set_state(rng_cuda);
   }
   trainer.RestoreCounters(resume.step, resume.epoch);
+  if (loss_scale) trainer.loss_scale()->Restore(*loss_scale);
   return resume;
 }
 

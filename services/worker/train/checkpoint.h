@@ -10,7 +10,8 @@
 // A checkpoint holds: the model options and head set; every parameter and buffer (BatchNorm
 // running statistics included) by name; the AdamW state of every parameter (step, exp_avg,
 // exp_avg_sq); the schedule position (step) and epoch; LibTorch's CPU generator state (and the
-// CUDA generator's of the trainer's device); the caller's opaque data cursor.
+// CUDA generator's of the trainer's device); the caller's opaque data cursor; in fp16 the dynamic
+// loss scale (scale, clean steps in a row, skipped steps).
 //
 // Loading verifies everything first (checksum, format, model options, every name, dtype and shape)
 // and only then modifies the trainer: a refused file leaves the trainer as it was.

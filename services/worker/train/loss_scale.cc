@@ -30,6 +30,25 @@ DynamicLossScale::DynamicLossScale(const LossScaleOptions& options)
   options_.Validate();
 }
 
+void DynamicLossScale::Restore(const LossScaleState& state) {
+  const auto fail = [](const char* field, double value, const char* requirement) {
+    std::ostringstream message;
+    message << "loss_scale." << field << ": " << value << " " << requirement;
+    throw Error(ErrorCode::kDataLoss, message.str());
+  };
+  if (!(state.scale >= options_.min_scale && state.scale <= options_.max_scale)) {
+    fail("scale", state.scale, "is outside [min_scale, max_scale]");
+  }
+  if (state.clean_streak < 0 || state.clean_streak >= options_.growth_interval) {
+    fail("clean_streak", static_cast<double>(state.clean_streak),
+         "is outside [0, growth_interval)");
+  }
+  if (state.skipped < 0) fail("skipped", static_cast<double>(state.skipped), "is negative");
+  scale_ = state.scale;
+  clean_streak_ = state.clean_streak;
+  skipped_ = state.skipped;
+}
+
 bool DynamicLossScale::Update(bool found_non_finite) {
   if (found_non_finite) {
     scale_ = std::max(options_.min_scale, scale_ * options_.backoff_factor);

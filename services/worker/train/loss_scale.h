@@ -26,12 +26,24 @@ struct LossScaleOptions {
   void Validate() const;
 };
 
+// What a checkpoint keeps of the scale, so a resumed fp16 run goes on where it was.
+struct LossScaleState {
+  double scale = 0;
+  int64_t clean_streak = 0;  // Clean steps in a row since the scale last changed.
+  int64_t skipped = 0;
+};
+
 class DynamicLossScale {
  public:
   explicit DynamicLossScale(const LossScaleOptions& options = {});
 
   double scale() const { return scale_; }
   int64_t skipped_steps() const { return skipped_; }
+
+  LossScaleState state() const { return {scale_, clean_streak_, skipped_}; }
+  // Throws Error(kDataLoss) naming the field for a state this scale could not have reached (a
+  // scale outside [min_scale, max_scale] or not finite, a negative count); nothing changes then.
+  void Restore(const LossScaleState& state);
 
   // Records one step's outcome. Returns whether the optimiser should take the step (false when
   // `found_non_finite`), and adjusts the scale for the next step.

@@ -80,6 +80,18 @@ Trainer::Trainer(const TrainerOptions& options) : options_(options) {
   torch::manual_seed(options_.seed);
   model_ = TeclModel(options_.model, HeadsFor(options_.loss.weights));
   model_->to(options_.device);
+  channels_last_ = options_.memory_format == MemoryFormat::kChannelsLast ||
+                   (options_.memory_format == MemoryFormat::kAuto && options_.device.is_cuda() &&
+                    options_.optimizer.precision != Precision::kFp32);
+  if (channels_last_) {
+    // The 3-D convolution weights (and any other 5-D tensor) in NDHWC; autograd gives their
+    // gradients, and AdamW its moments, the same layout.
+    torch::NoGradGuard no_grad;
+    for (auto& item : model_->named_parameters(/*recurse=*/true)) {
+      torch::Tensor& p = item.value();
+      if (p.dim() == 5) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast3d));
+    }
+  }
   for (const auto& item : model_->named_parameters(/*recurse=*/true)) {
     if (item.value().requires_grad()) parameters_.push_back(item.value());
   }
@@ -106,7 +118,9 @@ LossValues Trainer::ForwardBackward(const Batch& batch) {
   {
     // The backbone in the job's precision; the heads and the losses in fp32.
     AutocastScope autocast(options_.device, options_.optimizer.precision);
-    features = model_->forward(NormalizeClips(batch.clips, options_.device));
+    features = model_->forward(NormalizeClips(
+        batch.clips, options_.device,
+        channels_last_ ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::Contiguous));
   }
   features = features.to(torch::kFloat);
   const GlobalBatch* global = collectives_.global_loss ? &*collectives_.global_loss : nullptr;

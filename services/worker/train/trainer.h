@@ -63,6 +63,12 @@
 
 namespace tecl::worker::core {
 
+// The memory layout of the backbone's 5-D activations and convolution weights. kAuto: channels-last
+// (NDHWC) on a CUDA device in bf16 or fp16, where cuDNN's tensor-core 3-D convolutions want it;
+// contiguous (NCDHW) otherwise (fp32 on a GPU, and the CPU). The layout changes no result beyond
+// float rounding: checkpoints and exports are written contiguous either way.
+enum class MemoryFormat { kAuto, kContiguous, kChannelsLast };
+
 // Everything a trainer needs, converted by the runner from the JobSpec.
 struct TrainerOptions {
   ModelOptions model;          // JobSpec.model (+ num_speeds = sampling.speeds size).
@@ -76,6 +82,7 @@ struct TrainerOptions {
   c10::Device device = c10::Device(c10::kCPU);
   // Seeds LibTorch's global generators before the model is initialised. JobSpec.seed.
   uint64_t seed = 1;
+  MemoryFormat memory_format = MemoryFormat::kAuto;
 
   // Throws Error(kInvalidArgument) naming the first bad field.
   void Validate() const;
@@ -135,6 +142,8 @@ class Trainer {
   const TeclModel& model() const { return model_; }
   torch::optim::AdamW& optimizer() { return *optimizer_; }
   const TrainerOptions& options() const { return options_; }
+  // Whether the backbone runs channels-last (options.memory_format resolved for the device).
+  bool channels_last() const { return channels_last_; }
 
   // Optimiser steps taken so far (= the 0-based index of the next step).
   int64_t step() const { return step_; }
@@ -146,6 +155,9 @@ class Trainer {
 
   // Sets the counters; used by LoadCheckpoint.
   void RestoreCounters(int64_t step, int64_t epoch);
+  // fp16 only: the dynamic loss scale (null otherwise); LoadCheckpoint restores it.
+  DynamicLossScale* loss_scale() { return loss_scale_ ? &*loss_scale_ : nullptr; }
+  const DynamicLossScale* loss_scale() const { return loss_scale_ ? &*loss_scale_ : nullptr; }
 
  private:
   TrainerOptions options_;
@@ -158,6 +170,7 @@ class Trainer {
   int64_t step_ = 0;
   int64_t epoch_ = 0;
   bool gradients_ready_ = false;
+  bool channels_last_ = false;
 };
 
 }  // namespace tecl::worker::core

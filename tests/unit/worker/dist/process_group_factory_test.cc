@@ -172,6 +172,25 @@ TEST(NcclCommunicatorTest, GroupOfOneOnAGpu) {
     EXPECT_TRUE(torch::equal(t.cpu(), torch::full({1000}, 3.0f)));
   }
 }
+
+// Rank 0 of 2 whose peer never comes: forming the communicator is aborted at the timeout with an
+// error that says so, instead of hanging in NCCL (one GPU suffices).
+TEST(NcclCommunicatorTest, AMissingPeerAbortsAtTheTimeout) {
+  if (!HasCudaDevice()) GTEST_SKIP() << "no CUDA device";
+  NcclCommunicatorOptions options;
+  options.rank = 0;
+  options.world_size = 2;
+  options.timeout = 3s;
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    NcclCommunicator::Create(c10::make_intrusive<c10d::HashStore>(), options);
+    FAIL() << "a group of 2 formed with one rank";
+  } catch (const CollectiveError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("rank 0 of 2"));
+    EXPECT_THAT(e.what(), HasSubstr("timed out after 3000"));
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 60s) << "the abort did not return";
+}
 #else
 TEST(ProcessGroupFactoryTest, NcclWithoutNcclIsAnInvalidArgument) {
   if (!NcclImplementationCompiledIn().empty()) GTEST_SKIP() << "NCCL compiled in";

@@ -578,7 +578,7 @@ TEST_F(TrainingRunTest, InconsistentBatchIsFatalAndFailsThePeer) {
   };
   const std::vector<JobOutcome> outcomes = job.Run();
   EXPECT_EQ(outcomes[1].outcome, tecl::v1::OUTCOME_FATAL) << outcomes[1].reason;
-  EXPECT_EQ(outcomes[1].reason, "batch 1: 8 clips but 7 clip_info entries");
+  EXPECT_EQ(outcomes[1].reason, "input for step 1: batch 1: 8 clips but 7 clip_info entries");
   EXPECT_EQ(outcomes[1].step, 1);
   EXPECT_EQ(outcomes[0].outcome, tecl::v1::OUTCOME_FAILED) << outcomes[0].reason;
   EXPECT_THAT(outcomes[0].reason, HasSubstr("rank 1 is gone"));

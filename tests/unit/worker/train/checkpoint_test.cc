@@ -4,6 +4,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
@@ -338,6 +339,52 @@ TEST_F(CheckpointTest, EncoderExportAndCheckpointBothLoadAsEncoder) {
   }
   ExpectError([&] { LoadCheckpoint(encoder, trainer); }, ErrorCode::kFailedPrecondition,
               "is an encoder export, not a training checkpoint");
+}
+
+// A channels-last trainer's checkpoint is written contiguous and resumes a contiguous trainer (and
+// the other way round) with the same values: the layout is the trainer's business, not the file's.
+TEST_F(CheckpointTest, ChannelsLastAndContiguousTrainersShareCheckpoints) {
+  TrainerOptions channels_last_options = SmallOptions(1);
+  channels_last_options.memory_format = MemoryFormat::kChannelsLast;
+  Trainer channels_last(channels_last_options);
+  channels_last.TrainStep(SmallBatch(0));
+  const std::string path = Path(CheckpointFileName(channels_last.step()));
+  SaveCheckpoint(path, channels_last, "");
+  TrainerOptions contiguous_options = SmallOptions(2);
+  contiguous_options.memory_format = MemoryFormat::kContiguous;
+  Trainer contiguous(contiguous_options);
+  LoadCheckpoint(path, contiguous);
+  ExpectBitIdentical(State(*channels_last.model()), State(*contiguous.model()));
+  for (const auto& [name, p] : contiguous.NamedParameters()) EXPECT_TRUE(p.is_contiguous()) << name;
+
+  const std::string back = Path(CheckpointFileName(7));
+  SaveCheckpoint(back, contiguous, "");
+  Trainer reloaded(channels_last_options);
+  LoadCheckpoint(back, reloaded);
+  ExpectBitIdentical(State(*channels_last.model()), State(*reloaded.model()));
+  for (const auto& [name, p] : reloaded.NamedParameters()) {
+    if (p.dim() == 5) EXPECT_TRUE(p.is_contiguous(at::MemoryFormat::ChannelsLast3d)) << name;
+  }
+}
+
+// fp16 (GPU only): the dynamic loss scale is in the checkpoint and a resume goes on with it.
+TEST_F(CheckpointTest, Fp16CheckpointKeepsTheLossScale) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device (fp16 is refused on the CPU)";
+  TrainerOptions options = SmallOptions(1);
+  options.device = c10::Device(c10::kCUDA, 0);
+  options.optimizer.precision = Precision::kFp16;
+  Trainer original(options);
+  original.TrainStep(SmallBatch(0));
+  original.loss_scale()->Restore({2048, 5, 3});
+  const std::string path = Path(CheckpointFileName(original.step()));
+  SaveCheckpoint(path, original, "");
+  Trainer resumed(options);
+  ASSERT_NE(resumed.loss_scale(), nullptr);
+  EXPECT_EQ(resumed.loss_scale()->scale(), 65536);
+  LoadCheckpoint(path, resumed);
+  EXPECT_EQ(resumed.loss_scale()->scale(), 2048);
+  EXPECT_EQ(resumed.loss_scale()->state().clean_streak, 5);
+  EXPECT_EQ(resumed.loss_scale()->skipped_steps(), 3);
 }
 
 }  // namespace

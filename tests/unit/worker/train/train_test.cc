@@ -4,6 +4,7 @@
 #include <ATen/autocast_mode.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include <cmath>
@@ -11,6 +12,8 @@
 #include <string>
 
 #include "services/worker/model/error.h"
+#include "services/worker/model/model.h"
+#include "services/worker/train/device_staging.h"
 #include "services/worker/train/loss_scale.h"
 #include "services/worker/train/schedule.h"
 #include "services/worker/train/synthetic_batches.h"
@@ -386,6 +389,146 @@ TEST(LossScaleTest, OverflowSkipsAndBacksOffCleanStepsGrowWithinBounds) {
   LossScaleOptions bad;
   bad.backoff_factor = 1.5;
   EXPECT_THROW(DynamicLossScale{bad}, Error);
+}
+
+// What a checkpoint keeps: a restored scale goes on exactly as the original (the streak included);
+// a state the scale could not have reached is refused naming the field, and changes nothing.
+TEST(LossScaleTest, StateRoundTripsAndImpossibleStatesAreRefused) {
+  LossScaleOptions options;
+  options.growth_interval = 3;
+  DynamicLossScale original(options);
+  original.Update(true);
+  original.Update(false);
+  original.Update(false);
+  DynamicLossScale restored(options);
+  restored.Restore(original.state());
+  EXPECT_EQ(restored.scale(), original.scale());
+  EXPECT_EQ(restored.skipped_steps(), 1);
+  original.Update(false);
+  restored.Update(false);  // The third clean step: both grow.
+  EXPECT_EQ(restored.scale(), original.scale());
+  EXPECT_EQ(restored.scale(), 65536.0);
+
+  const LossScaleState before = restored.state();
+  const auto refused = [&](LossScaleState state, const char* field) {
+    try {
+      restored.Restore(state);
+      ADD_FAILURE() << field << " accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kDataLoss);
+      EXPECT_THAT(e.what(), HasSubstr(field));
+    }
+    EXPECT_EQ(restored.scale(), before.scale);
+  };
+  refused({std::nan(""), 0, 0}, "loss_scale.scale");
+  refused({1e30, 0, 0}, "loss_scale.scale");
+  refused({1024, 3, 0}, "loss_scale.clean_streak");
+  refused({1024, 0, -1}, "loss_scale.skipped");
+}
+
+// Relative L2 distance of two tensors.
+double RelativeL2(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a - b).norm().item<double>() / std::max(1e-12, b.norm().item<double>());
+}
+
+TEST(MemoryFormatTest, NormalizeClipsChannelsLastHasTheSameValues) {
+  const Batch batch = SmallBatch(3);
+  const torch::Tensor a = NormalizeClips(batch.clips, torch::kCPU);
+  const torch::Tensor b = NormalizeClips(batch.clips, torch::kCPU, at::MemoryFormat::ChannelsLast3d);
+  EXPECT_TRUE(a.is_contiguous());
+  EXPECT_TRUE(b.is_contiguous(at::MemoryFormat::ChannelsLast3d));
+  EXPECT_FALSE(b.is_contiguous());
+  EXPECT_TRUE(torch::equal(a, b));
+}
+
+// The channels-last backbone computes the same step as the contiguous one (up to float rounding),
+// keeps its 5-D weights channels-last through the optimiser step, and kAuto picks it only for a
+// GPU in bf16/fp16.
+TEST(MemoryFormatTest, ChannelsLastStepMatchesContiguous) {
+  TrainerOptions contiguous_options = SmallOptions();
+  contiguous_options.memory_format = MemoryFormat::kContiguous;
+  TrainerOptions channels_last_options = SmallOptions();
+  channels_last_options.memory_format = MemoryFormat::kChannelsLast;
+  Trainer contiguous(contiguous_options), channels_last(channels_last_options);
+  EXPECT_FALSE(contiguous.channels_last());
+  ASSERT_TRUE(channels_last.channels_last());
+  int five_d = 0;
+  for (const auto& [name, p] : channels_last.NamedParameters()) {
+    if (p.dim() != 5) continue;
+    ++five_d;
+    EXPECT_TRUE(p.is_contiguous(at::MemoryFormat::ChannelsLast3d)) << name;
+    EXPECT_FALSE(p.is_contiguous()) << name;
+  }
+  EXPECT_EQ(five_d, 4) << "tiny3d has four 3-D convolutions";
+  ExpectSameParameters(contiguous, channels_last);  // Same values, other layout.
+
+  for (int step = 0; step < 2; ++step) {
+    const Batch batch = SmallBatch(11 + step);
+    const LossValues a = contiguous.ForwardBackward(batch);
+    const LossValues b = channels_last.ForwardBackward(batch);
+    EXPECT_NEAR(b.total, a.total, 1e-4 * std::abs(a.total)) << "step " << step;
+    const auto pa = contiguous.NamedParameters(), pb = channels_last.NamedParameters();
+    for (size_t i = 0; i < pa.size(); ++i) {
+      EXPECT_LT(RelativeL2(pb[i].second.grad(), pa[i].second.grad()), 1e-3) << pa[i].first;
+    }
+    contiguous.ApplyGradients();
+    channels_last.ApplyGradients();
+  }
+  const auto pa = contiguous.NamedParameters(), pb = channels_last.NamedParameters();
+  for (size_t i = 0; i < pa.size(); ++i) {
+    EXPECT_LT(RelativeL2(pb[i].second, pa[i].second), 1e-4) << pa[i].first;
+    if (pb[i].second.dim() == 5) {
+      EXPECT_TRUE(pb[i].second.is_contiguous(at::MemoryFormat::ChannelsLast3d)) << pb[i].first;
+    }
+  }
+
+  TrainerOptions cpu_bf16 = SmallOptions();
+  cpu_bf16.optimizer.precision = Precision::kBf16;
+  EXPECT_FALSE(Trainer(cpu_bf16).channels_last()) << "kAuto on the CPU";
+}
+
+TEST(DeviceStagerTest, OnTheCpuTheBatchPassesThrough) {
+  DeviceStager stager(torch::kCPU);
+  EXPECT_FALSE(stager.asynchronous());
+  Batch batch = SmallBatch(4);
+  const void* data = batch.clips.data_ptr();
+  StagedBatch staged = stager.Stage(batch);
+  EXPECT_EQ(staged.fence, nullptr);
+  const Batch ready = stager.Ready(std::move(staged));
+  EXPECT_EQ(ready.clips.data_ptr(), data);
+}
+
+// The GPU half (bench/gpu/run runs it on the device machine): copies through the two page-locked
+// buffers in turn arrive intact, an abandoned copy is harmless, and a step on a staged batch equals
+// the step on the host batch.
+TEST(DeviceStagerTest, OnAGpuCopiesArriveIntactAndTrainAsTheHostBatch) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const c10::Device gpu(c10::kCUDA, 0);
+  DeviceStager stager(gpu);
+  ASSERT_TRUE(stager.asynchronous());
+  std::vector<Batch> host;
+  std::vector<StagedBatch> staged;
+  for (int i = 0; i < 5; ++i) {
+    host.push_back(SmallBatch(20 + i));
+    staged.push_back(stager.Stage(host.back()));
+    EXPECT_TRUE(staged.back().batch.clips.is_cuda());
+  }
+  staged.erase(staged.begin() + 2);  // Never waited for.
+  host.erase(host.begin() + 2);
+  for (size_t i = 0; i < staged.size(); ++i) {
+    const Batch ready = stager.Ready(std::move(staged[i]));
+    EXPECT_TRUE(torch::equal(ready.clips.cpu(), host[i].clips)) << "batch " << i;
+  }
+
+  TrainerOptions options = SmallOptions();
+  options.device = gpu;
+  options.optimizer.precision = Precision::kBf16;
+  Trainer from_host(options), from_staged(options);
+  EXPECT_TRUE(from_staged.channels_last()) << "kAuto on a GPU in bf16";
+  const Batch batch = SmallBatch(30);
+  const LossValues a = from_host.ForwardBackward(batch);
+  const LossValues b = from_staged.ForwardBackward(stager.Ready(stager.Stage(batch)));
+  EXPECT_EQ(a.total, b.total);
 }
 
 }  // namespace
