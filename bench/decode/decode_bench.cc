@@ -52,6 +52,7 @@ extern "C" {
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "bench/decode/bench_util.h"
 #include "services/dataloader/video/decode_plan.h"
 #include "services/dataloader/video/video_index.h"
 #include "services/dataloader/video/video_reader.h"
@@ -106,28 +107,6 @@ void KeepBest(const Totals& round, Totals* best) {
   if (best->requests == 0 || round.seconds < best->seconds) *best = round;
 }
 
-int Shell(const std::string& command) {
-  const int status = std::system(command.c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-void PinToOneCpu() {
-  cpu_set_t allowed;
-  CPU_ZERO(&allowed);
-  sched_getaffinity(0, sizeof(allowed), &allowed);
-  int cpu = absl::GetFlag(FLAGS_cpu);
-  if (cpu < 0) {
-    for (int c = 0; c < CPU_SETSIZE; ++c) {
-      if (CPU_ISSET(c, &allowed)) cpu = c;
-    }
-  }
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  CPU_SET(cpu, &one);
-  if (sched_setaffinity(0, sizeof(one), &one) != 0) std::perror("sched_setaffinity");
-  std::printf("pinned to CPU %d\n", cpu);
-}
-
 std::vector<Video> MakeInputs(const std::string& dir) {
   const int gops[] = {30, 60, 120, 250};
   const char* sources[] = {"testsrc2=size=320x240:rate=30", "mandelbrot=size=320x240:rate=30",
@@ -147,7 +126,7 @@ std::vector<Video> MakeInputs(const std::string& dir) {
           "-c:v libx264 -preset veryfast -crf 23 -pix_fmt yuv420p -bf 3 "
           "-x264-params keyint=%d:min-keyint=%d:scenecut=0 %s",
           source, i % 5, absl::GetFlag(FLAGS_seconds), v.gop, v.gop, v.path);
-      if (Shell(command) != 0) {
+      if (tecl::bench::Shell(command) != 0) {
         std::fprintf(stderr, "failed: %s\n", command.c_str());
         std::exit(1);
       }
@@ -155,30 +134,6 @@ std::vector<Video> MakeInputs(const std::string& dir) {
     videos.push_back(v);
   }
   return videos;
-}
-
-ClipRequest RandomClip(std::mt19937_64& rng, int64_t frames, const Preset& preset) {
-  std::vector<int> speeds;
-  for (int s : {1, 2, 4, 8}) {
-    if ((preset.length - 1) * s + 1 <= frames) speeds.push_back(s);
-  }
-  const int speed = speeds[std::uniform_int_distribution<size_t>(0, speeds.size() - 1)(rng)];
-  const int64_t span = int64_t{preset.length - 1} * speed + 1;
-  const int64_t start = std::uniform_int_distribution<int64_t>(0, frames - span)(rng);
-  ClipRequest clip;
-  for (int i = 0; i < preset.length; ++i) clip.frames.push_back(start + int64_t{i} * speed);
-  if (rng() % 2) std::reverse(clip.frames.begin(), clip.frames.end());
-  std::uniform_real_distribution<double> unit(0, 1);
-  const double area = 0.2 + 0.8 * unit(rng);
-  const double aspect = std::exp(std::log(0.75) + (std::log(4.0 / 3) - std::log(0.75)) * unit(rng));
-  clip.crop.width = std::min(1.0, std::sqrt(area * aspect));
-  clip.crop.height = std::min(1.0, std::sqrt(area / aspect));
-  clip.crop.x = (1 - clip.crop.width) * unit(rng);
-  clip.crop.y = (1 - clip.crop.height) * unit(rng);
-  clip.out_width = preset.side;
-  clip.out_height = preset.side;
-  clip.flip = rng() % 2;
-  return clip;
 }
 
 // The spans DecodeClips plans for a request (the floor and the CLI decode the same ones).
@@ -367,7 +322,9 @@ int main(int argc, char** argv) {
   }
   std::filesystem::create_directories(dir);
   std::vector<Video> videos = MakeInputs(dir);
-  PinToOneCpu();
+  const int cpu = tecl::bench::PinToOneCpu(absl::GetFlag(FLAGS_cpu));
+  if (cpu < 0) std::perror("sched_setaffinity");
+  std::printf("pinned to CPU %d\n", cpu);
   VideoIndexCache cache;
   int64_t total_frames = 0;
   for (Video& v : videos) {
@@ -404,7 +361,8 @@ int main(int argc, char** argv) {
       request.video = static_cast<int>(rng() % videos.size());
       const Video& video = videos[request.video];
       for (int c = 0; c < 2; ++c) {
-        request.clips.push_back(RandomClip(rng, video.index->num_frames(), preset));
+        request.clips.push_back(
+            tecl::bench::RandomClip(rng, video.index->num_frames(), preset.length, preset.side));
         const std::vector<int64_t>& frames = request.clips.back().frames;
         const auto [lo, hi] = std::minmax_element(frames.begin(), frames.end());
         span_frames += static_cast<double>(*hi - *lo + 1);

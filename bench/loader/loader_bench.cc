@@ -47,6 +47,7 @@ extern "C" {
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "bench/decode/bench_util.h"
 #include "services/common/logging.h"
 #include "services/common/metrics.h"
 #include "services/dataloader/pipeline/batch_builder.h"
@@ -327,25 +328,9 @@ TeclResult Tecl(RecordingSource& source, const std::string& csv, const Preset& p
   return result;
 }
 
-int PinToOneCpu() {
-  cpu_set_t allowed;
-  CPU_ZERO(&allowed);
-  sched_getaffinity(0, sizeof(allowed), &allowed);
-  int cpu = absl::GetFlag(FLAGS_cpu);
-  if (cpu < 0) {
-    for (int i = 0; i < CPU_SETSIZE; ++i) {
-      if (CPU_ISSET(i, &allowed)) cpu = i;
-    }
-  }
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  CPU_SET(cpu, &one);
-  TECL_CHECK(sched_setaffinity(0, sizeof(one), &one) == 0) << "cannot pin to CPU " << cpu;
-  return cpu;
-}
-
 int Main() {
-  const int cpu = PinToOneCpu();
+  const int cpu = tecl::bench::PinToOneCpu(absl::GetFlag(FLAGS_cpu));
+  TECL_CHECK(cpu >= 0) << "cannot pin to CPU " << absl::GetFlag(FLAGS_cpu);
   std::string dir = absl::GetFlag(FLAGS_data_dir);
   if (dir.empty()) dir = (fs::temp_directory_path() / "tecl_loader_bench").string();
   std::string script = absl::GetFlag(FLAGS_pyav_script);

@@ -85,8 +85,9 @@ absl::StatusOr<std::unique_ptr<VideoEncoder>> VideoEncoder::Open(const std::stri
   AVDictionary* opts = nullptr;
   const std::string name = codec->name;
   if (name == "libx264") {
-    ctx->max_b_frames = 2;
+    ctx->max_b_frames = options.fast_decode ? 0 : 2;
     av_dict_set(&opts, "preset", "veryfast", 0);
+    if (options.fast_decode) av_dict_set(&opts, "tune", "fastdecode", 0);
     av_dict_set(&opts, "crf", std::to_string(options.quality).c_str(), 0);
     // Keyframes exactly every `gop` frames; no scene-cut keyframes. No macroblock-tree rate
     // control: on tiny frames it reads memory it never wrote, so the same frames encoded twice

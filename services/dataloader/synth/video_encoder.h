@@ -28,6 +28,9 @@ struct EncoderOptions {
   std::string codec = "libx264";
   int gop = 16;      // Keyframe interval, frames.
   int quality = 20;  // libx264/libvpx-vp9 CRF; mpeg4/mjpeg qscale (2-31); ignored by ffv1.
+  // libx264 only: encode for the cheapest decode (no B-frames, CAVLC instead of CABAC, no
+  // deblocking filter: x264's tune=fastdecode), as prepared data sets are written.
+  bool fast_decode = false;
   std::string container;  // Muxer name; empty = "mp4" (H.264, MPEG-4, MJPEG) or "matroska".
 };
 
