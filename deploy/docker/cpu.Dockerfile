@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1.6
 # TECL CPU image: tecl-coordinator, tecl-dataloader, tecl-worker (Gloo trainer), teclctl, tecl-synth,
-# tecl-export
+# tecl-prepare, tecl-export
 # on Debian 12, with Debian's LibTorch 1.13 (CPU). One image for every role; the Kubernetes
 # manifests pick the binary with `command:`.
 #
@@ -29,10 +29,10 @@ RUN --mount=type=cache,target=/root/.cache/ccache \
     cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=${BUILD_TYPE} \
           -DTECL_BUILD_TESTS=OFF -DTECL_BUILD_BENCH=OFF -DTECL_WITH_CUDA=OFF \
  && cmake --build build ${BUILD_JOBS:+-j${BUILD_JOBS}} \
-          --target tecl-coordinator tecl-dataloader tecl-worker teclctl tecl-synth tecl-export \
+          --target tecl-coordinator tecl-dataloader tecl-worker teclctl tecl-synth tecl-prepare tecl-export \
  && mkdir -p /out/bin \
  && cp build/bin/tecl-coordinator build/bin/tecl-dataloader build/bin/tecl-worker \
-       build/bin/teclctl build/bin/tecl-synth build/bin/tecl-export /out/bin/ \
+       build/bin/teclctl build/bin/tecl-synth build/bin/tecl-prepare build/bin/tecl-export /out/bin/ \
  && strip --strip-debug /out/bin/*
 
 FROM ${DEBIAN_IMAGE} AS runtime

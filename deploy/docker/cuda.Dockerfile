@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1.6
-# TECL CUDA image: the same six binaries as cpu.Dockerfile, with a CUDA LibTorch and the NCCL
+# TECL CUDA image: the same seven binaries as cpu.Dockerfile, with a CUDA LibTorch and the NCCL
 # all-reduce path, for GPU trainers (the coordinator and dataloaders may use either image).
 #
 #   docker build -f deploy/docker/cuda.Dockerfile -t tecl:cuda .       (from the repository root)
@@ -66,10 +66,10 @@ RUN --mount=type=cache,target=/root/.cache/ccache \
           -DCMAKE_PREFIX_PATH="$(cat /opt/tecl-torch/prefix)" \
           -DTECL_BUILD_TESTS=OFF -DTECL_BUILD_BENCH=OFF -DTECL_WITH_CUDA=ON \
  && cmake --build build ${BUILD_JOBS:+-j${BUILD_JOBS}} \
-          --target tecl-coordinator tecl-dataloader tecl-worker teclctl tecl-synth tecl-export \
+          --target tecl-coordinator tecl-dataloader tecl-worker teclctl tecl-synth tecl-prepare tecl-export \
  && mkdir -p /out/bin \
  && cp build/bin/tecl-coordinator build/bin/tecl-dataloader build/bin/tecl-worker \
-       build/bin/teclctl build/bin/tecl-synth build/bin/tecl-export /out/bin/ \
+       build/bin/teclctl build/bin/tecl-synth build/bin/tecl-prepare build/bin/tecl-export /out/bin/ \
  && strip --strip-debug /out/bin/*
 # The Ubuntu packages that own the shared libraries the binaries load (gRPC, FFmpeg, ...), for
 # the runtime stage. CUDA, NCCL and cuDNN come from the runtime base image; LibTorch from

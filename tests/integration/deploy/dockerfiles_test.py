@@ -16,7 +16,7 @@ import deploy_testlib as lib
 
 DOCKER_DIR = lib.DEPLOY_DIR / "docker"
 BINARIES = ["tecl-coordinator", "tecl-dataloader", "tecl-worker", "teclctl", "tecl-synth",
-            "tecl-export"]
+            "tecl-prepare", "tecl-export"]
 INSTRUCTIONS = {"FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT",
                 "VOLUME", "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL"}
 
