@@ -1,6 +1,7 @@
 // Video files as a dataloader opens them: the demuxer's checks (Demuxer::Open), one pass over the
 // packets (BuildVideoIndex), and the frame arithmetic the reader does on the index (frame counts
-// and source frames at resampled rates, timestamps back to frames). Seeds: small files of several
+// and source frames at resampled rates, timestamps back to frames), and the stored index of it
+// written and read back (stored_index.h). Seeds: small files of several
 // codecs and containers (scripts/fuzz writes them with ffmpeg).
 #include <cstddef>
 #include <cstdint>
@@ -11,6 +12,7 @@
 #include "absl/time/time.h"
 #include "fuzz/fuzz_input_file.h"
 #include "services/dataloader/video/demuxer.h"
+#include "services/dataloader/video/stored_index.h"
 #include "services/dataloader/video/video_index.h"
 
 extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) {
@@ -63,6 +65,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         std::abort();
       }
     }
+  }
+  // The stored index of what was built: written, read back under the same identity, and when the
+  // reader accepts it, equal in the fields the decoder uses.
+  if (WriteStoredIndex(v, path).ok()) {
+    absl::StatusOr<std::shared_ptr<VideoIndex>> stored =
+        ReadStoredIndex(path, *identity, InputLimits{}, nullptr);
+    if (stored.ok() && ((*stored)->frame_ts != v.frame_ts ||
+                        (*stored)->frame_packet != v.frame_packet ||
+                        (*stored)->frame_start != v.frame_start ||
+                        (*stored)->packets.size() != v.packets.size() ||
+                        (*stored)->reorder_depth != v.reorder_depth)) {
+      std::fprintf(stderr, "the stored index read back differs from the one written\n");
+      std::abort();
+    }
+    std::remove(StoredIndexPath(path).c_str());
   }
   return 0;
 }

@@ -120,6 +120,7 @@ class BuildJob : public BuildHandle, public std::enable_shared_from_this<BuildJo
     env_.metrics->decode_seconds.Observe(absl::ToDoubleSeconds(absl::Now() - start));
     env_.metrics->frames_decoded.Increment(static_cast<double>(stats.frames_decoded));
     env_.metrics->frames_used.Increment(static_cast<double>(stats.frames_used));
+    env_.metrics->SyncIndexLoads();
     if (!status.ok()) return status;
     if (frames.size() != plan.clips.size()) {
       return absl::DataLossError(absl::StrCat(path, ": the decoder returned ", frames.size(),

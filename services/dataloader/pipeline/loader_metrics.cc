@@ -1,5 +1,7 @@
 #include "services/dataloader/pipeline/loader_metrics.h"
 
+#include <algorithm>
+
 namespace tecl::dataloader {
 
 using metrics::BuildCounter;
@@ -54,6 +56,12 @@ LoaderMetrics::LoaderMetrics(metrics::Registry& registry)
                             .Help("Groups whose shorter video is too short for a clip at this "
                                   "speed, which therefore could not be drawn")
                             .Register(registry)),
+      index_loads(BuildCounter()
+                      .Name("tecl_dataloader_index_loads_total")
+                      .Help("Video indexes a cache miss needed, by source: stored (.tecli "
+                            "loaded), built (read from the video), stale or corrupt (.tecli "
+                            "rejected, then built)")
+                      .Register(registry)),
       queue_depth(BuildGauge()
                       .Name("tecl_dataloader_queue_depth")
                       .Help("Built batches waiting to be sent to their client, all streams")
@@ -63,6 +71,21 @@ LoaderMetrics::LoaderMetrics(metrics::Registry& registry)
                          .Name("tecl_dataloader_active_streams")
                          .Help("Open batch streams (until all their work is freed)")
                          .Register(registry)
-                         .Add({})) {}
+                         .Add({})) {
+  for (const char* source : {"stored", "built", "stale", "corrupt"}) index_loads.Add({{"source", source}});
+}
+
+void LoaderMetrics::SyncIndexLoads() {
+  const video::IndexLoadCounts now = video::GetIndexLoadCounts();
+  absl::MutexLock lock(&index_mu_);
+  const auto add = [&](const char* source, int64_t current, int64_t& synced) {
+    if (current > synced) index_loads.Add({{"source", source}}).Increment(static_cast<double>(current - synced));
+    synced = std::max(synced, current);
+  };
+  add("stored", now.stored, index_synced_.stored);
+  add("built", now.built, index_synced_.built);
+  add("stale", now.stale, index_synced_.stale);
+  add("corrupt", now.corrupt, index_synced_.corrupt);
+}
 
 }  // namespace tecl::dataloader

@@ -13,6 +13,10 @@
 //                                                (before, after, overlap)
 //   tecl_dataloader_speed_unavailable_total{speed} groups whose shorter video is too short for a
 //                                                clip at that speed (it could not be drawn)
+//   tecl_dataloader_index_loads_total{source}    video indexes a cache miss needed: stored (a
+//                                                matching .tecli loaded), built (read from the
+//                                                video), stale / corrupt (a .tecli rejected, then
+//                                                built)
 //   tecl_dataloader_queue_depth                  built batches waiting for their client
 //   tecl_dataloader_active_streams               open StreamBatches streams
 //
@@ -22,7 +26,10 @@
 
 #include <string>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "services/common/metrics.h"
+#include "services/dataloader/video/video_reader.h"
 
 namespace tecl::dataloader {
 
@@ -38,6 +45,8 @@ struct LoaderMetrics {
   metrics::Counter& SpeedUnavailable(int speed) {
     return speed_unavailable.Add({{"speed", std::to_string(speed)}});
   }
+  // Brings tecl_dataloader_index_loads_total up to the process's video::GetIndexLoadCounts().
+  void SyncIndexLoads();
 
   metrics::Counter& clips;
   metrics::Family<metrics::Counter>& batches;
@@ -49,8 +58,13 @@ struct LoaderMetrics {
   metrics::Family<metrics::Counter>& skipped;
   metrics::Family<metrics::Counter>& labels;
   metrics::Family<metrics::Counter>& speed_unavailable;
+  metrics::Family<metrics::Counter>& index_loads;
   metrics::Gauge& queue_depth;
   metrics::Gauge& active_streams;
+
+ private:
+  absl::Mutex index_mu_;
+  video::IndexLoadCounts index_synced_ ABSL_GUARDED_BY(index_mu_);
 };
 
 }  // namespace tecl::dataloader

@@ -22,6 +22,7 @@
 #include "services/common/status_macros.h"
 #include "services/dataloader/manifest/manifest.h"
 #include "services/dataloader/video/demuxer.h"
+#include "services/dataloader/video/stored_index.h"
 
 namespace tecl::prepare {
 namespace {
@@ -138,10 +139,13 @@ std::optional<Record> DoneRecord(const std::string& source, const std::string& o
 // Deletes what an interrupted attempt at `output` left: its temporary files.
 void RemoveStaleTemporaries(const std::string& output) {
   const fs::path out(output);
-  const std::string prefix = out.filename().string() + ".tmp.";
+  const std::string name = out.filename().string();
   std::error_code error;
   for (const auto& entry : fs::directory_iterator(out.parent_path(), error)) {
-    if (entry.path().filename().string().rfind(prefix, 0) == 0) fs::remove(entry.path(), error);
+    const std::string file = entry.path().filename().string();
+    for (const std::string& prefix : {name + ".tmp.", name + ".tecli.tmp.", name + ".prep.tmp."}) {
+      if (file.rfind(prefix, 0) == 0) fs::remove(entry.path(), error);
+    }
   }
 }
 
@@ -363,6 +367,7 @@ absl::StatusOr<PrepareSummary> PrepareDataset(const PrepareOptions& options,
         record.output_size = result->bytes_out;
       } else {
         fs::remove(output, error);  // An older copy must not stand for this source.
+        fs::remove(video::StoredIndexPath(output), error);
         record.reason = std::string(result.status().message());
       }
       const absl::Status written =

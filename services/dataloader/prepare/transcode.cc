@@ -17,6 +17,7 @@
 #include "services/dataloader/synth/video_encoder.h"
 #include "services/dataloader/video/demuxer.h"
 #include "services/dataloader/video/ffmpeg_util.h"
+#include "services/dataloader/video/stored_index.h"
 #include "services/dataloader/video/video_index.h"
 
 namespace tecl::prepare {
@@ -55,9 +56,10 @@ absl::Status SyncFile(const std::string& path) {
   return absl::OkStatus();
 }
 
-// The written copy against the plan: frames, size, keyframe intervals, no reordering.
-absl::StatusOr<int> Verify(const std::string& path, int64_t frames, int width, int height,
-                           int keyframe_interval) {
+// The written copy against the plan: frames, size, keyframe intervals, no reordering. Returns its
+// index and the longest keyframe interval.
+absl::StatusOr<std::pair<std::shared_ptr<video::VideoIndex>, int>> Verify(
+    const std::string& path, int64_t frames, int width, int height, int keyframe_interval) {
   video::Deadline deadline(absl::Seconds(60));
   TECL_ASSIGN_OR_RETURN(const video::FileIdentity identity, video::StatVideoFile(path));
   TECL_ASSIGN_OR_RETURN(std::unique_ptr<video::Demuxer> demuxer,
@@ -87,7 +89,7 @@ absl::StatusOr<int> Verify(const std::string& path, int64_t frames, int width, i
     return fail(absl::StrCat("a keyframe interval of ", longest, " frames, more than ",
                              keyframe_interval));
   }
-  return longest;
+  return std::make_pair(std::move(index), longest);
 }
 
 }  // namespace
@@ -183,15 +185,19 @@ absl::StatusOr<TranscodeResult> TranscodeVideo(const std::string& source,
     TECL_RETURN_IF_ERROR(encoder->Finish());
   }
   TECL_RETURN_IF_ERROR(SyncFile(temporary.path()));
-  TECL_ASSIGN_OR_RETURN(result.max_keyframe_interval,
-                        Verify(temporary.path(), result.frames, result.width, result.height,
-                               keyframe_interval));
+  TECL_ASSIGN_OR_RETURN(auto verified, Verify(temporary.path(), result.frames, result.width,
+                                               result.height, keyframe_interval));
+  result.max_keyframe_interval = verified.second;
   fs::rename(temporary.path(), output, error);
   if (error) {
     return absl::UnavailableError(absl::StrCat(output, ": cannot rename the verified copy into place: ",
                                                error.message()));
   }
   temporary.Release();
+  // The index beside it (the rename kept the size and mtime it records). Without it a loader
+  // builds the index itself, so a failure here costs time, not the video.
+  verified.first->path = output;
+  result.index_stored = video::WriteStoredIndex(*verified.first, output).ok();
   result.bytes_out = static_cast<int64_t>(fs::file_size(output, error));
   result.seconds = absl::ToDoubleSeconds(absl::Now() - start);
   return result;

@@ -6,7 +6,9 @@
 // audio. The output is written under a temporary name beside it, synced, verified (its frame count
 // equals the source's, its size is the planned one, no keyframe interval is longer than asked, no
 // frame is held back for reordering) and only then renamed into place: a reader never sees a
-// half-written or unverified file; a failure removes the temporary file.
+// half-written or unverified file; a failure removes the temporary file. The index built while
+// verifying is then stored beside the output (X.mp4.tecli, stored_index.h), so no loader reads
+// the copy's packets to index it.
 //
 //   TECL_ASSIGN_OR_RETURN(TranscodeResult r, TranscodeVideo(source, output, options));
 //
@@ -59,6 +61,7 @@ struct TranscodeResult {
   int64_t bytes_in = 0;
   int64_t bytes_out = 0;
   int max_keyframe_interval = 0;  // Measured on the written file.
+  bool index_stored = false;      // Its VideoIndex written beside it (stored_index.h).
   double seconds = 0;
 };
 

@@ -1,6 +1,7 @@
 #include "services/dataloader/video/video_reader.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <list>
@@ -18,6 +19,7 @@
 #include "services/dataloader/video/ffmpeg_util.h"
 #include "services/dataloader/video/frame_writer.h"
 #include "services/dataloader/video/input_policy.h"
+#include "services/dataloader/video/stored_index.h"
 #include "services/dataloader/video/video_index.h"
 
 extern "C" {
@@ -34,12 +36,29 @@ constexpr int32_t kEndSlackPackets = 2;
 constexpr int kMaxOutputSide = 8192;
 constexpr uint64_t kMaxOutputBytes = uint64_t{4} << 30;
 
+std::atomic<int64_t> g_index_loads[4];  // Stored, built, stale, corrupt (IndexLoadCounts).
+
+// The stored index when one matches the file (stored_index.h), else the index built from it.
 absl::StatusOr<std::shared_ptr<const VideoIndex>> BuildIndex(const std::string& path,
                                                              Deadline* deadline,
                                                              const InputLimits& limits) {
   TECL_ASSIGN_OR_RETURN(FileIdentity identity, StatVideoFile(path));
+  StoredIndexRejection rejection = StoredIndexRejection::kMissing;
+  absl::StatusOr<std::shared_ptr<VideoIndex>> stored =
+      ReadStoredIndex(path, identity, limits, &rejection);
+  if (stored.ok()) {
+    g_index_loads[0].fetch_add(1, std::memory_order_relaxed);
+    return std::shared_ptr<const VideoIndex>(std::move(*stored));
+  }
+  if (rejection == StoredIndexRejection::kStale) {
+    g_index_loads[2].fetch_add(1, std::memory_order_relaxed);
+  } else if (rejection == StoredIndexRejection::kCorrupt) {
+    g_index_loads[3].fetch_add(1, std::memory_order_relaxed);
+    TECL_LOG(WARNING) << stored.status().message();
+  }
   TECL_ASSIGN_OR_RETURN(std::unique_ptr<Demuxer> demuxer, Demuxer::Open(path, deadline, limits));
   TECL_ASSIGN_OR_RETURN(std::shared_ptr<VideoIndex> index, BuildVideoIndex(*demuxer, identity));
+  g_index_loads[1].fetch_add(1, std::memory_order_relaxed);
   return std::shared_ptr<const VideoIndex>(std::move(index));
 }
 
@@ -792,6 +811,15 @@ absl::StatusOr<std::shared_ptr<const VideoIndex>> VideoIndexCache::Get(
     impl_->lru.pop_back();
   }
   return index;
+}
+
+IndexLoadCounts GetIndexLoadCounts() {
+  IndexLoadCounts counts;
+  counts.stored = g_index_loads[0].load(std::memory_order_relaxed);
+  counts.built = g_index_loads[1].load(std::memory_order_relaxed);
+  counts.stale = g_index_loads[2].load(std::memory_order_relaxed);
+  counts.corrupt = g_index_loads[3].load(std::memory_order_relaxed);
+  return counts;
 }
 
 absl::StatusOr<VideoInfo> ProbeVideo(const std::string& path, const DecodeOptions& options,

@@ -167,6 +167,17 @@ class VideoIndexCache {
   std::unique_ptr<Impl> impl_;
 };
 
+// Where this process's indexes came from so far (every index a VideoIndexCache miss or an uncached
+// call needed): loaded from a matching stored index (stored_index.h), or built from the video,
+// of which `stale` and `corrupt` had a stored index that was rejected. Monotonic counters.
+struct IndexLoadCounts {
+  int64_t stored = 0;
+  int64_t built = 0;
+  int64_t stale = 0;
+  int64_t corrupt = 0;
+};
+IndexLoadCounts GetIndexLoadCounts();
+
 // Size, frame count and rate of a video (from the cached index). Fails as described above.
 absl::StatusOr<VideoInfo> ProbeVideo(const std::string& path, const DecodeOptions& options,
                                      VideoIndexCache* cache);

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "services/dataloader/video/demuxer.h"
+#include "services/dataloader/video/stored_index.h"
 #include "services/dataloader/video/video_reader.h"
 #include "tests/unit/dataloader/video/video_test_util.h"
 
@@ -99,7 +101,20 @@ TEST(TranscodeTest, FrameForFrameAtThePlannedSizeWithShortClosedGopsAndNoBFrames
   EXPECT_NEAR(result->fps, 25, 1e-6);
   EXPECT_EQ(result->max_keyframe_interval, 8);
   EXPECT_EQ(result->bytes_out, static_cast<int64_t>(fs::file_size(output)));
-  EXPECT_THAT(FilesIn(dir), ::testing::UnorderedElementsAre("source.mp4", "prepared.mp4"));
+  EXPECT_TRUE(result->index_stored);
+  EXPECT_THAT(FilesIn(dir), ::testing::UnorderedElementsAre("source.mp4", "prepared.mp4",
+                                                            "prepared.mp4.tecli"));
+  // The stored index is the one a loader would build, and loaders use it.
+  {
+    video::StoredIndexRejection why;
+    absl::StatusOr<video::FileIdentity> identity = video::StatVideoFile(output);
+    ASSERT_TRUE(identity.ok());
+    absl::StatusOr<std::shared_ptr<video::VideoIndex>> stored =
+        video::ReadStoredIndex(output, *identity, {}, &why);
+    ASSERT_TRUE(stored.ok()) << stored.status();
+    EXPECT_EQ((*stored)->num_frames(), 75);
+    EXPECT_EQ((*stored)->reorder_depth, 0);
+  }
 
   const Probe probe = RunProbe(dir, output);
   EXPECT_THAT(probe.streams, ::testing::ElementsAre("video")) << "audio must be dropped";
