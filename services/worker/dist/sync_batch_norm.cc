@@ -49,13 +49,16 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
                                       (local_var + local_mean * local_mean) * local_count,
                                       torch::full({1}, local_count, xf.options())});
     stats = AllReduceSum(stats, *communicator);
-    const double count = stats[2 * channels].item<double>();
+    // The global count stays on the device (no host synchronisation per layer on a GPU).
+    const torch::Tensor count = stats.narrow(0, 2 * channels, 1);
     const torch::Tensor mean = stats.narrow(0, 0, channels) / count;
     const torch::Tensor var =
         (stats.narrow(0, channels, channels) / count - mean * mean).clamp_min(0);
     if (running_mean.defined() && running_var.defined()) {
       torch::NoGradGuard no_grad;
-      const double unbiased = count > 1 ? count / (count - 1) : 1.0;
+      // n / (n - 1), or 1 for a single value.
+      const torch::Tensor unbiased =
+          torch::where(count > 1, count / (count - 1).clamp_min(1), torch::ones_like(count));
       running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype()) * momentum);
       running_var.mul_(1 - momentum).add_((var * unbiased).to(running_var.dtype()) * momentum);
     }
@@ -65,8 +68,7 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     const torch::Tensor b = bias.defined() ? bias.to(torch::kFloat) : torch::Tensor();
     const torch::Tensor y = torch::batch_norm(xf, w, b, mean, var, /*training=*/false,
                                               /*momentum=*/0.0, eps, /*cudnn_enabled=*/true);
-    ctx->save_for_backward({xf, w, mean, var});
-    ctx->saved_data["count"] = count;
+    ctx->save_for_backward({xf, w, mean, var, count});
     ctx->saved_data["eps"] = eps;
     ctx->saved_data["has_weight"] = weight.defined();
     ctx->saved_data["has_bias"] = bias.defined();
@@ -80,7 +82,7 @@ class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunc
     const torch::Tensor& w = saved[1];
     const torch::Tensor& mean = saved[2];
     const torch::Tensor& var = saved[3];
-    const double count = ctx->saved_data["count"].toDouble();
+    const torch::Tensor& count = saved[4];
     const double eps = ctx->saved_data["eps"].toDouble();
     Communicator* communicator =
         reinterpret_cast<Communicator*>(ctx->saved_data["communicator"].toInt());
