@@ -7,7 +7,6 @@
 #include <array>
 #include <cstring>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <utility>
 
@@ -44,15 +43,24 @@ class CudaFence : public StagingFence {
  public:
   CudaFence(int device, std::shared_ptr<Event> copied)
       : device_(device), copied_(std::move(copied)) {}
+  // Abandoned (never made the compute stream wait): the copy may still write the tensor that is
+  // freed next, so wait for it here. (The event's own destructor would not run while the host
+  // buffer still shares it.)
+  ~CudaFence() override {
+    if (!waited_) cudaEventSynchronize(copied_->get());
+  }
   void MakeComputeStreamWait() override {
     Check(cudaSetDevice(device_), "cudaSetDevice");
-    // Stream 0 is LibTorch's default stream, where the training step's kernels run.
+    // Stream 0 is LibTorch's default stream, where the training step's kernels run; from here on
+    // the tensor is used (and freed) in that stream's order, after the copy.
     Check(cudaStreamWaitEvent(nullptr, copied_->get(), 0), "cudaStreamWaitEvent");
+    waited_ = true;
   }
 
  private:
   int device_;
   std::shared_ptr<Event> copied_;  // Shared with the host buffer the copy read.
+  bool waited_ = false;
 };
 
 class CudaStager : public DeviceStager::Impl {
