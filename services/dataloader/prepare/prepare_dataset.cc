@@ -124,8 +124,12 @@ std::optional<Record> DoneRecord(const std::string& source, const std::string& o
   std::optional<Record> record = ReadRecord(output + kRecordSuffix);
   if (!record || record->parameters != parameters) return std::nullopt;
   absl::StatusOr<video::FileIdentity> identity = video::StatVideoFile(source);
-  if (!identity.ok() || identity->size != record->source_size ||
-      identity->mtime_ns != record->source_mtime_ns) {
+  if (!identity.ok()) {
+    // A source that could not be read: its failure stands while it still cannot be.
+    if (!record->ok && record->source_size == -1) return record;
+    return std::nullopt;
+  }
+  if (identity->size != record->source_size || identity->mtime_ns != record->source_mtime_ns) {
     return std::nullopt;
   }
   if (record->ok) {
@@ -370,9 +374,7 @@ absl::StatusOr<PrepareSummary> PrepareDataset(const PrepareOptions& options,
         fs::remove(video::StoredIndexPath(output), error);
         record.reason = std::string(result.status().message());
       }
-      const absl::Status written =
-          identity.ok() ? WriteAtomically(output + kRecordSuffix, record.Serialize())
-                        : absl::OkStatus();
+      const absl::Status written = WriteAtomically(output + kRecordSuffix, record.Serialize());
       std::lock_guard<std::mutex> lock(mu);
       if (result.ok() && written.ok()) {
         ++summary.progress.prepared;

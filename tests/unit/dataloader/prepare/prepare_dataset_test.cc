@@ -158,7 +158,7 @@ TEST(PrepareDatasetTest, ThePreparedCopyGivesTheSamplerTheSameBatches) {
   EXPECT_EQ(summary->progress.prepared, 0);
 }
 
-TEST(PrepareDatasetTest, ADamagedVideoIsReportedLeftOutOfTheListsAndNotRetried) {
+TEST(PrepareDatasetTest, ADamagedOrMissingVideoIsReportedLeftOutOfTheListsAndNotRetried) {
   TempDir dir;
   const std::string source = dir.File("source"), out = dir.File("prepared");
   const synth::SynthOptions synth = Synth(source);
@@ -166,26 +166,31 @@ TEST(PrepareDatasetTest, ADamagedVideoIsReportedLeftOutOfTheListsAndNotRetried) 
   const std::string damaged = source + "/" + synth::SynthVideoPath(synth, 1, 2);
   const auto size = fs::file_size(damaged);
   fs::resize_file(damaged, size / 3);
+  // And one the lists name that does not exist.
+  const std::string missing = source + "/" + synth::SynthVideoPath(synth, 2, 0);
+  fs::remove(missing);
   absl::StatusOr<PrepareSummary> summary = PrepareDataset(Options(source, out), {});
   ASSERT_TRUE(summary.ok()) << summary.status();
-  EXPECT_EQ(summary->progress.prepared, 17);
-  EXPECT_EQ(summary->progress.failed, 1);
-  ASSERT_EQ(summary->failures.size(), 1u);
-  EXPECT_EQ(summary->failures[0].first, damaged);
+  EXPECT_EQ(summary->progress.prepared, 16);
+  EXPECT_EQ(summary->progress.failed, 2);
+  ASSERT_EQ(summary->failures.size(), 2u);
+  std::vector<std::string> failed = {summary->failures[0].first, summary->failures[1].first};
+  EXPECT_THAT(failed, ::testing::UnorderedElementsAre(damaged, missing));
+  ASSERT_TRUE(summary->dataset_files_written) << "a missing source must not block the lists";
   absl::StatusOr<dataloader::Manifest> copy = dataloader::LoadManifest(Spec(out), {});
   ASSERT_TRUE(copy.ok()) << copy.status();
-  EXPECT_EQ(copy->videos.size(), 17u);
+  EXPECT_EQ(copy->videos.size(), 16u);
   for (const dataloader::VideoEntry& video : copy->videos) {
     EXPECT_TRUE(fs::exists(video.path)) << video.path;
   }
   std::ifstream json(fs::path(out) / "prepare.json");
   const std::string text((std::istreambuf_iterator<char>(json)), std::istreambuf_iterator<char>());
-  EXPECT_THAT(text, HasSubstr("\"videos_failed\": 1"));
+  EXPECT_THAT(text, HasSubstr("\"videos_failed\": 2"));
 
   summary = PrepareDataset(Options(source, out), {});
   ASSERT_TRUE(summary.ok());
-  EXPECT_EQ(summary->progress.kept, 17);
-  EXPECT_EQ(summary->progress.failed, 1) << "a failed video is remembered, not retried";
+  EXPECT_EQ(summary->progress.kept, 16);
+  EXPECT_EQ(summary->progress.failed, 2) << "a failed video is remembered, not retried";
   EXPECT_EQ(summary->progress.prepared, 0);
 }
 
