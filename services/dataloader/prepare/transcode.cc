@@ -103,8 +103,8 @@ absl::Status ValidateTranscodeOptions(const TranscodeOptions& options) {
     return Invalid("keyframe_interval", options.keyframe_interval, "[1, 1000]");
   }
   if (options.crf < 0 || options.crf > 51) return Invalid("crf", options.crf, "[0, 51]");
-  if (options.chunk_frames < 1 || options.chunk_frames > 1024) {
-    return Invalid("chunk_frames", options.chunk_frames, "[1, 1024]");
+  if (options.chunk_frames < 0 || options.chunk_frames > 4096) {
+    return Invalid("chunk_frames", options.chunk_frames, "0 (auto) or [1, 4096]");
   }
   if (options.decode.fps != 0) {
     return absl::InvalidArgumentError(
@@ -168,11 +168,15 @@ absl::StatusOr<TranscodeResult> TranscodeVideo(const std::string& source,
                           synth::VideoEncoder::Open(temporary.path(), encoder_options));
     video::DecodeOptions decode = options.decode;
     std::vector<video::ClipFrames> out;
-    for (int64_t first = 0; first < info.num_frames; first += options.chunk_frames) {
+    const int64_t frame_bytes = int64_t{3} * result.width * result.height;
+    const int64_t chunk = options.chunk_frames > 0
+                              ? options.chunk_frames
+                              : std::clamp<int64_t>((int64_t{64} << 20) / frame_bytes, 1, 4096);
+    for (int64_t first = 0; first < info.num_frames; first += chunk) {
       video::ClipRequest request;
       request.out_width = result.width;
       request.out_height = result.height;
-      const int64_t last = std::min<int64_t>(info.num_frames, first + options.chunk_frames);
+      const int64_t last = std::min<int64_t>(info.num_frames, first + chunk);
       for (int64_t k = first; k < last; ++k) request.frames.push_back(k);
       TECL_RETURN_IF_ERROR(
           video::DecodeClips(source, {request}, decode, &cache, &out, /*stats=*/nullptr));

@@ -43,7 +43,10 @@ struct TranscodeOptions {
   int keyframe_interval = 32;
   PreparedCodec codec = PreparedCodec::kH264;
   int crf = 20;             // x264 quality, 0..51 (18..28 is sensible).
-  int chunk_frames = 64;    // Frames decoded per DecodeClips call (bounds memory), 1..1024.
+  // Frames decoded per DecodeClips call, 1..4096; 0 = as many as fit in 64 MiB of output frames.
+  // Each call starts decoding at the keyframe before its first frame, so short chunks of a
+  // long-GOP source decode frames twice.
+  int chunk_frames = 0;
   video::DecodeOptions decode;  // The source's budget and limits; fps must be 0 (native rate).
 };
 
