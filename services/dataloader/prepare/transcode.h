@@ -37,7 +37,7 @@ struct TranscodeOptions {
   // to even); 0 keeps the source's size (rounded down to even).
   int short_side = 128;
   // Frames between keyframes (1..1000). A clip's decode starts at most one interval before its
-  // first frame; 32 (about a second) measured 7x raw clips/s on the GPU preset against 5.5x for
+  // first frame; 32 (about a second) measured 7.3x raw clips/s on the GPU preset against 5.5x for
   // 121 (the GPU preset's longest span) for 3 % more bytes (docs/benchmarks.md "Prepared data
   // sets").
   int keyframe_interval = 32;
