@@ -239,13 +239,6 @@ Run RunProcess(const std::string& command, int total_steps) {
   return run;
 }
 
-// TrainerOptions::memory_format as the Trainer resolves it.
-bool ChannelsLast(const TrainerOptions& options) {
-  return options.memory_format == MemoryFormat::kChannelsLast ||
-         (options.memory_format == MemoryFormat::kAuto && options.device.is_cuda() &&
-          options.optimizer.precision != Precision::kFp32);
-}
-
 // --torchvision=1 for a backbone torchvision has (tiny3d is ours alone).
 bool TorchvisionPeer(const Workload& workload, const Flags& flags) {
   return Flag(flags, "torchvision", "0") == "1" && workload.preset.backbone != "tiny3d";
@@ -258,7 +251,7 @@ Run RunPython(const Workload& workload, const Flags& flags, int warmup, int step
           << Flag(flags, "script", TECL_SOURCE_DIR "/bench/core/core_step.py") << " --workload "
           << workload.dir << " --warmup " << warmup << " --steps " << steps
           << " --threads 1 --device " << workload.options.device.str() << " --precision "
-          << workload.precision << (ChannelsLast(workload.options) ? " --channels_last" : "")
+          << workload.precision << (workload.options.ChannelsLast() ? " --channels_last" : "")
           << (TorchvisionPeer(workload, flags) ? " --torchvision" : "") << " --peak_lr "
           << PeakLearningRate(workload.options.optimizer, workload.options.global_batch_clips)
           << " --warmup_steps " << schedule.warmup_steps << " --total_steps "
@@ -509,7 +502,7 @@ int Main(const Flags& flags) {
       const double cpp = Median(t.seconds[kCpp]), python = Median(t.seconds[kPython]);
       std::printf("| %s | %s | %s | %.4f | %.4f | **%.3f** | %.0f | %.0f | %.0f | %.1e |\n",
                   wl.preset.name.c_str(), wl.precision.c_str(),
-                  ChannelsLast(wl.options) ? "yes" : "no", cpp, python, cpp / python,
+                  wl.options.ChannelsLast() ? "yes" : "no", cpp, python, cpp / python,
                   static_cast<double>(4 * wl.preset.groups) / cpp, t.peak_mib[kCpp],
                   t.peak_mib[kPython], t.loss_difference);
     }

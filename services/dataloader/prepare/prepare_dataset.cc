@@ -1,7 +1,5 @@
 #include "services/dataloader/prepare/prepare_dataset.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -19,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "services/common/file_util.h"
 #include "services/common/status_macros.h"
 #include "services/dataloader/manifest/manifest.h"
 #include "services/dataloader/video/demuxer.h"
@@ -95,27 +94,6 @@ std::optional<Record> ReadRecord(const std::string& path) {
     return std::nullopt;
   }
   return record;
-}
-
-// Writes `content` to `path` through a temporary file and a rename.
-absl::Status WriteAtomically(const std::string& path, const std::string& content) {
-  const std::string temporary = absl::StrCat(path, ".tmp.", ::getpid());
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    out << content;
-    out.flush();
-    if (!out) {
-      std::remove(temporary.c_str());
-      return absl::UnavailableError(absl::StrCat(path, ": cannot write"));
-    }
-  }
-  std::error_code error;
-  fs::rename(temporary, path, error);
-  if (error) {
-    std::remove(temporary.c_str());
-    return absl::UnavailableError(absl::StrCat(path, ": cannot rename into place: ", error.message()));
-  }
-  return absl::OkStatus();
 }
 
 // The record of `source`'s output if it matches the parameters, the source and the output on disk.
@@ -233,7 +211,7 @@ absl::Status RewriteList(const std::string& name, const std::string& source_root
     if (failed.count(source)) continue;
     out += RelativeCopy(source, source_root, output_root) + rest + "\n";
   }
-  return WriteAtomically(CopyOfDatasetFile(name, source_root, output_root), out);
+  return WriteFileAtomically(CopyOfDatasetFile(name, source_root, output_root), out);
 }
 
 absl::Status RewriteCsv(const std::string& name, const std::string& source_root,
@@ -267,7 +245,7 @@ absl::Status RewriteCsv(const std::string& name, const std::string& source_root,
     for (const std::string& field : fields) quoted.push_back(CsvField(field));
     out += absl::StrJoin(quoted, ",") + "\n";
   }
-  return WriteAtomically(CopyOfDatasetFile(name, source_root, output_root), out);
+  return WriteFileAtomically(CopyOfDatasetFile(name, source_root, output_root), out);
 }
 
 absl::Status ValidateOptions(const PrepareOptions& options) {
@@ -374,7 +352,7 @@ absl::StatusOr<PrepareSummary> PrepareDataset(const PrepareOptions& options,
         fs::remove(video::StoredIndexPath(output), error);
         record.reason = std::string(result.status().message());
       }
-      const absl::Status written = WriteAtomically(output + kRecordSuffix, record.Serialize());
+      const absl::Status written = WriteFileAtomically(output + kRecordSuffix, record.Serialize());
       std::lock_guard<std::mutex> lock(mu);
       if (result.ok() && written.ok()) {
         ++summary.progress.prepared;
@@ -420,14 +398,14 @@ absl::StatusOr<PrepareSummary> PrepareDataset(const PrepareOptions& options,
       TECL_ASSIGN_OR_RETURN(const std::vector<std::string> lines,
                             ReadLines(spec.class_index(), source_root));
       TECL_RETURN_IF_ERROR(
-          WriteAtomically(CopyOfDatasetFile(spec.class_index(), source_root, output_root),
+          WriteFileAtomically(CopyOfDatasetFile(spec.class_index(), source_root, output_root),
                           absl::StrJoin(lines, "\n") + "\n"));
     }
     for (const std::string& list : {spec.train_list(), spec.test_list()}) {
       if (!list.empty()) TECL_RETURN_IF_ERROR(RewriteList(list, source_root, output_root, failed));
     }
   }
-  TECL_RETURN_IF_ERROR(WriteAtomically(
+  TECL_RETURN_IF_ERROR(WriteFileAtomically(
       (fs::path(output_root) / "prepare.json").string(),
       absl::StrCat("{\n  \"source_root\": ", JsonString(source_root), ",\n  \"parameters\": ",
                    JsonString(parameters), ",\n  \"videos_failed\": ", failed.size(),

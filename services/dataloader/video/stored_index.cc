@@ -1,9 +1,7 @@
 #include "services/dataloader/video/stored_index.h"
 
 #include <openssl/sha.h>
-#include <unistd.h>
 
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "services/common/file_util.h"
 
 namespace tecl::video {
 namespace {
@@ -157,28 +156,11 @@ absl::Status WriteStoredIndex(const VideoIndex& index, const std::string& video_
   SHA256(payload.data(), payload.size(), digest);
   header.bytes().insert(header.bytes().end(), digest, digest + sizeof(digest));
 
-  const std::string path = StoredIndexPath(video_path);
-  const std::string temporary = absl::StrCat(path, ".tmp.", ::getpid());
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(header.bytes().data()),
-              static_cast<std::streamsize>(header.bytes().size()));
-    out.write(reinterpret_cast<const char*>(payload.data()),
-              static_cast<std::streamsize>(payload.size()));
-    out.flush();
-    if (!out) {
-      std::remove(temporary.c_str());
-      return absl::UnavailableError(absl::StrCat(path, ": cannot write the stored index"));
-    }
-  }
-  std::error_code error;
-  std::filesystem::rename(temporary, path, error);
-  if (error) {
-    std::remove(temporary.c_str());
-    return absl::UnavailableError(
-        absl::StrCat(path, ": cannot rename the stored index into place: ", error.message()));
-  }
-  return absl::OkStatus();
+  std::vector<uint8_t>& file = header.bytes();
+  file.insert(file.end(), payload.begin(), payload.end());
+  return WriteFileAtomically(
+      StoredIndexPath(video_path),
+      absl::string_view(reinterpret_cast<const char*>(file.data()), file.size()));
 }
 
 absl::StatusOr<std::shared_ptr<VideoIndex>> ReadStoredIndex(const std::string& video_path,

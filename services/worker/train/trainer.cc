@@ -75,15 +75,18 @@ void TrainerOptions::Validate() const {
   }
 }
 
+bool TrainerOptions::ChannelsLast() const {
+  return memory_format == MemoryFormat::kChannelsLast ||
+         (memory_format == MemoryFormat::kAuto && device.is_cuda() &&
+          optimizer.precision != Precision::kFp32);
+}
+
 Trainer::Trainer(const TrainerOptions& options) : options_(options) {
   options_.Validate();
   torch::manual_seed(options_.seed);
   model_ = TeclModel(options_.model, HeadsFor(options_.loss.weights));
   model_->to(options_.device);
-  channels_last_ = options_.memory_format == MemoryFormat::kChannelsLast ||
-                   (options_.memory_format == MemoryFormat::kAuto && options_.device.is_cuda() &&
-                    options_.optimizer.precision != Precision::kFp32);
-  if (channels_last_) {
+  if (options_.ChannelsLast()) {
     // The 3-D convolution weights (and any other 5-D tensor) in NDHWC; autograd gives their
     // gradients, and AdamW its moments, the same layout.
     torch::NoGradGuard no_grad;
@@ -120,7 +123,7 @@ LossValues Trainer::ForwardBackward(const Batch& batch) {
     AutocastScope autocast(options_.device, options_.optimizer.precision);
     features = model_->forward(NormalizeClips(
         batch.clips, options_.device,
-        channels_last_ ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::Contiguous));
+        channels_last() ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::Contiguous));
   }
   features = features.to(torch::kFloat);
   const GlobalBatch* global = collectives_.global_loss ? &*collectives_.global_loss : nullptr;

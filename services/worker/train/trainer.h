@@ -86,6 +86,8 @@ struct TrainerOptions {
 
   // Throws Error(kInvalidArgument) naming the first bad field.
   void Validate() const;
+  // memory_format resolved for the device and precision (kAuto's rule above).
+  bool ChannelsLast() const;
 };
 
 struct StepInfo {
@@ -143,7 +145,7 @@ class Trainer {
   torch::optim::AdamW& optimizer() { return *optimizer_; }
   const TrainerOptions& options() const { return options_; }
   // Whether the backbone runs channels-last (options.memory_format resolved for the device).
-  bool channels_last() const { return channels_last_; }
+  bool channels_last() const { return options_.ChannelsLast(); }
 
   // Optimiser steps taken so far (= the 0-based index of the next step).
   int64_t step() const { return step_; }
@@ -170,7 +172,6 @@ class Trainer {
   int64_t step_ = 0;
   int64_t epoch_ = 0;
   bool gradients_ready_ = false;
-  bool channels_last_ = false;
 };
 
 }  // namespace tecl::worker::core
