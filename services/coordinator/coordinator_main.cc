@@ -24,6 +24,8 @@ ABSL_FLAG(double, straggler_factor, kDefaults.coordinator.membership.straggler_f
           "other ranks' median counts in tecl_coordinator_straggler_ranks");
 ABSL_FLAG(int, max_trainers, kDefaults.coordinator.jobs.limits.max_trainers,
           "Largest number of trainers one job may ask for");
+ABSL_FLAG(int, max_prepare_dataloaders, kDefaults.coordinator.jobs.limits.max_prepare_dataloaders,
+          "Largest number of dataloaders one prepare job may ask for");
 ABSL_FLAG(std::string, data_roots, "", "Folders dataset paths must lie under (comma-separated)");
 ABSL_FLAG(std::string, checkpoint_roots, "",
           "Folders a spec's checkpoint.dir may name (comma-separated; empty = specs cannot name "
@@ -63,6 +65,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   config.coordinator.jobs.limits.max_trainers = absl::GetFlag(FLAGS_max_trainers);
+  config.coordinator.jobs.limits.max_prepare_dataloaders =
+      absl::GetFlag(FLAGS_max_prepare_dataloaders);
   config.coordinator.jobs.limits.data_roots =
       absl::StrSplit(absl::GetFlag(FLAGS_data_roots), ',', absl::SkipEmpty());
   config.coordinator.jobs.limits.check_paths_exist = absl::GetFlag(FLAGS_check_dataset_paths);

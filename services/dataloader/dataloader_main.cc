@@ -9,6 +9,9 @@
 #include "services/dataloader/service/dataloader_server.h"
 
 ABSL_FLAG(std::vector<std::string>, data_root, {}, "Comma-separated folders data sets must lie under (empty = any)");
+ABSL_FLAG(std::vector<std::string>, write_root, {},
+          "Comma-separated folders prepare jobs may write prepared data sets under (empty = none: "
+          "prepare jobs are refused)");
 ABSL_FLAG(int, decode_threads, 0, "Decode threads shared by all streams (0 = --threads, else one per core)");
 ABSL_FLAG(int, threads, 0, "Decode threads when --decode_threads is 0 (teclctl local sets TECL_THREADS)");
 ABSL_FLAG(int, max_streams, 64, "Concurrent StreamBatches calls; more get RESOURCE_EXHAUSTED");
@@ -39,6 +42,7 @@ int main(int argc, char** argv) {
   }
   config.server = *std::move(server_options);
   config.data_roots = absl::GetFlag(FLAGS_data_root);
+  config.write_roots = absl::GetFlag(FLAGS_write_root);
   config.loader.decode_threads = absl::GetFlag(FLAGS_decode_threads) > 0 ? absl::GetFlag(FLAGS_decode_threads)
                                                                           : absl::GetFlag(FLAGS_threads);
   config.loader.max_streams = absl::GetFlag(FLAGS_max_streams);

@@ -63,6 +63,9 @@ ABSL_FLAG(int, dataloaders, 1, "local up: dataloader processes");
 ABSL_FLAG(int, threads, 2, "local up: threads of each trainer and dataloader");
 ABSL_FLAG(std::string, checkpoint_roots, "",
           "local up: comma-separated folders job specs may name as checkpoint.dir");
+ABSL_FLAG(std::string, write_roots, "",
+          "local up: comma-separated folders prepare jobs may write under (the dataloaders' "
+          "--write_root)");
 ABSL_FLAG(bool, once, false, "top: print the table once and exit");
 ABSL_FLAG(absl::Duration, interval, absl::Seconds(2), "top: time between refreshes");
 ABSL_FLAG(double, straggler_factor, tecl::coordinator::kDefaultStragglerFactor,
@@ -85,6 +88,7 @@ Usage: teclctl [--coordinator HOST:PORT] [--output text|json] COMMAND [ARGS] [FL
 
 Commands:
   submit FILE [--wait] [--set path=value]...  validate a YAML job spec and submit it
+  prepare FILE [--wait]                       rewrite a data set for fast loading (kind: prepare)
   eval JOB_ID [--random_init] [--wait]        evaluate a pretraining job's encoder (or random init)
   list [--state S,...] [--limit N]            jobs, newest first
   status ID                                   one job: state, progress, placement, results, spec
@@ -123,6 +127,18 @@ default, checks it, and submits it. Prints the new job's id on stdout.
   --timeout D        with --wait: give up after D (exit 1)
 Relative paths in the spec (dataset.root, checkpoint.dir, eval.checkpoint) are resolved against the
 current directory. The job's name defaults to the file's name.
+)"},
+      {"prepare", R"(teclctl prepare FILE [--wait] [--set path.to.field=value]...
+
+Submits a prepare job (docs/prepare.md): the cluster's dataloaders rewrite the data set of FILE's
+`dataset` into a training-ready copy under `prepare.output_root` (short side, keyframe interval,
+fast-decode H.264, the stored index, the lists rewritten), one shard each. FILE must say
+`kind: prepare`; this is `teclctl submit` for such a file. A loader lost mid-job is replaced by
+the next attempt, which keeps the finished videos. Point a pretraining spec's dataset.root at the
+copy afterwards.
+  --wait      follow it with a progress bar (videos done/total, new, kept, failed, videos/s, ETA)
+  --set path=value, --timeout D, --request_id ID   as for submit
+The dataloaders must have been started with --write_root covering prepare.output_root.
 )"},
       {"eval", R"(teclctl eval JOB_ID [--random_init] [--wait] [--set path=value]...
 
@@ -202,7 +218,7 @@ FILE and renamed into place. Reads the checkpoint folder directly: run it where 
 mounted.
 )"},
       {"local", R"(teclctl local up [--trainers M] [--dataloaders N] [--threads T] [--home DIR]
-                [--checkpoint_roots DIR,...]
+                [--checkpoint_roots DIR,...] [--write_roots DIR,...]
 teclctl local down [--home DIR]
 teclctl local status [--home DIR]
 
@@ -215,7 +231,8 @@ The cluster is secured like a shared one: `up` creates DIR/secrets once (a CA fo
 a certificate and a token per role, the auth file; files 0600) and every process speaks mutual
 TLS; teclctl calls it with the `user` credentials from there. Specs may name a checkpoint.dir only
 under --checkpoint_roots (relative folders are taken from the current directory); without one,
-checkpoints go to DIR/state/checkpoints/<job id>.
+checkpoints go to DIR/state/checkpoints/<job id>. Prepare jobs (teclctl prepare) may write only
+under --write_roots (the dataloaders' --write_root); without one they are refused.
 )"},
   };
   return *help;
@@ -270,7 +287,9 @@ class Cli {
     return kExitUsage;
   }
 
-  int Submit(const std::vector<std::string>& args, const std::vector<std::string>& overrides);
+  // `required_kind` (unless unspecified): the spec must be of that kind (teclctl prepare).
+  int Submit(const std::vector<std::string>& args, const std::vector<std::string>& overrides,
+             tecl::v1::JobKind required_kind = tecl::v1::JOB_KIND_UNSPECIFIED);
   // Submits a parsed spec (and with --wait follows it); shared by submit and eval.
   int SubmitSpec(const tecl::v1::JobSpec& spec, const std::string& what);
   int Eval(const std::string& source_id, const std::vector<std::string>& overrides);
@@ -326,8 +345,8 @@ int Cli::Dispatch(const std::vector<std::string>& args, const std::vector<std::s
   auto need = [&](size_t n, const char* what) {
     return args.size() == n + 2 ? 0 : Usage(absl::StrCat(command, " takes ", what));
   };
-  if (!overrides.empty() && command != "submit" && command != "eval") {
-    return Usage("--set is for submit and eval");
+  if (!overrides.empty() && command != "submit" && command != "eval" && command != "prepare") {
+    return Usage("--set is for submit, prepare and eval");
   }
   if (command == "eval") {
     if (int rc = need(1, "the id of a pretraining job: teclctl eval JOB_ID"); rc) return rc;
@@ -336,6 +355,10 @@ int Cli::Dispatch(const std::vector<std::string>& args, const std::vector<std::s
   if (command == "submit") {
     if (int rc = need(1, "one job spec file: teclctl submit FILE.yaml"); rc) return rc;
     return Submit(args, overrides);
+  }
+  if (command == "prepare") {
+    if (int rc = need(1, "one prepare spec file: teclctl prepare FILE.yaml"); rc) return rc;
+    return Submit(args, overrides, tecl::v1::JOB_KIND_PREPARE);
   }
   if (command == "list") {
     if (int rc = need(0, "no arguments"); rc) return rc;
@@ -367,7 +390,8 @@ int Cli::Dispatch(const std::vector<std::string>& args, const std::vector<std::s
   return Usage(absl::StrCat("unknown command \"", command, "\""));
 }
 
-int Cli::Submit(const std::vector<std::string>& args, const std::vector<std::string>& overrides) {
+int Cli::Submit(const std::vector<std::string>& args, const std::vector<std::string>& overrides,
+                tecl::v1::JobKind required_kind) {
   const std::string& file = args[2];
   std::ifstream in(file);
   if (!in) {
@@ -389,6 +413,11 @@ int Cli::Submit(const std::vector<std::string>& args, const std::vector<std::str
   absl::StatusOr<tecl::v1::JobSpec> spec = coordinator::LoadJobSpec(*yaml, parse, limits);
   if (!spec.ok()) {
     std::cerr << "teclctl: " << file << ": " << spec.status().message() << "\n";
+    return kExitInvalid;
+  }
+  if (required_kind != tecl::v1::JOB_KIND_UNSPECIFIED && spec->kind() != required_kind) {
+    std::cerr << "teclctl: " << file << ": kind is not prepare; teclctl prepare submits only "
+              << "`kind: prepare` specs (use teclctl submit for the others)\n";
     return kExitInvalid;
   }
   return SubmitSpec(*spec, file);
@@ -879,6 +908,11 @@ int Cli::Local(const std::vector<std::string>& args) {
     options.checkpoint_roots =
         absl::StrSplit(absl::GetFlag(FLAGS_checkpoint_roots), ',', absl::SkipEmpty());
     for (std::string& root : options.checkpoint_roots) {
+      root = std::filesystem::absolute(root).lexically_normal().string();
+    }
+    options.write_roots =
+        absl::StrSplit(absl::GetFlag(FLAGS_write_roots), ',', absl::SkipEmpty());
+    for (std::string& root : options.write_roots) {
       root = std::filesystem::absolute(root).lexically_normal().string();
     }
     if (absl::GetFlag(FLAGS_timeout) > absl::ZeroDuration())

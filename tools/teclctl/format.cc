@@ -58,9 +58,10 @@ std::string StateText(tecl::v1::JobState state) { return coordinator::StateName(
 
 std::string ProgressLine(const tecl::v1::Job& job, int bar_width) {
   const auto& p = job.progress();
-  const bool eval = job.spec().kind() == tecl::v1::JOB_KIND_EVAL;
-  // A pretraining job's total is its schedule's until a trainer reports; an evaluation's is the
-  // data set's video count, unknown ("?") until its trainer has asked a dataloader.
+  const bool prepare = job.spec().kind() == tecl::v1::JOB_KIND_PREPARE;
+  const bool eval = job.spec().kind() == tecl::v1::JOB_KIND_EVAL || prepare;
+  // A pretraining job's total is its schedule's until a trainer reports; an evaluation's (and a
+  // prepare job's) is the data set's video count, unknown ("?") until a worker reported.
   const int64_t total = p.total_steps() > 0 ? p.total_steps()
                         : eval              ? 0
                                             : job.spec().schedule().total_steps();
@@ -71,7 +72,13 @@ std::string ProgressLine(const tecl::v1::Job& job, int bar_width) {
       "%-10s [%s%s] %d/%s%s %3.0f%%", StateText(job.state()), std::string(filled, '#'),
       std::string(bar_width - filled, '-'), p.step(), total > 0 ? absl::StrCat(total) : "?",
       eval ? " videos" : "", fraction * 100);
-  if (p.updated_unix_ms() > 0 && eval) {
+  if (p.updated_unix_ms() > 0 && prepare) {
+    const auto& v = p.prepare();
+    absl::StrAppend(&line, absl::StrFormat("  %d new, %d kept, %d failed  %.1f videos/s  ETA %s",
+                                           v.videos_prepared(), v.videos_kept(),
+                                           v.videos_failed(), p.clips_per_second(),
+                                           ShortDuration(p.eta_s())));
+  } else if (p.updated_unix_ms() > 0 && eval) {
     absl::StrAppend(&line, absl::StrFormat("  %.1f clips/s  ETA %s", p.clips_per_second(),
                                            ShortDuration(p.eta_s())));
   } else if (p.updated_unix_ms() > 0) {
@@ -145,10 +152,17 @@ std::string JobDetails(const tecl::v1::Job& job, int64_t now_ms) {
   std::vector<std::vector<std::string>> rows;
   rows.push_back({"Job", absl::StrCat(job.id(), " (", spec.name(), ")")});
   const auto* kind = tecl::v1::JobKind_descriptor()->FindValueByNumber(spec.kind());
-  rows.push_back({"Kind", absl::StrCat(kind ? coordinator::EnumValueShortName(*kind) : "?", ", ",
-                                       spec.model().backbone(), ", ", spec.resources().trainers(),
-                                       " trainer(s) x ", spec.resources().dataloaders_per_trainer(),
-                                       " dataloader(s)")});
+  const std::string kind_name = kind ? coordinator::EnumValueShortName(*kind) : "?";
+  if (spec.kind() == tecl::v1::JOB_KIND_PREPARE) {
+    rows.push_back({"Kind", absl::StrCat(kind_name, ", up to ", spec.resources().dataloaders(),
+                                         " dataloader(s), ", spec.dataset().root(), " -> ",
+                                         spec.prepare().output_root())});
+  } else {
+    rows.push_back({"Kind", absl::StrCat(kind_name, ", ", spec.model().backbone(), ", ",
+                                         spec.resources().trainers(), " trainer(s) x ",
+                                         spec.resources().dataloaders_per_trainer(),
+                                         " dataloader(s)")});
+  }
   rows.push_back({"State", absl::StrCat(StateText(job.state()), ": ", job.reason())});
   rows.push_back(
       {"Attempt", absl::StrCat(job.attempt(), " (", job.restarts(), " restart(s) of at most ",
@@ -161,6 +175,12 @@ std::string JobDetails(const tecl::v1::Job& job, int64_t now_ms) {
          absl::StrCat(FormatTime(job.finished_unix_ms()), " (took ",
                       ShortDuration((job.finished_unix_ms() - job.created_unix_ms()) / 1000.0),
                       ")")});
+  }
+  if (spec.kind() == tecl::v1::JOB_KIND_PREPARE) {
+    const auto& v = job.progress().prepare();
+    rows.push_back({"Progress", ProgressLine(job, 20)});
+    rows.push_back({"Bytes", absl::StrFormat("%.1f MiB read, %.1f MiB written (this attempt)",
+                                             v.bytes_in() / 1048576.0, v.bytes_out() / 1048576.0)});
   }
   if (spec.kind() == tecl::v1::JOB_KIND_PRETRAIN) {
     const auto& p = job.progress();

@@ -264,6 +264,12 @@ absl::Status LocalUp(const LocalClusterOptions& options, std::ostream& out) {
           "--checkpoint_roots: \"", root, "\" is relative; give absolute folders"));
     }
   }
+  for (const std::string& root : options.write_roots) {
+    if (!fs::path(root).is_absolute()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--write_roots: \"", root, "\" is relative; give absolute folders"));
+    }
+  }
   const LocalSecrets secrets = LocalSecretsIn(home);
   if (absl::Status made = EnsureLocalSecrets(secrets); !made.ok()) return made;
   const ChannelOptions user = LocalChannelOptions(secrets, "user");
@@ -361,6 +367,9 @@ absl::Status LocalUp(const LocalClusterOptions& options, std::ostream& out) {
                 {"TECL_LISTEN", "127.0.0.1:0"},
                 {"TECL_METRICS_LISTEN", "127.0.0.1:0"},
                 {"TECL_THREADS", threads}});
+    if (!options.write_roots.empty()) {
+      env.insert({"TECL_WRITE_ROOT", absl::StrJoin(options.write_roots, ",")});
+    }
     status = start(absl::StrCat("dataloader-", i), dataloader_bin, {}, env);
     if (!status.ok()) return fail(status);
   }

@@ -37,6 +37,8 @@ struct LocalClusterOptions {
   absl::Duration timeout = absl::Seconds(60);  // For the coordinator and the registrations.
   // Folders job specs may name as checkpoint.dir (the coordinator's --checkpoint_roots).
   std::vector<std::string> checkpoint_roots;
+  // Folders prepare jobs may write under (the dataloaders' --write_root; absolute).
+  std::vector<std::string> write_roots;
 };
 
 // The home folder: `flag` if set, else $TECL_HOME, else ./.tecl.

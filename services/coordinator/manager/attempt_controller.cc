@@ -144,6 +144,10 @@ absl::Status AttemptController::ApplyOutcome(JobRecord& record,
   Job& job = record.job;
   switch (request.outcome()) {
     case tecl::v1::OUTCOME_SUCCEEDED:
+      if (IsPrepare(job)) {
+        PrepareRankSucceeded(record, request, change);
+        return absl::OkStatus();
+      }
       if (request.rank() != 0) return absl::OkStatus();
       if (request.has_progress()) *job.mutable_progress() = request.progress();
       job.mutable_progress()->set_updated_unix_ms(host_->NowMs());
@@ -181,7 +185,9 @@ void AttemptController::EndAttempt(JobRecord& record, JobState end_state,
   const std::string& id = record.job.id();
   const int attempt = record.job.attempt();
   for (WorkerRecord* worker : membership_->WorkersOf(id, attempt)) {
-    if (worker->info.kind() == tecl::v1::WORKER_KIND_DATALOADER) {
+    // A pretraining job's dataloaders serve streams and are free at once; a prepare job's run
+    // their shard and are told to stop, like trainers.
+    if (worker->info.kind() == tecl::v1::WORKER_KIND_DATALOADER && !IsPrepare(record.job)) {
       membership_->Free(*worker, change);
     } else {
       membership_->OrderStop(*worker, reason, change);
@@ -195,7 +201,10 @@ void AttemptController::EndAttempt(JobRecord& record, JobState end_state,
     change.batch.PutAttempt(id, a);
   }
   if (rendezvous_ != nullptr) rendezvous_->EndAttempt(id, attempt);
-  attempts_[id].running_ranks.clear();
+  Attempts& a = attempts_[id];
+  a.running_ranks.clear();
+  a.rank_progress.clear();
+  a.succeeded_ranks.clear();
 }
 
 void AttemptController::FailAttempt(JobRecord& record, const std::string& reason,
@@ -257,9 +266,29 @@ void AttemptController::StartAttempt(JobRecord& record, const Placement& placeme
   record.attempts.push_back(attempt);
   Attempts& attempts = attempts_[job.id()];
   attempts.running_ranks.clear();
+  attempts.rank_progress.clear();
+  attempts.succeeded_ranks.clear();
   attempts.bypassed = 0;
   change.batch.PutAttempt(job.id(), attempt);
   if (rendezvous_ != nullptr) rendezvous_->BeginAttempt(job.id(), job.attempt());
+  if (IsPrepare(job)) {
+    std::set<std::string> loader_hosts;
+    for (const RankPlacement& rank : placement.ranks) {
+      const WorkerRecord* loader = membership_->Find(rank.trainer_id);
+      loader_hosts.insert(loader == nullptr || loader->info.hostname().empty()
+                              ? "?"
+                              : loader->info.hostname());
+    }
+    jobs_->Transition(
+        record, tecl::v1::JOB_STATE_SCHEDULED,
+        absl::StrCat("attempt ", job.attempt(), " placed on ", placement.ranks.size(), " of ",
+                     job.spec().resources().dataloaders(), " dataloader(s) (",
+                     absl::StrJoin(loader_hosts, ", "), "), one shard each",
+                     job.attempt() > 1 ? "; videos finished before are kept" : ""),
+        change)
+        .IgnoreError();
+    return;
+  }
   std::string resume;
   if (!job.latest_checkpoint().path().empty()) {
     resume = absl::StrCat(", resuming from step ", job.latest_checkpoint().step());
@@ -332,7 +361,7 @@ void AttemptController::DropDataloader(JobRecord& record, const LostWorker& lost
 void AttemptController::ReplaceDataloaders(std::vector<WorkerSlot>* free, Change& change) {
   for (auto it = short_of_dataloaders_.begin(); it != short_of_dataloaders_.end();) {
     JobRecord* record = jobs_->Find(*it);
-    if (record == nullptr || !IsActive(record->job.state())) {
+    if (record == nullptr || !IsActive(record->job.state()) || IsPrepare(record->job)) {
       it = short_of_dataloaders_.erase(it);
       continue;
     }
@@ -395,13 +424,15 @@ void AttemptController::Schedule(Change& change) {
   // trainers are held already.
   ReplaceDataloaders(&free, change);
   bool free_trainer = false;
+  bool free_loader = false;
   for (const WorkerSlot& slot : free) {
     free_trainer = free_trainer || slot.kind == tecl::v1::WORKER_KIND_TRAINER;
+    free_loader = free_loader || slot.kind == tecl::v1::WORKER_KIND_DATALOADER;
   }
   std::vector<QueuedJob> queue;
   for (JobRecord* record : jobs_->Waiting()) {
     if (!ReadyToPlace(*record, change)) continue;
-    if (!free_trainer) continue;
+    if (!(IsPrepare(record->job) ? free_loader : free_trainer)) continue;
     QueuedJob q;
     q.job_id = record->job.id();
     q.priority = record->job.spec().priority();
@@ -468,16 +499,93 @@ void AttemptController::OnRunning(const WorkerRecord& worker,
   }
   if (request.status() == tecl::v1::TRAINER_STATUS_RUNNING &&
       job.state() == tecl::v1::JOB_STATE_SCHEDULED) {
-    std::set<int>& running = attempts_[job.id()].running_ranks;
-    running.insert(worker.info.rank());
-    if (static_cast<int>(running.size()) == job.ranks_size()) {
-      jobs_->Transition(*record, tecl::v1::JOB_STATE_RUNNING,
-                        absl::StrCat("all ", job.ranks_size(), " rank(s) are training"), change)
-          .IgnoreError();
+    attempts_[job.id()].running_ranks.insert(worker.info.rank());
+    MaybeRunning(*record, change);
+  }
+  if (IsPrepare(job)) {
+    if (request.has_progress() && IsActive(job.state()) &&
+        job.attempt() == worker.info.attempt()) {
+      attempts_[job.id()].rank_progress[worker.info.rank()] = request.progress();
+      SumPrepareProgress(*record, change);
     }
+    return;
   }
   if (worker.info.rank() == 0 && request.has_progress() && IsActive(job.state())) {
     jobs_->SetProgress(*record, request.progress(), change);
+  }
+}
+
+void AttemptController::MaybeRunning(JobRecord& record, Change& change) {
+  Job& job = record.job;
+  if (job.state() != tecl::v1::JOB_STATE_SCHEDULED) return;
+  const Attempts& a = attempts_[job.id()];
+  std::set<int> started = a.running_ranks;
+  started.insert(a.succeeded_ranks.begin(), a.succeeded_ranks.end());
+  if (static_cast<int>(started.size()) != job.ranks_size()) return;
+  jobs_->Transition(record, tecl::v1::JOB_STATE_RUNNING,
+                    IsPrepare(job)
+                        ? absl::StrCat("all ", job.ranks_size(), " dataloader(s) are preparing")
+                        : absl::StrCat("all ", job.ranks_size(), " rank(s) are training"),
+                    change)
+      .IgnoreError();
+}
+
+void AttemptController::SumPrepareProgress(JobRecord& record, Change& change) {
+  tecl::v1::JobProgress sum;
+  tecl::v1::PrepareProgress* p = sum.mutable_prepare();
+  bool files = false;
+  for (const auto& [rank, progress] : attempts_[record.job.id()].rank_progress) {
+    const tecl::v1::PrepareProgress& r = progress.prepare();
+    p->set_videos_total(p->videos_total() + r.videos_total());
+    p->set_videos_prepared(p->videos_prepared() + r.videos_prepared());
+    p->set_videos_kept(p->videos_kept() + r.videos_kept());
+    p->set_videos_failed(p->videos_failed() + r.videos_failed());
+    p->set_bytes_in(p->bytes_in() + r.bytes_in());
+    p->set_bytes_out(p->bytes_out() + r.bytes_out());
+    files = files || r.dataset_files_written();
+    sum.set_clips_per_second(sum.clips_per_second() + progress.clips_per_second());
+  }
+  p->set_dataset_files_written(files);
+  const int64_t done = p->videos_prepared() + p->videos_kept() + p->videos_failed();
+  sum.set_step(done);
+  sum.set_total_steps(p->videos_total());
+  if (sum.clips_per_second() > 0 && p->videos_total() > done) {
+    sum.set_eta_s(static_cast<double>(p->videos_total() - done) / sum.clips_per_second());
+  }
+  jobs_->SetProgress(record, sum, change);
+}
+
+void AttemptController::PrepareRankSucceeded(JobRecord& record,
+                                             const tecl::v1::ReportOutcomeRequest& request,
+                                             Change& change) {
+  Job& job = record.job;
+  Attempts& a = attempts_[job.id()];
+  a.succeeded_ranks.insert(request.rank());
+  if (request.has_progress()) {
+    tecl::v1::JobProgress final_progress = request.progress();
+    final_progress.set_clips_per_second(0);  // Its shard is done: no rate left to count.
+    a.rank_progress[request.rank()] = final_progress;
+  }
+  SumPrepareProgress(record, change);
+  MaybeRunning(record, change);
+  const tecl::v1::PrepareProgress& p = job.progress().prepare();
+  if (request.progress().prepare().dataset_files_written()) {
+    // The rank found every video of every shard done and wrote the lists and prepare.json.
+    Finish(record, tecl::v1::JOB_STATE_SUCCEEDED,
+           absl::StrCat("data set prepared in ", job.spec().prepare().output_root(), ": ",
+                        p.videos_prepared() + p.videos_kept(), " video(s) ready (",
+                        p.videos_prepared(), " transcoded by this attempt, ", p.videos_kept(),
+                        " kept), ", p.videos_failed(),
+                        " failed and left out (listed in prepare.json)"),
+           change);
+    return;
+  }
+  if (static_cast<int>(a.succeeded_ranks.size()) == job.ranks_size()) {
+    FailAttempt(record,
+                absl::StrCat("all ", job.ranks_size(),
+                             " shard(s) finished but none found every video done, so the "
+                             "data set files were not written; retrying the missing videos"),
+                change);
   }
 }
 
@@ -500,7 +608,7 @@ void AttemptController::OnWorkerLost(const LostWorker& lost, Change& change) {
       !IsActive(record->job.state())) {
     return;
   }
-  if (lost.kind == tecl::v1::WORKER_KIND_DATALOADER) {
+  if (lost.kind == tecl::v1::WORKER_KIND_DATALOADER && !IsPrepare(record->job)) {
     DropDataloader(*record, lost, change);
     return;
   }
@@ -508,6 +616,12 @@ void AttemptController::OnWorkerLost(const LostWorker& lost, Change& change) {
   jobs_->AddEvent(*record, "worker_lost", record->job.state(), record->job.state(), why,
                   record->job.progress().step(), change);
   FailAttempt(*record, why, change);
+}
+
+bool AttemptController::RunsAssignment(const WorkerRecord& worker) {
+  if (worker.info.kind() == tecl::v1::WORKER_KIND_TRAINER) return true;
+  const JobRecord* record = jobs_->Find(worker.info.job_id());
+  return record != nullptr && IsPrepare(record->job);
 }
 
 // ---- Restore ----
@@ -518,7 +632,7 @@ void AttemptController::RestoreJob(const JobRecord& record) {
   if (job.state() == tecl::v1::JOB_STATE_RUNNING) {
     for (const auto& rank : job.ranks()) a.running_ranks.insert(rank.rank());
   }
-  if (IsActive(job.state())) {
+  if (IsActive(job.state()) && !IsPrepare(job)) {
     for (const auto& rank : job.ranks()) {
       if (rank.dataloader_ids_size() < job.spec().resources().dataloaders_per_trainer()) {
         short_of_dataloaders_.insert(job.id());
@@ -547,7 +661,8 @@ WorkerPhase AttemptController::RestoredPhase(const tecl::v1::WorkerInfo& info,
   const JobRecord* record = jobs_->Find(info.job_id());
   const bool current = record != nullptr && IsActive(record->job.state()) &&
                        record->job.attempt() == info.attempt();
-  if (info.kind() == tecl::v1::WORKER_KIND_DATALOADER) {
+  if (info.kind() == tecl::v1::WORKER_KIND_DATALOADER &&
+      (record == nullptr || !IsPrepare(record->job))) {
     return current ? WorkerPhase::kAssigned : WorkerPhase::kIdle;
   }
   if (!current) {

@@ -9,6 +9,14 @@
 // hears of each new list in its heartbeat responses; only a rank left without a dataloader ends
 // the attempt. docs/coordinator.md has the whole protocol.
 //
+// Prepare jobs (kind: prepare, docs/prepare.md) run on dataloaders alone: each attempt's ranks
+// are the free dataloaders up to resources.dataloaders (at least one), rank r transcoding shard r
+// of world_size. Their ranks are run, stopped, lost and recovered like trainers' (a lost loader
+// ends the attempt; the next one, on the loaders free then, finds the finished videos done and
+// redoes the rest). The job's progress is the sum of its ranks'; it succeeds when a rank reports
+// success having written the data set files (it found every shard's videos done), or when every
+// rank of the attempt succeeded (then without the files, a failure of the attempt).
+//
 // CancelJob and ReportOutcome (JobService, MembershipService) enter here; Membership calls it
 // back through Membership::Listener, JobRegistry through its created hook.
 //
@@ -81,13 +89,28 @@ class AttemptController final : public Membership::Listener {
   void OnAssignmentDropped(const std::string& description, const std::string& job_id, int attempt,
                            int rank, Change& change) override;
   void OnWorkerLost(const LostWorker& lost, Change& change) override;
+  bool RunsAssignment(const WorkerRecord& worker) override;
 
  private:
   // What is known of a job's current attempt besides its record.
   struct Attempts {
     std::set<int> running_ranks;  // Ranks of the current attempt that reported RUNNING.
     int bypassed = 0;             // Times a later job started while it waited (scheduler).
+    // Prepare jobs: each rank's latest progress and the ranks that finished their shard.
+    std::map<int, tecl::v1::JobProgress> rank_progress;
+    std::set<int> succeeded_ranks;
   };
+
+  static bool IsPrepare(const tecl::v1::Job& job) {
+    return job.spec().kind() == tecl::v1::JOB_KIND_PREPARE;
+  }
+  // A prepare job's progress: the sum of its ranks' (videos, bytes, rates) into the job's.
+  void SumPrepareProgress(JobRecord& record, Change& change);
+  // A prepare rank finished its shard (ApplyOutcome of OUTCOME_SUCCEEDED).
+  void PrepareRankSucceeded(JobRecord& record, const tecl::v1::ReportOutcomeRequest& request,
+                            Change& change);
+  // SCHEDULED -> RUNNING once every rank of the attempt reported running (or, prepare, finished).
+  void MaybeRunning(JobRecord& record, Change& change);
 
   // Ends the current attempt of an active job: its trainers are told to stop, its dataloaders
   // freed, its rendezvous scope closed, its row closed with `end_state`.

@@ -135,8 +135,12 @@ void Membership::Heartbeat(const tecl::v1::HeartbeatRequest& request, const std:
         worker.confirmed = true;
         tecl::v1::HeartbeatResponse response;
         response.set_heartbeat_interval_ms(absl::ToInt64Milliseconds(options_.heartbeat_interval));
-        const HeartbeatDecision decision =
-            DecideHeartbeat(worker.info.kind(), worker.phase, Classify(request, worker));
+        const bool runs_assignment =
+            worker.info.kind() == tecl::v1::WORKER_KIND_DATALOADER &&
+            (!request.job_id().empty() ||
+             (IsBusy(worker.phase) && listener_->RunsAssignment(worker)));
+        const HeartbeatDecision decision = DecideHeartbeat(
+            worker.info.kind(), worker.phase, Classify(request, worker), runs_assignment);
         const tecl::v1::WorkerInfo before = worker.info;
         if (decision.event.has_value()) Apply(worker, *decision.event, change).IgnoreError();
         if (decision.effect == Effect::kAcknowledged) {

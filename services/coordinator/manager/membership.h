@@ -118,6 +118,9 @@ class Membership {
     virtual void OnAssignmentDropped(const std::string& description, const std::string& job_id,
                                      int attempt, int rank, Change& change) = 0;
     virtual void OnWorkerLost(const LostWorker& lost, Change& change) = 0;
+    // Whether the busy dataloader runs its assignment itself (a rank of a prepare job: its
+    // heartbeats are decided like a trainer's) rather than serving streams.
+    virtual bool RunsAssignment(const WorkerRecord& worker) = 0;
   };
 
   Membership(MembershipOptions options, StateHost* host, metrics::Registry* registry);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <set>
+#include <tuple>
 
 namespace tecl::coordinator {
 namespace {
@@ -29,9 +30,13 @@ std::set<std::string> Claimable(const GangRequest& request, const std::vector<Wo
   std::set<std::string> ids;
   int trainers = 0;
   int dataloaders = 0;
+  const int64_t want_loaders =
+      request.loader_ranks > 0
+          ? request.loader_ranks
+          : static_cast<int64_t>(request.trainers) * request.dataloaders_per_trainer;
   for (const WorkerSlot& w : pool) {
     if (IsDataloader(w)) {
-      if (dataloaders < request.trainers * request.dataloaders_per_trainer) {
+      if (dataloaders < want_loaders) {
         ids.insert(w.id);
         ++dataloaders;
       }
@@ -64,6 +69,7 @@ struct Capacity {
     }
   }
   bool Fits(const GangRequest& request) const {
+    if (request.loader_ranks > 0) return dataloaders >= 1;
     if (request.trainers < 1 || request.dataloaders_per_trainer < 0) return false;
     const int64_t trainers =
         request.device == tecl::v1::DEVICE_CUDA ? cuda_trainers : cpu_trainers;
@@ -79,6 +85,11 @@ GangRequest GangRequestFor(const tecl::v1::JobSpec& spec) {
   request.trainers = spec.resources().trainers();
   request.dataloaders_per_trainer = spec.resources().dataloaders_per_trainer();
   request.device = spec.resources().device();
+  if (spec.kind() == tecl::v1::JOB_KIND_PREPARE) {
+    request.trainers = 0;
+    request.dataloaders_per_trainer = 0;
+    request.loader_ranks = std::max(1, spec.resources().dataloaders());
+  }
   return request;
 }
 
@@ -90,8 +101,29 @@ bool TrainerMatches(const WorkerSlot& trainer, tecl::v1::Device device) {
   return trainer.device == tecl::v1::DEVICE_CPU || trainer.device == tecl::v1::DEVICE_UNSPECIFIED;
 }
 
+namespace {
+
+std::optional<Placement> PlaceLoaderRanks(const GangRequest& request,
+                                          const std::vector<WorkerSlot>& free) {
+  std::vector<const WorkerSlot*> loaders;
+  for (const WorkerSlot& w : free) {
+    if (IsDataloader(w)) loaders.push_back(&w);
+  }
+  if (loaders.empty()) return std::nullopt;
+  std::sort(loaders.begin(), loaders.end(), [](const WorkerSlot* a, const WorkerSlot* b) {
+    return std::tie(a->hostname, a->id) < std::tie(b->hostname, b->id);
+  });
+  loaders.resize(std::min<size_t>(loaders.size(), static_cast<size_t>(request.loader_ranks)));
+  Placement placement;
+  for (const WorkerSlot* loader : loaders) placement.ranks.push_back({loader->id, {}});
+  return placement;
+}
+
+}  // namespace
+
 std::optional<Placement> PlaceGang(const GangRequest& request,
                                    const std::vector<WorkerSlot>& free) {
+  if (request.loader_ranks > 0) return PlaceLoaderRanks(request, free);
   if (request.trainers < 1 || request.dataloaders_per_trainer < 0) return std::nullopt;
   // Trainers grouped by host, hosts with the most matching trainers first.
   std::map<std::string, std::vector<const WorkerSlot*>> by_host;

@@ -6,6 +6,9 @@
 // first) so that ranks of one host are contiguous; each rank's dataloaders are taken from its
 // trainer's host first.
 //
+// A prepare job (GangRequest::loader_ranks) needs dataloaders only, each one a rank, and is
+// elastic: it starts on the free dataloaders up to its count, at least one.
+//
 // Queue policy (ScheduleQueue): jobs in priority order (higher first), FIFO (submission order)
 // within a priority. A job that cannot be placed does not stop smaller jobs behind it from
 // starting on the free workers (backfill), but each time one does, the blocked job's bypass count
@@ -41,12 +44,15 @@ struct GangRequest {
   int trainers = 1;
   int dataloaders_per_trainer = 1;
   tecl::v1::Device device = tecl::v1::DEVICE_CPU;
+  // A prepare job (trainers 0): dataloaders that are ranks themselves, one shard each; elastic:
+  // placed on the free dataloaders up to this many, at least one.
+  int loader_ranks = 0;
 };
 
 GangRequest GangRequestFor(const tecl::v1::JobSpec& spec);
 
 struct RankPlacement {
-  std::string trainer_id;
+  std::string trainer_id;  // The rank's worker: a trainer, or a prepare job's dataloader.
   std::vector<std::string> dataloader_ids;
 };
 
@@ -57,7 +63,9 @@ struct Placement {
 // Whether a trainer can run a rank of a job on `device`.
 bool TrainerMatches(const WorkerSlot& trainer, tecl::v1::Device device);
 
-// Places the whole gang on `free` workers (trainers and dataloaders mixed), or nullopt.
+// Places the whole gang on `free` workers (trainers and dataloaders mixed), or nullopt. A request
+// with loader_ranks gets min(loader_ranks, free dataloaders) ranks, by host then id, so that
+// consecutive ranks share a host; nullopt when no dataloader is free.
 std::optional<Placement> PlaceGang(const GangRequest& request, const std::vector<WorkerSlot>& free);
 
 // A replacement for a running rank's lost dataloader: removes from `free` and returns the free

@@ -29,6 +29,12 @@ absl::Status CoordinatorConfig::Validate() const {
                                                    " is outside [1, ", work_limits::kMaxWorldSize,
                                                    "] (the largest world size a dataloader serves)"));
   }
+  // A prepare job's dataloaders each take one shard (PrepareDataset: at most 100000).
+  if (limits.max_prepare_dataloaders < 1 || limits.max_prepare_dataloaders > 100000) {
+    return absl::InvalidArgumentError(absl::StrCat("--max_prepare_dataloaders: ",
+                                                   limits.max_prepare_dataloaders,
+                                                   " is outside [1, 100000]"));
+  }
   // A trainer reading from k dataloaders asks each for every k-th step.
   if (limits.max_dataloaders_per_trainer < 1 ||
       limits.max_dataloaders_per_trainer > work_limits::kMaxStepStride) {

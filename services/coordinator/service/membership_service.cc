@@ -88,7 +88,8 @@ grpc::ServerUnaryReactor* MembershipService::Heartbeat(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* MembershipService::ReportOutcome(
     grpc::CallbackServerContext* context, const tecl::v1::ReportOutcomeRequest* request,
     tecl::v1::ReportOutcomeResponse* response) {
-  if (auto* refused = Refuse(context, auth_, {Role::kTrainer})) return refused;
+  // Dataloaders report the ranks of prepare jobs; the manager checks the placement.
+  if (auto* refused = Refuse(context, auth_, {Role::kTrainer, Role::kDataloader})) return refused;
   absl::Status valid = RequireId("worker_id", request->worker_id(), limits_.max_id_bytes);
   if (valid.ok()) valid = RequireId("job_id", request->job_id(), limits_.max_id_bytes);
   if (valid.ok()) valid = LimitText("reason", request->reason(), limits_.max_text_bytes);

@@ -219,6 +219,19 @@ JobSpec DefaultJobSpec(JobKind kind, absl::string_view backbone) {
     e->set_probe_lr(1.0);
     e->set_probe_weight_decay(1e-4);
   }
+  if (kind == tecl::v1::JOB_KIND_PREPARE) {
+    // docs/prepare.md: the measured defaults of TranscodeOptions (services/dataloader/prepare).
+    auto* pr = spec.mutable_prepare();
+    pr->set_short_side(128);
+    pr->set_keyframe_interval(32);
+    pr->set_codec(tecl::v1::PrepareSpec::CODEC_H264);
+    pr->set_crf(20);
+    r->set_dataloaders(4);
+    r->set_decode_threads(2);  // Transcodes at once on each dataloader.
+    // A lost dataloader's shard goes to the next attempt; finished videos are kept.
+    rs->set_heartbeat_timeout_s(10.0);
+    rs->set_max_restarts(10);
+  }
   return spec;
 }
 

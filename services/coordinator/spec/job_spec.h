@@ -36,6 +36,8 @@ struct SpecLimits {
   int max_trainers = 64;
   // Most dataloaders streaming to one trainer.
   int max_dataloaders_per_trainer = 16;
+  // Most dataloaders one prepare job may ask for.
+  int max_prepare_dataloaders = 1024;
   // Largest serialized spec (bytes).
   size_t max_spec_bytes = 1 << 20;
   // When non-empty, dataset paths must lie under one of these folders.

@@ -26,6 +26,7 @@ class Problems {
     list_.insert(list_.end(), other.list_.begin(), other.list_.end());
   }
   bool empty() const { return list_.empty(); }
+  size_t size() const { return list_.size(); }
   absl::Status ToStatus() const {
     if (list_.empty()) return absl::OkStatus();
     if (list_.size() == 1) return absl::InvalidArgumentError(absl::StrCat("job spec: ", list_[0]));

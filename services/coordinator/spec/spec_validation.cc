@@ -298,8 +298,6 @@ void ValidateResources(Problems& p, const JobSpec& spec, const SpecLimits& limit
   CheckRange(p, "resources.decode_threads", r.decode_threads(), 1, 256);
 
   const auto& rs = spec.restart();
-  CheckRange(p, "restart.max_restarts", rs.max_restarts(), 0, 1000);
-  CheckRange(p, "restart.heartbeat_timeout_s", rs.heartbeat_timeout_s(), 1.0, 86400.0);
   CheckRange(p, "restart.collective_timeout_s", rs.collective_timeout_s(), 1.0, 86400.0);
   // 0 (a spec resolved before these fields existed) takes the trainer's default.
   if (rs.loader_stall_timeout_s() != 0) {
@@ -322,6 +320,52 @@ void ValidateResources(Problems& p, const JobSpec& spec, const SpecLimits& limit
     p.Add("distributed.backend", "nccl needs resources.device cuda; use gloo on cpu");
   }
   CheckRange(p, "distributed.bucket_size_mb", d.bucket_size_mb(), 0.01, 1024.0);
+}
+
+// Every kind: how failures are recovered.
+void ValidateRestart(Problems& p, const JobSpec& spec) {
+  const auto& rs = spec.restart();
+  CheckRange(p, "restart.max_restarts", rs.max_restarts(), 0, 1000);
+  CheckRange(p, "restart.heartbeat_timeout_s", rs.heartbeat_timeout_s(), 1.0, 86400.0);
+}
+
+// kind: prepare. The dataloaders check the output root against their --write_root.
+void ValidatePrepare(Problems& p, const JobSpec& spec, const SpecLimits& limits) {
+  const auto& pr = spec.prepare();
+  if (pr.output_root().empty()) {
+    p.Add("prepare.output_root",
+          "missing; set it to the folder the prepared copy goes to (under a dataloader's "
+          "--write_root)");
+  } else {
+    const size_t before = p.size();
+    CheckPath(p, "prepare.output_root", pr.output_root(), limits, /*confine=*/false,
+              /*want_directory=*/true, /*must_exist=*/false);  // The loaders create it.
+    const std::string& source = spec.dataset().root();
+    if (p.size() == before && !source.empty() &&
+        (IsPathUnder(pr.output_root(), source) || IsPathUnder(source, pr.output_root()))) {
+      p.Add("prepare.output_root",
+            absl::StrCat(Quote(pr.output_root()), " overlaps dataset.root ", Quote(source),
+                         "; write the copy to a folder outside the source (and not holding it)"));
+    }
+  }
+  if (pr.short_side() != 0) {
+    CheckRange(p, "prepare.short_side", pr.short_side(), 16, 4096, "0 keeps the size");
+    if (pr.short_side() % 2 != 0) {
+      p.Add("prepare.short_side",
+            absl::StrCat(pr.short_side(), " is odd; H.264 needs even sizes, use ",
+                         pr.short_side() + 1));
+    }
+  }
+  CheckRange(p, "prepare.keyframe_interval", pr.keyframe_interval(), 1, 1000);
+  if (pr.codec() == tecl::v1::PrepareSpec::CODEC_UNSPECIFIED) {
+    p.Add("prepare.codec", "missing; set h264 or intra");
+  }
+  CheckRange(p, "prepare.crf", pr.crf(), 0, 51, "18..28 is sensible");
+  const auto& r = spec.resources();
+  CheckRange(p, "resources.dataloaders", r.dataloaders(), 1, limits.max_prepare_dataloaders,
+             "the coordinator's --max_prepare_dataloaders");
+  CheckRange(p, "resources.decode_threads", r.decode_threads(), 1, 256,
+             "transcodes at once on each dataloader");
 }
 
 void ValidateEval(Problems& p, const JobSpec& spec, const SpecLimits& limits) {
@@ -367,9 +411,18 @@ Problems Validate(const JobSpec& spec, const SpecLimits& limits) {
   }
   const bool pretrain = spec.kind() == tecl::v1::JOB_KIND_PRETRAIN;
   const bool eval = spec.kind() == tecl::v1::JOB_KIND_EVAL;
-  if (!pretrain && !eval) p.Add("kind", "missing; set pretrain or eval");
+  const bool prepare = spec.kind() == tecl::v1::JOB_KIND_PREPARE;
+  if (!pretrain && !eval && !prepare) p.Add("kind", "missing; set pretrain, eval or prepare");
   CheckRange(p, "priority", spec.priority(), -1000, 1000, "higher runs first");
   ValidateDataset(p, spec, limits);
+  ValidateRestart(p, spec);
+  if (prepare) {
+    ValidatePrepare(p, spec, limits);
+    return p;  // Dataloaders only: no model, training or stream to check.
+  }
+  if (spec.has_prepare()) {
+    p.Add("prepare", "only a kind: prepare job reads it; remove it or set kind: prepare");
+  }
   ValidateModel(p, spec);
   ValidateResources(p, spec, limits);
   if (!spec.checkpoint().dir().empty()) CheckCheckpointDir(p, spec.checkpoint().dir(), limits);

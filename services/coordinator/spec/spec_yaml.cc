@@ -449,6 +449,9 @@ absl::Status ParseInto(absl::string_view yaml, const ParseOptions& options, JobS
   ResolvePath(options.base_dir, spec->mutable_dataset()->mutable_root());
   ResolvePath(options.base_dir, spec->mutable_checkpoint()->mutable_dir());
   if (spec->has_eval()) ResolvePath(options.base_dir, spec->mutable_eval()->mutable_checkpoint());
+  if (spec->has_prepare()) {
+    ResolvePath(options.base_dir, spec->mutable_prepare()->mutable_output_root());
+  }
   return absl::OkStatus();
 }
 

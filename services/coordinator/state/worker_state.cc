@@ -82,11 +82,11 @@ std::string EventName(WorkerEvent event) {
 }
 
 HeartbeatDecision DecideHeartbeat(tecl::v1::WorkerKind kind, WorkerPhase phase,
-                                  HeartbeatReport report) {
+                                  HeartbeatReport report, bool runs_assignment) {
   using Action = HeartbeatDecision::Action;
   using Effect = HeartbeatDecision::Effect;
   HeartbeatDecision d;
-  if (kind == tecl::v1::WORKER_KIND_DATALOADER) return d;  // Liveness only.
+  if (kind == tecl::v1::WORKER_KIND_DATALOADER && !runs_assignment) return d;  // Liveness only.
   switch (phase) {
     case WorkerPhase::kIdle:
       if (report != HeartbeatReport::kNoWork) d.action = Action::kStopStale;

@@ -11,7 +11,8 @@
 // A trainer learns of its assignment from the response to an idle heartbeat and is ASSIGNED
 // until one of its heartbeats names the assignment (job, attempt); then it is RUNNING. A STOPPING
 // trainer was told to stop (cancel, recovery, the job ended) and is busy until it reports an
-// outcome or heartbeats without the attempt. Dataloaders heartbeat for liveness only.
+// outcome or heartbeats without the attempt. Dataloaders heartbeat for liveness only, except as
+// the ranks of a prepare job, which they run like trainers (same phases, same decisions).
 //
 // The wire state (tecl.v1.WorkerState) is derived: IDLE, BUSY (ASSIGNED, RUNNING, STOPPING), LOST.
 // Pure functions: thread-safe.
@@ -73,8 +74,11 @@ struct HeartbeatDecision {
   std::optional<WorkerEvent> event;  // Applied to the worker's phase (NextWorkerPhase).
 };
 
+// `runs_assignment`: a dataloader that runs its assignment itself (a rank of a prepare job, or a
+// heartbeat naming one) is decided like a trainer; otherwise dataloaders heartbeat for liveness
+// only (a pretraining job's loaders serve streams; their attempt ends without their word).
 HeartbeatDecision DecideHeartbeat(tecl::v1::WorkerKind kind, WorkerPhase phase,
-                                  HeartbeatReport report);
+                                  HeartbeatReport report, bool runs_assignment = false);
 
 }  // namespace tecl::coordinator
 

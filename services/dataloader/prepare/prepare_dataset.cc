@@ -10,6 +10,8 @@
 #include <optional>
 #include <set>
 #include <thread>
+
+#include <sys/statvfs.h>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -265,7 +267,31 @@ absl::Status ValidateOptions(const PrepareOptions& options) {
     return absl::InvalidArgumentError(
         absl::StrCat("prepare: threads ", options.threads, " is outside [0, 1024]"));
   }
+  if (!(options.min_free_fraction >= 0 && options.min_free_fraction < 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "prepare: min_free_fraction ", options.min_free_fraction, " is outside [0, 1)"));
+  }
   return absl::OkStatus();
+}
+
+// RESOURCE_EXHAUSTED when the volume holding `folder` keeps less than `fraction` of its space
+// free for unprivileged writers.
+absl::Status CheckFreeSpace(const std::string& folder, double fraction) {
+  if (fraction <= 0) return absl::OkStatus();
+  struct statvfs volume;
+  if (::statvfs(folder.c_str(), &volume) != 0 || volume.f_blocks == 0) {
+    return absl::OkStatus();  // Not knowable here; the writes themselves report a full volume.
+  }
+  const double free_share =
+      static_cast<double>(volume.f_bavail) / static_cast<double>(volume.f_blocks);
+  if (free_share >= fraction) return absl::OkStatus();
+  const double free_gib = static_cast<double>(volume.f_bavail) *
+                          static_cast<double>(volume.f_frsize) / (1024.0 * 1024.0 * 1024.0);
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "prepare.output_root: the volume holding ", folder, " has ", free_gib, " GiB (",
+      static_cast<int>(free_share * 1000) / 10.0, " %) free, under the ", fraction * 100,
+      " % kept free; free space there or choose another output_root (finished videos are kept: "
+      "running the job again resumes)"));
 }
 
 }  // namespace
@@ -310,12 +336,21 @@ absl::StatusOr<PrepareSummary> PrepareDataset(const PrepareOptions& options,
     if (static_cast<int>(i % options.num_shards) == options.shard) mine.push_back(i);
   }
 
+  std::error_code created;
+  fs::create_directories(output_root, created);
   PrepareSummary summary;
   summary.progress.total = static_cast<int64_t>(mine.size());
   std::mutex mu;
   std::atomic<size_t> next{0};
+  std::atomic<bool> stop{false};
+  absl::Status first_error;  // Guarded by mu: what ended the call early.
+  const auto end_early = [&](absl::Status status) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (first_error.ok()) first_error = std::move(status);
+    stop = true;
+  };
   const auto work = [&] {
-    for (size_t k; (k = next.fetch_add(1)) < mine.size();) {
+    for (size_t k; !stop.load() && (k = next.fetch_add(1)) < mine.size();) {
       const std::string& source = manifest.videos[mine[k]].path;
       const std::string& output = outputs[mine[k]];
       if (std::optional<Record> done = DoneRecord(source, output, parameters)) {
@@ -328,6 +363,15 @@ absl::StatusOr<PrepareSummary> PrepareDataset(const PrepareOptions& options,
         }
         if (options.on_progress) options.on_progress(summary.progress);
         continue;
+      }
+      if (options.cancelled && options.cancelled()) {
+        end_early(absl::CancelledError("prepare: cancelled"));
+        break;
+      }
+      if (absl::Status space = CheckFreeSpace(output_root, options.min_free_fraction);
+          !space.ok()) {
+        end_early(std::move(space));
+        break;
       }
       Record record;
       record.parameters = parameters;
@@ -353,16 +397,18 @@ absl::StatusOr<PrepareSummary> PrepareDataset(const PrepareOptions& options,
         record.reason = std::string(result.status().message());
       }
       const absl::Status written = WriteFileAtomically(output + kRecordSuffix, record.Serialize());
+      if (!written.ok()) {  // Without its record the video never counts as done: stop here.
+        end_early(written);
+        break;
+      }
       std::lock_guard<std::mutex> lock(mu);
-      if (result.ok() && written.ok()) {
+      if (result.ok()) {
         ++summary.progress.prepared;
         summary.progress.bytes_in += result->bytes_in;
         summary.progress.bytes_out += result->bytes_out;
       } else {
         ++summary.progress.failed;
-        summary.failures.emplace_back(
-            source, !result.ok() ? std::string(result.status().message())
-                                 : std::string(written.message()));
+        summary.failures.emplace_back(source, std::string(result.status().message()));
       }
       if (options.on_progress) options.on_progress(summary.progress);
     }
@@ -373,6 +419,7 @@ absl::StatusOr<PrepareSummary> PrepareDataset(const PrepareOptions& options,
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) pool.emplace_back(work);
   for (std::thread& thread : pool) thread.join();
+  if (!first_error.ok()) return first_error;
 
   // The data set files, once every video of every shard has its record.
   std::set<std::string> failed;

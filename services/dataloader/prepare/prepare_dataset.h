@@ -18,7 +18,9 @@
 // left out of the rewritten lists; the run goes on. Errors: INVALID_ARGUMENT for bad options
 // (naming the field), the manifest's errors, FAILED_PRECONDITION when the output root is the
 // source root or inside it (or holds it), the file system's status when the output cannot be
-// written.
+// written; a record that cannot be written ends the call with that error (the video would
+// otherwise never count as done); CANCELLED when `cancelled` said so; RESOURCE_EXHAUSTED when the
+// output volume runs short of space (min_free_fraction).
 //
 // Thread-safe; blocks while it works, with `threads` transcodes at once.
 #ifndef TECL_SERVICES_DATALOADER_PREPARE_PREPARE_DATASET_H_
@@ -55,6 +57,12 @@ struct PrepareOptions {
   int num_shards = 1;
   // Called after every video (from the worker threads, one call at a time).
   std::function<void(const PrepareProgress&)> on_progress;
+  // Asked before each video; true ends the call with CANCELLED (videos in flight finish first, so
+  // no temporary file is left behind by the ones started).
+  std::function<bool()> cancelled;
+  // Before each transcode the output volume must keep this share of its space free (statvfs);
+  // below it the call ends with RESOURCE_EXHAUSTED naming the volume (0 disables the check).
+  double min_free_fraction = 0.05;
 };
 
 struct PrepareSummary {

@@ -62,6 +62,9 @@ absl::Status DataLoaderConfig::Validate() const {
   for (const std::string& root : data_roots) {
     if (root.empty()) return absl::InvalidArgumentError("--data_root: an entry is empty");
   }
+  for (const std::string& root : write_roots) {
+    if (root.empty()) return absl::InvalidArgumentError("--write_root: an entry is empty");
+  }
   return absl::OkStatus();
 }
 
@@ -154,8 +157,16 @@ absl::StatusOr<std::unique_ptr<DataLoaderServer>> DataLoaderServer::Start(DataLo
              .Register(server->registry_)
              .Add({});
     server->coordinator_ = NewCoordinatorClient(channel);
+    PrepareAgentOptions prepare;
+    prepare.write_roots = config.write_roots;
+    prepare.data_roots = config.data_roots;
+    prepare.input_limits = config.loader.input_limits;
+    TECL_ASSIGN_OR_RETURN(server->prepare_agent_,
+                          PrepareAgent::Create(std::move(prepare), server->coordinator_,
+                                               &server->registry_));
     server->membership_ = std::make_unique<MembershipLoop>(
-        std::move(options), server->coordinator_, MembershipLoop::Hooks{}, metrics);
+        std::move(options), server->coordinator_, server->prepare_agent_->Hooks(), metrics);
+    server->prepare_agent_->SetLoop(server->membership_.get());
     server->membership_->Start();
   }
   return server;
@@ -166,6 +177,8 @@ DataLoaderServer::~DataLoaderServer() { Shutdown(absl::ZeroDuration()); }
 void DataLoaderServer::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;
+  // The current prepare run stops before its next video and reports, then heartbeats end.
+  if (prepare_agent_ != nullptr) prepare_agent_->Shutdown();
   if (membership_ != nullptr) membership_->Stop();
   if (grpc_ != nullptr) grpc_->Shutdown(grace);
   manager_.reset();  // Joins the decode threads.

@@ -1,5 +1,5 @@
 // DataLoaderServer: a running tecl-dataloader (the loader logic, the gRPC server with /metrics,
-// the optional coordinator membership), built from a DataLoaderConfig. tecl-dataloader's main
+// the optional coordinator membership with its PrepareAgent for prepare jobs), built from a DataLoaderConfig. tecl-dataloader's main
 // and the tests start it the same way.
 //
 //   auto server = DataLoaderServer::Start(config);
@@ -24,6 +24,7 @@
 #include "services/dataloader/pipeline/loader_manager.h"
 #include "services/client/membership_loop.h"
 #include "services/dataloader/service/dataloader_service.h"
+#include "services/dataloader/service/prepare_agent.h"
 
 namespace tecl::dataloader {
 
@@ -33,6 +34,8 @@ struct DataLoaderConfig {
   ServerOptions server;
   // Folders every dataset path must lie under (empty = any path).
   std::vector<std::string> data_roots;
+  // Folders prepare jobs may write their copies under (empty = none: prepare jobs are refused).
+  std::vector<std::string> write_roots;
   // Decode threads, stream limit, decode budget, the largest video decoded (LoaderOptions);
   // default_dataset comes from `manifest`.
   LoaderOptions loader;
@@ -77,6 +80,8 @@ class DataLoaderServer {
   metrics::Registry& registry() { return registry_; }
   // Registration and heartbeats with the coordinator; null when standalone.
   MembershipLoop* membership() { return membership_.get(); }
+  // Runs the prepare jobs' shards assigned to this loader; null when standalone.
+  PrepareAgent* prepare_agent() { return prepare_agent_.get(); }
 
  private:
   DataLoaderServer() = default;
@@ -87,6 +92,7 @@ class DataLoaderServer {
   std::unique_ptr<DataLoaderService> service_;
   std::unique_ptr<GrpcServer> grpc_;
   std::shared_ptr<CoordinatorClient> coordinator_;
+  std::unique_ptr<PrepareAgent> prepare_agent_;
   std::unique_ptr<MembershipLoop> membership_;
   bool shut_down_ = false;
 };

@@ -34,7 +34,9 @@ def require_binaries():
 class Cluster:
     """Context manager: writes the data set, `teclctl local up`, and `local down` at the end."""
 
-    def __init__(self, trainers, dataloaders, videos_per_class=4):
+    def __init__(self, trainers, dataloaders, videos_per_class=4, write_roots=None, synth=True):
+        """`write_roots`: folders the dataloaders may write (prepare jobs); `synth`: write the
+        synthetic motion set into self.data (else the test writes its own data)."""
         require_binaries()
         self.tmp = tempfile.TemporaryDirectory(prefix="tecl-e2e-")
         self.root = pathlib.Path(self.tmp.name)
@@ -43,6 +45,8 @@ class Cluster:
         self.trainers = trainers
         self.dataloaders = dataloaders
         self.videos_per_class = videos_per_class
+        self.write_roots = write_roots or []
+        self.synth = synth
 
     def env(self):
         env = {k: v for k, v in os.environ.items() if not k.startswith("TECL_")}
@@ -61,12 +65,17 @@ class Cluster:
 
     def __enter__(self):
         try:
-            subprocess.run([str(BIN_DIR / "tecl-synth"), f"--out={self.data}", "--classes=6",
-                            f"--videos_per_class={self.videos_per_class}", "--frames=48",
-                            "--size=64", "--jobs=2"], check=True, capture_output=True, timeout=300)
-            self.run("local", "up", f"--trainers={self.trainers}",
-                     f"--dataloaders={self.dataloaders}", "--threads=1",
-                     f"--checkpoint_roots={self.root}", timeout=180)
+            if self.synth:
+                subprocess.run([str(BIN_DIR / "tecl-synth"), f"--out={self.data}", "--classes=6",
+                                f"--videos_per_class={self.videos_per_class}", "--frames=48",
+                                "--size=64", "--jobs=2"], check=True, capture_output=True,
+                               timeout=300)
+            up = ["local", "up", f"--trainers={self.trainers}",
+                  f"--dataloaders={self.dataloaders}", "--threads=1",
+                  f"--checkpoint_roots={self.root}"]
+            if self.write_roots:
+                up.append("--write_roots=" + ",".join(str(r) for r in self.write_roots))
+            self.run(*up, timeout=180)
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -140,6 +149,16 @@ class Cluster:
                 raise AssertionError(f"no dataloader log names {address}\n{self.logs()}")
             names.append(name)
         return names
+
+    def worker_name(self, worker_id):
+        """The local-cluster name (dataloader-N) of a registered dataloader, by its log."""
+        workers = json.loads(self.run("workers", "--output=json").stdout).get("workers", [])
+        address = next(w["address"] for w in workers if w["id"] == worker_id)
+        said = re.compile(re.escape(address) + r"(?!\d)")  # Not a prefix of another port.
+        for log in sorted((self.home / "logs").glob("dataloader-*.log")):
+            if said.search(log.read_text(errors="replace")):
+                return log.stem
+        raise AssertionError(f"no dataloader log names {address}\n{self.logs()}")
 
     def dataloader_of(self, job_id, rank):
         """The local-cluster name (dataloader-N) of a dataloader serving `rank` of the job."""

@@ -651,6 +651,150 @@ TEST_F(CoordinatorTest, SucceedsWhenRankZeroFinishesAndFreesEveryone) {
   EXPECT_EQ(Stored(id).attempts[0].end_state(), kSucceeded);
 }
 
+// ---- Prepare jobs (dataloaders as ranks) ----
+
+JobSpec PrepareSpec(int loaders) {
+  JobSpec spec = DefaultJobSpec(tecl::v1::JOB_KIND_PREPARE, "tiny3d");
+  spec.set_name("prep");
+  spec.mutable_dataset()->set_root("/data/raw");
+  spec.mutable_prepare()->set_output_root("/data/prepared");
+  spec.mutable_resources()->set_dataloaders(loaders);
+  spec.mutable_restart()->set_heartbeat_timeout_s(5);
+  return spec;
+}
+
+tecl::v1::HeartbeatRequest PrepareBeat(const std::string& worker, const tecl::v1::Assignment& a,
+                                       int64_t total, int64_t prepared, int64_t kept,
+                                       double videos_per_s) {
+  tecl::v1::HeartbeatRequest request;
+  request.set_worker_id(worker);
+  request.set_status(tecl::v1::TRAINER_STATUS_RUNNING);
+  request.set_job_id(a.job_id());
+  request.set_attempt(a.attempt());
+  request.set_rank(a.rank());
+  tecl::v1::JobProgress* p = request.mutable_progress();
+  p->mutable_prepare()->set_videos_total(total);
+  p->mutable_prepare()->set_videos_prepared(prepared);
+  p->mutable_prepare()->set_videos_kept(kept);
+  p->set_step(prepared + kept);
+  p->set_total_steps(total);
+  p->set_clips_per_second(videos_per_s);
+  return request;
+}
+
+// A prepare job runs on dataloaders alone, each a rank with one shard; it is elastic (placed on
+// the free loaders up to its count), its progress is the sum of its ranks', a lost loader ends
+// the attempt and the next one runs on the loaders free then, and it succeeds when a rank reports
+// having written the data set files.
+TEST_F(CoordinatorTest, APrepareJobShardsOverFreeDataloadersAndSurvivesALostOne) {
+  const std::string trainer = Trainer();
+  const std::string l0 = Loader("h1");
+  const std::string l1 = Loader("h2");
+  const std::string id = SubmitOk(PrepareSpec(3));
+  coordinator_->Tick();
+  Job job = Get(id);
+  ASSERT_EQ(job.state(), kScheduled) << job.reason();
+  ASSERT_EQ(job.ranks_size(), 2) << "elastic: two of the three loaders asked for are free";
+  EXPECT_THAT(job.reason(), HasSubstr("placed on 2 of 3 dataloader(s)"));
+  EXPECT_EQ(Worker(trainer).state(), tecl::v1::WORKER_STATE_IDLE);
+  std::map<std::string, tecl::v1::Assignment> assigned;
+  for (const std::string& loader : {l0, l1}) {
+    assigned[loader] = TakeAssignment(loader);
+    EXPECT_EQ(assigned[loader].world_size(), 2);
+    EXPECT_EQ(assigned[loader].spec().kind(), tecl::v1::JOB_KIND_PREPARE);
+    EXPECT_TRUE(assigned[loader].dataloader_addresses().empty());
+  }
+  EXPECT_NE(assigned[l0].rank(), assigned[l1].rank());
+  auto beat = [&](const tecl::v1::HeartbeatRequest& request) {
+    std::optional<absl::StatusOr<HeartbeatResponse>> result;
+    coordinator_->membership().Heartbeat(request, sessions_[request.worker_id()],
+                                         [&](auto r) { result = std::move(r); });
+    EXPECT_TRUE(result.has_value() && result->ok());
+    return result->ok() ? **result : HeartbeatResponse();
+  };
+  EXPECT_EQ(beat(PrepareBeat(l0, assigned[l0], 10, 3, 0, 2.0)).action(),
+            HeartbeatResponse::ACTION_NONE);
+  EXPECT_EQ(Get(id).state(), kScheduled) << "one rank still starting";
+  beat(PrepareBeat(l1, assigned[l1], 9, 1, 0, 1.0));
+  job = Get(id);
+  EXPECT_EQ(job.state(), kRunning);
+  EXPECT_EQ(job.progress().step(), 4);
+  EXPECT_EQ(job.progress().total_steps(), 19);
+  EXPECT_EQ(job.progress().prepare().videos_prepared(), 4);
+  EXPECT_DOUBLE_EQ(job.progress().clips_per_second(), 3.0);
+  EXPECT_NEAR(job.progress().eta_s(), 5.0, 1e-9);
+
+  // l1 goes silent (SIGKILL): after the job's 5 s heartbeat timeout the attempt ends, l0 is told
+  // to stop and, once it reported, the next attempt runs on it alone.
+  for (int s = 0; s < 6; ++s) {
+    clock_.Advance(absl::Seconds(1));
+    beat(PrepareBeat(l0, assigned[l0], 10, 3, 0, 2.0));
+    coordinator_->Tick();
+  }
+  job = Get(id);
+  EXPECT_EQ(job.state(), kRecovering) << job.reason();
+  EXPECT_THAT(job.reason(), HasSubstr("missed heartbeats"));
+  EXPECT_EQ(beat(PrepareBeat(l0, assigned[l0], 10, 3, 0, 2.0)).action(),
+            HeartbeatResponse::ACTION_STOP);
+  EXPECT_EQ(Report(l0, id, 1, assigned[l0].rank(), tecl::v1::OUTCOME_STOPPED).code(),
+            absl::StatusCode::kAborted);
+  EXPECT_EQ(Worker(l0).state(), tecl::v1::WORKER_STATE_IDLE);
+  coordinator_->Tick();
+  job = Get(id);
+  ASSERT_EQ(job.state(), kScheduled) << job.reason();
+  EXPECT_EQ(job.attempt(), 2);
+  EXPECT_THAT(job.reason(), HasSubstr("videos finished before are kept"));
+  const tecl::v1::Assignment second = TakeAssignment(l0);
+  EXPECT_EQ(second.attempt(), 2);
+  EXPECT_EQ(second.rank(), 0);
+  EXPECT_EQ(second.world_size(), 1);
+  beat(PrepareBeat(l0, second, 19, 2, 4, 1.0));
+
+  // Its report with the data set files written ends the job.
+  tecl::v1::ReportOutcomeRequest done;
+  done.set_worker_id(l0);
+  done.set_job_id(id);
+  done.set_attempt(2);
+  done.set_rank(0);
+  done.set_outcome(tecl::v1::OUTCOME_SUCCEEDED);
+  *done.mutable_progress() = PrepareBeat(l0, second, 19, 15, 4, 1.0).progress();
+  done.mutable_progress()->mutable_prepare()->set_dataset_files_written(true);
+  std::optional<absl::Status> reported;
+  coordinator_->attempts().ReportOutcome(done, sessions_[l0], [&](absl::Status s) { reported = s; });
+  ASSERT_TRUE(reported.has_value() && reported->ok()) << *reported;
+  job = Get(id);
+  EXPECT_EQ(job.state(), kSucceeded) << job.reason();
+  EXPECT_THAT(job.reason(), HasSubstr("19 video(s) ready (15 transcoded by this attempt, 4 kept)"));
+  EXPECT_EQ(job.progress().step(), 19);
+  EXPECT_EQ(Worker(l0).state(), tecl::v1::WORKER_STATE_IDLE);
+}
+
+// Shards that all finish without one of them finding every video done (a record missing) fail
+// the attempt instead of leaving the job running without workers.
+TEST_F(CoordinatorTest, APrepareAttemptWhoseShardsAllEndWithoutTheFilesIsRetried) {
+  const std::string l0 = Loader();
+  const std::string id = SubmitOk(PrepareSpec(1));
+  coordinator_->Tick();
+  const tecl::v1::Assignment a = TakeAssignment(l0);
+  EXPECT_TRUE(Report(l0, id, 1, 0, tecl::v1::OUTCOME_SUCCEEDED).ok());
+  const Job job = Get(id);
+  EXPECT_EQ(job.state(), kRecovering);
+  EXPECT_THAT(job.reason(), HasSubstr("data set files were not written"));
+  EXPECT_EQ(a.world_size(), 1);
+}
+
+// A prepare job needs a free dataloader; a free trainer does not start it.
+TEST_F(CoordinatorTest, APrepareJobWaitsForAFreeDataloaderNotATrainer) {
+  Trainer();
+  const std::string id = SubmitOk(PrepareSpec(2));
+  coordinator_->Tick();
+  EXPECT_EQ(Get(id).state(), kPending);
+  const std::string loader = Loader();
+  coordinator_->Tick();
+  EXPECT_EQ(Get(id).state(), kScheduled);
+  EXPECT_EQ(Get(id).ranks(0).worker_id(), loader);
+}
+
 // ---- Failures and recovery ----
 
 TEST_F(CoordinatorTest, ALostTrainerTriggersRecoveryFromTheNewestCheckpoint) {
@@ -777,6 +921,9 @@ TEST_F(CoordinatorTest, ForgedWorkerCallsAreRefusedAndChangeNothing) {
   EXPECT_TRUE(denied(Report(r1, a, 2, 1, tecl::v1::OUTCOME_FAILED)));
   // Another job's trainer reports for this job.
   EXPECT_TRUE(denied(Report(other, a, 1, 0, tecl::v1::OUTCOME_FATAL)));
+  // A dataloader serving the job (it may report the ranks of prepare jobs it was placed as).
+  const std::string loader = Get(a).ranks(0).dataloader_ids(0);
+  EXPECT_TRUE(denied(Report(loader, a, 1, 0, tecl::v1::OUTCOME_SUCCEEDED)));
   // Rank 1 registers a checkpoint (only rank 0 may): it would become the resume point.
   EXPECT_TRUE(denied(Checkpoint(r1, a, 1, 100, "/elsewhere/evil.tecl")));
   // Rank 0 itself names a file outside its job's folder: another job's model, a path climbing
@@ -798,7 +945,6 @@ TEST_F(CoordinatorTest, ForgedWorkerCallsAreRefusedAndChangeNothing) {
   EXPECT_TRUE(denied(coordinator_->membership().CheckRendezvousCaller(sessions_[r0], a, 2)));
   EXPECT_TRUE(coordinator_->membership().CheckRendezvousCaller(sessions_[r0], a, 1).ok());
   // A dataloader of the job is not in its process group.
-  const std::string loader = Get(a).ranks(0).dataloader_ids(0);
   EXPECT_TRUE(denied(coordinator_->membership().CheckRendezvousCaller(sessions_[loader], a, 1)));
 
   // Nothing changed.

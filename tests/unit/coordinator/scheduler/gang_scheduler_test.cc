@@ -41,6 +41,41 @@ TEST(PlaceGangTest, PlacesTheWholeGangOrNothing) {
   EXPECT_THAT(placement->ranks[0].dataloader_ids, ElementsAre("l1", "l2"));
 }
 
+// A prepare job's ranks are dataloaders, elastic: up to its count, at least one.
+TEST(PlaceGangTest, PrepareJobsTakeFreeDataloadersUpToTheirCount) {
+  tecl::v1::JobSpec spec;
+  spec.set_kind(tecl::v1::JOB_KIND_PREPARE);
+  spec.mutable_resources()->set_dataloaders(3);
+  const GangRequest request = GangRequestFor(spec);
+  EXPECT_EQ(request.trainers, 0);
+  EXPECT_EQ(request.loader_ranks, 3);
+  EXPECT_FALSE(PlaceGang(request, {Trainer("t1", "a")}).has_value());
+  auto two = PlaceGang(request, {Loader("l2", "b"), Trainer("t1", "a"), Loader("l1", "a")});
+  ASSERT_TRUE(two.has_value());
+  ASSERT_EQ(two->ranks.size(), 2u);
+  EXPECT_EQ(two->ranks[0].trainer_id, "l1");  // By host, then id.
+  EXPECT_EQ(two->ranks[1].trainer_id, "l2");
+  EXPECT_THAT(two->ranks[0].dataloader_ids, IsEmpty());
+  auto three = PlaceGang(request, {Loader("l4", "a"), Loader("l3", "a"), Loader("l2", "a"),
+                                   Loader("l1", "a")});
+  ASSERT_TRUE(three.has_value());
+  EXPECT_EQ(three->ranks.size(), 3u);
+  // In the queue it takes the free loaders it can use, in queue order: a training job behind it
+  // waits for a loader; one ahead of it leaves it the rest.
+  const std::vector<WorkerSlot> pool = {Trainer("t1", "a"), Loader("l1", "a"), Loader("l2", "a")};
+  ScheduleDecision first = ScheduleQueue(
+      {{"prep", 0, 1, request, 0}, {"train", 0, 2, Gang(1, 1), 0}}, pool, pool, SchedulerOptions());
+  ASSERT_EQ(first.start.size(), 1u);
+  EXPECT_EQ(first.start[0].first, "prep");
+  EXPECT_EQ(first.start[0].second.ranks.size(), 2u);
+  ScheduleDecision second = ScheduleQueue(
+      {{"prep", 0, 2, request, 0}, {"train", 0, 1, Gang(1, 1), 0}}, pool, pool, SchedulerOptions());
+  ASSERT_EQ(second.start.size(), 2u);
+  EXPECT_EQ(second.start[0].first, "train");
+  EXPECT_EQ(second.start[1].first, "prep");
+  EXPECT_EQ(second.start[1].second.ranks.size(), 1u);
+}
+
 TEST(PlaceGangTest, CudaJobsNeedCudaTrainersWithGpus) {
   std::vector<WorkerSlot> free = {
       Trainer("cpu", "a"), Trainer("nogpu", "a", tecl::v1::DEVICE_CUDA, 0), Loader("l", "a")};

@@ -386,6 +386,65 @@ TEST(JobSpecValidate, DataRootsAndExistingPaths) {
   std::filesystem::remove_all(dir);
 }
 
+// kind: prepare (docs/prepare.md): its own defaults and checks, none of a training job's.
+TEST(JobSpecPrepare, DefaultsAndRelativeOutputRoot) {
+  ParseOptions options;
+  options.base_dir = "/work";
+  absl::StatusOr<tecl::v1::JobSpec> spec = LoadJobSpec(
+      "kind: prepare\nname: p\ndataset: {root: /data/raw}\nprepare: {output_root: prepared}\n",
+      options, SpecLimits());
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->kind(), tecl::v1::JOB_KIND_PREPARE);
+  EXPECT_EQ(spec->prepare().output_root(), "/work/prepared");
+  EXPECT_EQ(spec->prepare().short_side(), 128);
+  EXPECT_EQ(spec->prepare().keyframe_interval(), 32);
+  EXPECT_EQ(spec->prepare().codec(), tecl::v1::PrepareSpec::CODEC_H264);
+  EXPECT_EQ(spec->prepare().crf(), 20);
+  EXPECT_EQ(spec->resources().dataloaders(), 4);
+  // The YAML round-trips with the section.
+  absl::StatusOr<tecl::v1::JobSpec> again = ParseJobSpecYaml(JobSpecToYaml(*spec));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(MessageDifferencer::Equals(*spec, *again));
+  // A pretraining spec never prints one.
+  EXPECT_THAT(JobSpecToYaml(Parse(kMinimal)), Not(HasSubstr("prepare")));
+}
+
+TEST(JobSpecPrepare, EveryBadFieldIsNamed) {
+  const std::string base = "kind: prepare\nname: p\ndataset: {root: /data/raw}\n";
+  struct Case {
+    std::string yaml;
+    const char* path;
+    const char* message;
+  };
+  const Case cases[] = {
+      {base, "prepare.output_root", "missing"},
+      {base + "prepare: {output_root: /data/raw/copy}\n", "prepare.output_root",
+       "overlaps dataset.root"},
+      {base + "prepare: {output_root: /data}\n", "prepare.output_root", "overlaps dataset.root"},
+      {base + "prepare: {output_root: /out, short_side: 127}\n", "prepare.short_side", "is odd"},
+      {base + "prepare: {output_root: /out, short_side: 8}\n", "prepare.short_side",
+       "out of range"},
+      {base + "prepare: {output_root: /out, keyframe_interval: 0}\n",
+       "prepare.keyframe_interval", "out of range"},
+      {base + "prepare: {output_root: /out, crf: 60}\n", "prepare.crf", "out of range"},
+      {base + "prepare: {output_root: /out, codec: vp9}\n", "prepare.codec",
+       "is not one of h264, intra"},
+      {base + "prepare: {output_root: /out}\nresources: {dataloaders: 0}\n",
+       "resources.dataloaders", "out of range"},
+      {base + "prepare: {output_root: /out}\nrestart: {heartbeat_timeout_s: 0}\n",
+       "restart.heartbeat_timeout_s", "out of range"},
+      {"name: x\ndataset: {root: /data/raw}\nprepare: {output_root: /out}\n", "prepare",
+       "only a kind: prepare job reads it"},
+  };
+  for (const Case& c : cases) {
+    absl::StatusOr<tecl::v1::JobSpec> spec = LoadJobSpec(c.yaml, ParseOptions(), SpecLimits());
+    ASSERT_FALSE(spec.ok()) << c.yaml;
+    EXPECT_THAT(std::string(spec.status().message()),
+                AllOf(HasSubstr(c.path), HasSubstr(c.message)))
+        << c.yaml;
+  }
+}
+
 TEST(JobSpecExamples, EveryExampleLoads) {
   const char* source = getenv("TECL_SOURCE_DIR");
   ASSERT_NE(source, nullptr);

@@ -106,5 +106,20 @@ TEST(WorkerStateTest, DataloaderHeartbeatsAreLivenessOnly) {
   }
 }
 
+// A prepare job's dataloader runs its assignment: decided exactly like a trainer.
+TEST(WorkerStateTest, ADataloaderRunningItsAssignmentIsDecidedLikeATrainer) {
+  for (P phase : {P::kIdle, P::kAssigned, P::kRunning, P::kStopping}) {
+    for (R report : {R::kNoWork, R::kAssignment, R::kOtherWork}) {
+      const HeartbeatDecision loader =
+          DecideHeartbeat(tecl::v1::WORKER_KIND_DATALOADER, phase, report, true);
+      const HeartbeatDecision trainer = DecideHeartbeat(tecl::v1::WORKER_KIND_TRAINER, phase, report);
+      const std::string where = PhaseName(phase) + " report " + std::to_string(int(report));
+      EXPECT_EQ(loader.action, trainer.action) << where;
+      EXPECT_EQ(loader.effect, trainer.effect) << where;
+      EXPECT_EQ(loader.event, trainer.event) << where;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace tecl::coordinator

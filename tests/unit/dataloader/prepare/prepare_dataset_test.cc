@@ -342,5 +342,50 @@ TEST(PrepareDatasetTest, AKilledRunIsCompletedByRunningItAgain) {
   }
 }
 
+// A cancelled run stops before its next video and says so; what it finished counts as done for
+// the next run.
+TEST(PrepareDatasetTest, ACancelledRunStopsBeforeItsNextVideo) {
+  TempDir dir;
+  const std::string source = dir.File("source"), out = dir.File("prepared");
+  ASSERT_TRUE(synth::WriteSynthDataset(Synth(source)).ok());
+  PrepareOptions options = Options(source, out);
+  options.threads = 1;
+  int64_t finished = 0;
+  options.on_progress = [&](const PrepareProgress& p) { finished = p.prepared; };
+  options.cancelled = [&] { return finished >= 2; };
+  absl::StatusOr<PrepareSummary> cancelled = PrepareDataset(options, {});
+  ASSERT_EQ(cancelled.status().code(), absl::StatusCode::kCancelled) << cancelled.status();
+  EXPECT_EQ(finished, 2);
+  EXPECT_FALSE(fs::exists(fs::path(out) / "prepare.json"));
+  options.cancelled = nullptr;
+  options.on_progress = nullptr;
+  absl::StatusOr<PrepareSummary> resumed = PrepareDataset(options, {});
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ(resumed->progress.kept, 2);
+  EXPECT_EQ(resumed->progress.prepared, 16);
+  EXPECT_TRUE(resumed->dataset_files_written);
+}
+
+// A volume short of free space ends the run with RESOURCE_EXHAUSTED naming the field, before any
+// video is written.
+TEST(PrepareDatasetTest, AVolumeShortOfSpaceEndsTheRunNamingIt) {
+  TempDir dir;
+  const std::string source = dir.File("source"), out = dir.File("prepared");
+  ASSERT_TRUE(synth::WriteSynthDataset(Synth(source)).ok());
+  PrepareOptions options = Options(source, out);
+  options.min_free_fraction = 0.999999;  // No real volume keeps this much free.
+  absl::StatusOr<PrepareSummary> summary = PrepareDataset(options, {});
+  ASSERT_EQ(summary.status().code(), absl::StatusCode::kResourceExhausted) << summary.status();
+  EXPECT_THAT(std::string(summary.status().message()), HasSubstr("prepare.output_root"));
+  EXPECT_THAT(std::string(summary.status().message()), HasSubstr("free"));
+  int outputs = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(out)) {
+    outputs += entry.path().extension() == ".mp4";
+  }
+  EXPECT_EQ(outputs, 0);
+  options.min_free_fraction = 1.0;
+  EXPECT_EQ(PrepareDataset(options, {}).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace tecl::prepare
