@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <vector>
 
 namespace tecl::bench {
@@ -53,6 +54,23 @@ int PinToOneCpu(int cpu) {
 int Shell(const std::string& command) {
   const int status = std::system(command.c_str());
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+bool WriteKineticsLike(const std::string& path, int index, double seconds) {
+  if (std::filesystem::exists(path)) return true;
+  char source[128];
+  const char* sources[] = {"testsrc2=size=340x256:rate=30", "mandelbrot=size=340x256:rate=30",
+                           "life=size=340x256:rate=30:ratio=0.2:mold=10:seed=%d"};
+  std::snprintf(source, sizeof(source), sources[index % 3], index);
+  char command[1024];
+  std::snprintf(command, sizeof(command),
+                "ffmpeg -nostdin -hide_banner -loglevel error -y -f lavfi -i '%s' -ss %d -t %.2f "
+                "-c:v libx264 -preset veryfast -crf 23 -pix_fmt yuv420p -bf 3 "
+                "-x264-params keyint=250:min-keyint=250:scenecut=0 '%s'",
+                source, index % 5, seconds, path.c_str());
+  if (Shell(command) == 0) return true;
+  std::fprintf(stderr, "failed: %s\n", command);
+  return false;
 }
 
 }  // namespace tecl::bench

@@ -1,5 +1,5 @@
 // Helpers the decoding benchmarks share: random clip requests as the batch pipeline makes them,
-// pinning to one CPU, running a shell command.
+// pinning to one CPU, running a shell command, the Kinetics-like test videos.
 #ifndef TECL_BENCH_DECODE_BENCH_UTIL_H_
 #define TECL_BENCH_DECODE_BENCH_UTIL_H_
 
@@ -22,6 +22,12 @@ int PinToOneCpu(int cpu);
 
 // std::system; the command's exit status (-1 when it did not exit).
 int Shell(const std::string& command);
+
+// Writes video `index` of a Kinetics-like set to `path` with the ffmpeg CLI unless it exists:
+// 340x256, 30 fps, `seconds` long, x264 veryfast CRF 23, GOP 250 without scene cuts, 3 B-frames,
+// content cycling through testsrc2, mandelbrot and life by index. False (after printing the
+// command) when ffmpeg failed.
+bool WriteKineticsLike(const std::string& path, int index, double seconds);
 
 }  // namespace tecl::bench
 

@@ -69,21 +69,9 @@ struct Totals {
 };
 
 void WriteRaw(const std::string& dir, Copy* raw, std::vector<int64_t>* frames) {
-  const char* sources[] = {"testsrc2=size=340x256:rate=30", "mandelbrot=size=340x256:rate=30",
-                           "life=size=340x256:rate=30:ratio=0.2:mold=10:seed=%d"};
   for (int i = 0; i < absl::GetFlag(FLAGS_videos); ++i) {
     const std::string path = absl::StrFormat("%s/raw_%02d.mp4", dir, i);
-    if (!std::filesystem::exists(path)) {
-      const std::string command = absl::StrFormat(
-          "ffmpeg -nostdin -hide_banner -loglevel error -y -f lavfi -i '%s' -ss %d -t %.2f "
-          "-c:v libx264 -preset veryfast -crf 23 -pix_fmt yuv420p -bf 3 "
-          "-x264-params keyint=250:min-keyint=250:scenecut=0 %s",
-          absl::StrFormat(sources[i % 3], i), i % 5, absl::GetFlag(FLAGS_seconds), path);
-      if (tecl::bench::Shell(command) != 0) {
-        std::fprintf(stderr, "failed: %s\n", command.c_str());
-        std::exit(1);
-      }
-    }
+    if (!tecl::bench::WriteKineticsLike(path, i, absl::GetFlag(FLAGS_seconds))) std::exit(1);
     raw->paths.push_back(path);
     raw->bytes += static_cast<int64_t>(std::filesystem::file_size(path));
     absl::StatusOr<tecl::video::VideoInfo> info = tecl::video::ProbeVideo(path, {}, &raw->cache);
