@@ -206,6 +206,17 @@ def build():
         "Queues and streams", "Built batches waiting for their trainer, and open batch streams.",
         [("sum by (instance) (tecl_dataloader_queue_depth)", "{{instance}} queued"),
          ("sum by (instance) (tecl_dataloader_active_streams)", "{{instance}} streams")]), 8, 8)
+    layout.add(timeseries(
+        "Prepare jobs: videos", "Videos of prepare jobs' shards per second by outcome (prepared = "
+        "transcoded and verified, kept = done by an earlier attempt, failed = left out), and the "
+        "dataloaders running a shard (docs/prepare.md).",
+        [(f"sum by (outcome) (rate(tecl_dataloader_prepare_videos_total[{RATE}]))", "{{outcome}}/s"),
+         ("sum(tecl_dataloader_prepare_running)", "loaders preparing")]), 12, 8)
+    layout.add(timeseries(
+        "Prepare jobs: bytes", "Bytes per second prepare jobs read from sources and wrote as "
+        "prepared copies.",
+        [(f"sum by (direction) (rate(tecl_dataloader_prepare_bytes_total[{RATE}]))", "{{direction}}")],
+        unit="Bps"), 12, 8)
 
     layout.row("Coordinator")
     coordinator = 'method=~"/tecl.v1.(JobService|MembershipService|RendezvousService)/.*"'

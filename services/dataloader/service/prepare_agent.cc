@@ -89,6 +89,9 @@ PrepareAgent::PrepareAgent(PrepareAgentOptions options, DataRoots read_roots,
                    .Name("tecl_dataloader_prepare_runs_total")
                    .Help("Prepare assignments run to an end, by outcome")
                    .Register(*registry);
+  // Every label set exposed from the start (at 0), so rates and dashboards see the first run.
+  for (const char* outcome : {"prepared", "kept", "failed"}) videos_->Add({{"outcome", outcome}});
+  for (const char* direction : {"in", "out"}) bytes_->Add({{"direction", direction}});
   running_ = &metrics::BuildGauge()
                   .Name("tecl_dataloader_prepare_running")
                   .Help("1 while this dataloader runs a shard of a prepare job")
