@@ -161,6 +161,7 @@ absl::StatusOr<std::unique_ptr<DataLoaderServer>> DataLoaderServer::Start(DataLo
     prepare.write_roots = config.write_roots;
     prepare.data_roots = config.data_roots;
     prepare.input_limits = config.loader.input_limits;
+    prepare.max_threads = server->manager_->pool().threads();
     TECL_ASSIGN_OR_RETURN(server->prepare_agent_,
                           PrepareAgent::Create(std::move(prepare), server->coordinator_,
                                                &server->registry_));

@@ -1,5 +1,6 @@
 #include "services/dataloader/service/prepare_agent.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -236,7 +237,10 @@ PrepareRunOutcome PrepareAgent::RunAssignment(
   options.transcode.crf = p.crf();
   options.transcode.decode.limits = options_.input_limits;
   options.transcode.decode.budget = absl::Minutes(10);  // One chunk of one video.
-  options.threads = spec.resources().decode_threads();
+  const int most = options_.max_threads > 0
+                       ? options_.max_threads
+                       : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  options.threads = std::clamp(spec.resources().decode_threads(), 1, most);
   options.shard = assignment.rank();
   options.num_shards = assignment.world_size();
   options.min_free_fraction = options_.min_free_fraction;

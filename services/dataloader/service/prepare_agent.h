@@ -50,6 +50,9 @@ struct PrepareAgentOptions {
   video::InputLimits input_limits;
   // Share of the output volume kept free (PrepareOptions::min_free_fraction).
   double min_free_fraction = 0.05;
+  // Most videos transcoded at once, whatever the job asks (resources.decode_threads): the
+  // loader's own decode threads (each transcode holds up to 64 MiB of frames). 0 = one per core.
+  int max_threads = 0;
 };
 
 // What an assignment's run ended with, as reported to the coordinator.

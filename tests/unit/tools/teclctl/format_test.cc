@@ -42,6 +42,24 @@ TEST(ProgressLineTest, EvaluationNeverShowsTheScheduleAsItsVideoCount) {
   EXPECT_THAT(ProgressLine(job), HasSubstr(" 60/240 videos  25%"));
 }
 
+TEST(ProgressLineTest, PrepareShowsVideosNewKeptFailedAndRate) {
+  tecl::v1::Job job = JobOf(tecl::v1::JOB_KIND_PREPARE, 500);
+  EXPECT_THAT(ProgressLine(job), HasSubstr(" 0/? videos   0%"));
+  tecl::v1::JobProgress& p = *job.mutable_progress();
+  p.set_step(50);
+  p.set_total_steps(200);
+  p.set_clips_per_second(2.5);
+  p.set_eta_s(60);
+  p.set_updated_unix_ms(1);
+  p.mutable_prepare()->set_videos_prepared(30);
+  p.mutable_prepare()->set_videos_kept(18);
+  p.mutable_prepare()->set_videos_failed(2);
+  const std::string line = ProgressLine(job);
+  EXPECT_THAT(line, HasSubstr(" 50/200 videos  25%"));
+  EXPECT_THAT(line, HasSubstr("30 new, 18 kept, 2 failed  2.5 videos/s"));
+  EXPECT_THAT(line, Not(HasSubstr("loss")));
+}
+
 tecl::v1::WorkerInfo Rank(const std::string& job, int rank, double step_seconds, double wait) {
   tecl::v1::WorkerInfo w;
   w.set_id("trainer-" + std::to_string(rank));
