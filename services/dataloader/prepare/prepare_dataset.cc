@@ -380,9 +380,15 @@ absl::StatusOr<PrepareSummary> PrepareDataset(const PrepareOptions& options,
       RemoveStaleTemporaries(output);
       fs::remove(output + kRecordSuffix, error);
       absl::StatusOr<video::FileIdentity> identity = video::StatVideoFile(source);
+      TranscodeOptions transcode = options.transcode;
+      transcode.cancelled = options.cancelled;
       absl::StatusOr<TranscodeResult> result =
-          identity.ok() ? TranscodeVideo(source, output, options.transcode)
+          identity.ok() ? TranscodeVideo(source, output, transcode)
                         : absl::StatusOr<TranscodeResult>(identity.status());
+      if (absl::IsCancelled(result.status())) {  // Not the video's failure: no record, redone.
+        end_early(result.status());
+        break;
+      }
       if (identity.ok()) {
         record.source_size = identity->size;
         record.source_mtime_ns = identity->mtime_ns;

@@ -57,8 +57,8 @@ struct PrepareOptions {
   int num_shards = 1;
   // Called after every video (from the worker threads, one call at a time).
   std::function<void(const PrepareProgress&)> on_progress;
-  // Asked before each video; true ends the call with CANCELLED (videos in flight finish first, so
-  // no temporary file is left behind by the ones started).
+  // Asked before each video and each chunk of one; true ends the call with CANCELLED. A video
+  // cut short leaves no file and no record (it is redone by the next run).
   std::function<bool()> cancelled;
   // Before each transcode the output volume must keep this share of its space free (statvfs);
   // below it the call ends with RESOURCE_EXHAUSTED naming the volume (0 disables the check).

@@ -173,6 +173,10 @@ absl::StatusOr<TranscodeResult> TranscodeVideo(const std::string& source,
                               ? options.chunk_frames
                               : std::clamp<int64_t>((int64_t{64} << 20) / frame_bytes, 1, 4096);
     for (int64_t first = 0; first < info.num_frames; first += chunk) {
+      if (options.cancelled && options.cancelled()) {
+        return absl::CancelledError(absl::StrCat(source, ": transcode cancelled at frame ", first,
+                                                 " of ", info.num_frames));
+      }
       video::ClipRequest request;
       request.out_width = result.width;
       request.out_height = result.height;

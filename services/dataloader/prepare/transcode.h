@@ -22,6 +22,7 @@
 #define TECL_SERVICES_DATALOADER_PREPARE_TRANSCODE_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -48,6 +49,9 @@ struct TranscodeOptions {
   // long-GOP source decode frames twice.
   int chunk_frames = 0;
   video::DecodeOptions decode;  // The source's budget and limits; fps must be 0 (native rate).
+  // Asked before each chunk; true ends the transcode with CANCELLED and no file left (a stop
+  // order then waits for one chunk, not for the rest of a long video). Empty = never.
+  std::function<bool()> cancelled;
 };
 
 // INVALID_ARGUMENT naming the first bad field and its allowed range.

@@ -2,8 +2,8 @@
 // into the dataloader's MembershipLoop (Hooks): an assignment in a heartbeat response starts a run
 // thread that transcodes shard `rank` of `world_size` of the job's data set with PrepareDataset;
 // the following heartbeats carry the run's job, attempt, rank and progress (videos done, kept,
-// failed, bytes, videos/s); a stop order, a lost registration or Shutdown ends the run before its
-// next video; its outcome is reported before the next heartbeat, and the loader is idle again
+// failed, bytes, videos/s); a stop order, a lost registration or Shutdown ends the run within one
+// chunk of the videos it is transcoding (they leave no file and are redone later); its outcome is reported before the next heartbeat, and the loader is idle again
 // (an assignment sent again after its run ended gets the report again, not a second run).
 //
 // Confinement: the output must lie under one of `write_roots` (--write_root; none by default, so
@@ -77,7 +77,7 @@ class PrepareAgent {
   MembershipLoop::Hooks Hooks();
   void SetLoop(MembershipLoop* loop);
 
-  // Stops the current run (before its next video), reports its outcome and joins the thread.
+  // Stops the current run (within a chunk of its videos), reports its outcome, joins the thread.
   void Shutdown();
 
   // Runs one assignment on the calling thread (the run thread's body; tests call it directly),

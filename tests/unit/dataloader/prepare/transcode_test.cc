@@ -181,6 +181,21 @@ TEST(TranscodeTest, ADamagedSourceFailsAndLeavesNoFile) {
   EXPECT_THAT(FilesIn(dir), ::testing::UnorderedElementsAre("source.mp4", "damaged.mp4"));
 }
 
+// A stop order between chunks ends the transcode at once, leaving no file.
+TEST(TranscodeTest, ACancelledTranscodeStopsBetweenChunksAndLeavesNoFile) {
+  TempDir dir;
+  const std::string source = WriteSource(dir);
+  TranscodeOptions options;
+  options.short_side = 32;
+  options.chunk_frames = 16;
+  int asked = 0;
+  options.cancelled = [&] { return ++asked > 2; };
+  absl::StatusOr<TranscodeResult> result = TranscodeVideo(source, dir.File("out.mp4"), options);
+  ASSERT_EQ(result.status().code(), absl::StatusCode::kCancelled) << result.status();
+  EXPECT_THAT(std::string(result.status().message()), HasSubstr("at frame 32 of 75"));
+  EXPECT_THAT(FilesIn(dir), ::testing::UnorderedElementsAre("source.mp4"));
+}
+
 TEST(TranscodeTest, OptionsAreRangeChecked) {
   TranscodeOptions options;
   options.short_side = 15;
