@@ -1,5 +1,7 @@
 #include "services/dataloader/prepare/prepare_dataset.h"
 
+#include <sys/statvfs.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -10,8 +12,6 @@
 #include <optional>
 #include <set>
 #include <thread>
-
-#include <sys/statvfs.h>
 #include <utility>
 
 #include "absl/strings/ascii.h"
