@@ -29,6 +29,7 @@ class AblationTest(unittest.TestCase):
             for args, field in ((["--scale", "1,3", "--groups", "4"], "--scale"),
                                 (["--scale", "0"], "--scale"),
                                 (["--scale", "2:global"], "--scale"),
+                                (["--scale", "1,2,1"], "--scale"),
                                 (["--steps", "-5"], "--steps"),
                                 (["--seeds", "100"], "--seeds"),
                                 (["--first_seed", "0"], "--first_seed"),
