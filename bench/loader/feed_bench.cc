@@ -35,6 +35,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -160,10 +161,39 @@ Result Feed(const std::string& address, const std::string& root, int cores) {
   return result;
 }
 
+// The flags' ranges, checked before anything is written or started: "" when every flag is in
+// range, else the message naming the flag and what it takes.
+std::string FlagError() {
+  const auto out_of = [](const char* name, double value, double low, double high) {
+    return (value >= low && value <= high)
+               ? std::string()
+               : absl::StrFormat("--%s=%g is out of range: it takes %g..%g", name, value, low, high);
+  };
+  for (const std::string& error :
+       {out_of("videos", absl::GetFlag(FLAGS_videos), 16, 10000),
+        out_of("seconds", absl::GetFlag(FLAGS_seconds), 1, 600),
+        out_of("consumer_rate", absl::GetFlag(FLAGS_consumer_rate), 1, 1e6),
+        out_of("warmup", absl::GetFlag(FLAGS_warmup), 0, 10000),
+        out_of("batches", absl::GetFlag(FLAGS_batches), 1, 100000)}) {
+    if (!error.empty()) return error;
+  }
+  for (absl::string_view c : absl::StrSplit(absl::GetFlag(FLAGS_cores), ',', absl::SkipEmpty())) {
+    int n = 0;
+    if (!absl::SimpleAtoi(c, &n) || n < 1 || n > 1024) {
+      return absl::StrFormat("--cores: \"%s\" is not a core count 1..1024 (e.g. --cores=1,2)", c);
+    }
+  }
+  return "";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  if (const std::string error = FlagError(); !error.empty()) {
+    std::fprintf(stderr, "tecl_feed_bench: %s\n", error.c_str());
+    return 2;
+  }
   std::string dir = absl::GetFlag(FLAGS_data_dir);
   if (dir.empty()) dir = (fs::temp_directory_path() / "tecl_feed_bench").string();
   dir = fs::absolute(dir).lexically_normal().string();
@@ -194,7 +224,9 @@ int main(int argc, char** argv) {
 
   std::vector<int> cores;
   for (absl::string_view c : absl::StrSplit(absl::GetFlag(FLAGS_cores), ',', absl::SkipEmpty())) {
-    cores.push_back(std::atoi(std::string(c).c_str()));
+    int n = 0;
+    (void)absl::SimpleAtoi(c, &n);  // checked by FlagError
+    cores.push_back(n);
   }
   const double rate = absl::GetFlag(FLAGS_consumer_rate);
   std::printf(
