@@ -9,9 +9,11 @@
 //            model.sync_batchnorm off)
 //   global   the same with both on (docs/global-batch.md): the contrastive terms' all-gathers and
 //            SyncBN's all-reduces on the critical path
-// Reports global clips/s, the speed-up over `single`, and for the 2-process runs the all-reduce
+//   global_own_group (not in the default list) `global` with the step collectives on a second
+//            process group, so that SyncBN's all-reduces do not queue behind the reducer's buckets
+// Reports global clips/s, the speed-up over `single`, and for the multi-process runs the all-reduce
 // time, the part of it exposed after backward and the share hidden behind backward; for
-// local/global also the time the step waited in the global batch's collectives.
+// local/global also the time the step waited in the global batch's gathers and SyncBN.
 // The model is tiny3d-sized: four conv3d-BN-ReLU blocks (3->32->64->128->256, global max pool,
 // D=256) with the method's heads (psi on [h_A,h_B] and [h_B,h_A], speed, direction, order, g).
 //
