@@ -162,8 +162,8 @@ Result Feed(const std::string& address, const std::string& root, int cores) {
 }
 
 // The flags' ranges, checked before anything is written or started: "" when every flag is in
-// range, else the message naming the flag and what it takes.
-std::string FlagError() {
+// range (and *cores holds --cores), else the message naming the flag and what it takes.
+std::string FlagError(std::vector<int>* cores) {
   const auto out_of = [](const char* name, double value, double low, double high) {
     return (value >= low && value <= high)
                ? std::string()
@@ -182,6 +182,7 @@ std::string FlagError() {
     if (!absl::SimpleAtoi(c, &n) || n < 1 || n > 1024) {
       return absl::StrFormat("--cores: \"%s\" is not a core count 1..1024 (e.g. --cores=1,2)", c);
     }
+    cores->push_back(n);
   }
   return "";
 }
@@ -190,7 +191,8 @@ std::string FlagError() {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
-  if (const std::string error = FlagError(); !error.empty()) {
+  std::vector<int> cores;
+  if (const std::string error = FlagError(&cores); !error.empty()) {
     std::fprintf(stderr, "tecl_feed_bench: %s\n", error.c_str());
     return 2;
   }
@@ -222,12 +224,6 @@ int main(int argc, char** argv) {
   const int cpus = static_cast<int>(std::thread::hardware_concurrency());
   const int consumer_cpu = tecl::bench::PinToOneCpu(-1);
 
-  std::vector<int> cores;
-  for (absl::string_view c : absl::StrSplit(absl::GetFlag(FLAGS_cores), ',', absl::SkipEmpty())) {
-    int n = 0;
-    (void)absl::SimpleAtoi(c, &n);  // checked by FlagError
-    cores.push_back(n);
-  }
   const double rate = absl::GetFlag(FLAGS_consumer_rate);
   std::printf(
       "\n%d videos 340x256 30 fps %.0f s GOP 250 B-frames vs prepared (short side 128, keyframe "

@@ -1,6 +1,7 @@
 #include "services/dataloader/service/prepare_agent.h"
 
 #include <algorithm>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"

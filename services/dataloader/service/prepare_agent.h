@@ -3,8 +3,9 @@
 // thread that transcodes shard `rank` of `world_size` of the job's data set with PrepareDataset;
 // the following heartbeats carry the run's job, attempt, rank and progress (videos done, kept,
 // failed, bytes, videos/s); a stop order, a lost registration or Shutdown ends the run within one
-// chunk of the videos it is transcoding (they leave no file and are redone later); its outcome is reported before the next heartbeat, and the loader is idle again
-// (an assignment sent again after its run ended gets the report again, not a second run).
+// chunk of the videos it is transcoding (they leave no file and are redone later); its outcome is
+// reported before the next heartbeat, and the loader is idle again (an assignment sent again
+// after its run ended gets the report again, not a second run).
 //
 // Confinement: the output must lie under one of `write_roots` (--write_root; none by default, so
 // a loader writes nothing until told where it may) and the source under the loader's read roots
